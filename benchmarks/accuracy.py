@@ -1,0 +1,106 @@
+"""Accuracy of kvopt's predictions against published measurements.
+
+Reads ``benchmarks/data/published_train.csv`` (numbers from TensorRT-LLM docs, MLPerf logs and
+llama.cpp tables; each row keeps its source) and predicts every row kvopt can model so far:
+
+* ``batch`` rows: one static batch -> ``ttft_mean`` = prefill time of the batch,
+  ``output_throughput`` = batch x output tokens / (time per output token x output tokens)
+  for single-stream decode rows (llama.cpp ``tg`` tests).
+
+Rows under load (``offline``, ``rps``, ``concurrency``) need the serving model and are listed
+as skipped. No per-row tuning: every prediction uses the catalog and engine profiles as
+shipped. Run: ``python benchmarks/accuracy.py [--markdown]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+from kvopt import KvoptError, estimate
+
+DATA = Path(__file__).resolve().parent / "data" / "published_train.csv"
+ENGINE = {"trtllm": "trtllm", "nim-trtllm": "trtllm", "vllm": "vllm", "llamacpp": "llamacpp"}
+
+
+def predict(row: dict[str, str]) -> tuple[float | None, str]:
+    """(prediction, reason when None) for one published row."""
+    if row["load_kind"] != "batch":
+        return None, f"load '{row['load_kind']}' needs the serving model (issue: serving)"
+    batch = int(float(row["load_value"]))
+    tp = int(row["tp"])
+    est = estimate(model=row["model"], gpu=row["gpu"], tp=tp, weights=row["weight_precision"],
+                   kv_dtype=row["kv_precision"],
+                   engine=ENGINE[row["engine"]], input_len=int(row["input_len"]),
+                   output_len=int(row["output_len"]), batch=batch)
+    metric = row["metric"]
+    if metric == "ttft_mean":
+        return est.latency.ttft_ms, ""
+    if metric == "itl_mean":
+        return est.latency.tpot_ms, ""
+    if metric == "output_throughput":
+        replicas = int(row["num_gpus"]) // tp
+        return replicas * batch * 1000.0 / est.latency.tpot_ms, ""
+    return None, f"metric {metric} not predicted"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args(argv)
+    with DATA.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    errors: dict[str, list[float]] = {}
+    out: list[tuple[str, ...]] = []
+    skipped = 0
+    for row in rows:
+        try:
+            pred, _why = predict(row)
+        except KvoptError as exc:
+            pred = None
+            print(f"{row['id']}: kvopt cannot model it: {exc}")
+        if pred is None:
+            skipped += 1
+            continue
+        measured = float(row["value"])
+        ape = abs(pred - measured) / measured * 100
+        errors.setdefault(row["metric"], []).append(ape)
+        desc = (f"{row['model']} {row['weight_precision']} {row['gpu']} tp{row['tp']} "
+                f"{row['engine']}-{row['engine_version']} in{row['input_len']}/"
+                f"out{row['output_len']} {row['load_kind']}={row['load_value']}")
+        out.append((row["id"], desc, row["metric"], f"{measured:g}", f"{pred:.1f}",
+                    f"{(pred - measured) / measured * 100:+.1f}%"))
+    if args.markdown:
+        print("| id | configuration | metric | measured | kvopt | error |")
+        print("|---|---|---|---:|---:|---:|")
+        for r in out:
+            print("| " + " | ".join(r) + " |")
+        print()
+        print("| metric | rows | median APE | mean APE |")
+        print("|---|---:|---:|---:|")
+    else:
+        for r in out:
+            print(f"{r[0]:4s} {r[1]:75s} {r[2]:18s} measured {r[3]:>9s} kvopt {r[4]:>9s} "
+                  f"{r[5]:>8s}")
+        print()
+    for metric, errs in sorted(errors.items()):
+        med, mean = statistics.median(errs), statistics.fmean(errs)
+        if args.markdown:
+            print(f"| {metric} | {len(errs)} | {med:.1f}% | {mean:.1f}% |")
+        else:
+            print(f"{metric:18s} rows {len(errs):3d}  median APE {med:5.1f}%  mean APE "
+                  f"{mean:5.1f}%")
+    all_errs = [e for errs in errors.values() for e in errs]
+    if all_errs:
+        line = (f"all metrics: {len(all_errs)} rows, median APE "
+                f"{statistics.median(all_errs):.1f}%, mean APE {statistics.fmean(all_errs):.1f}%"
+                f"; {skipped} rows skipped (need the serving model)")
+        print(("\n" if args.markdown else "") + line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

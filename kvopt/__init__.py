@@ -1,0 +1,48 @@
+"""kvopt: plan LLM serving deployments from physics (memory, roofline latency, cost).
+
+Public API (stable names; everything else is internal)::
+
+    from kvopt import estimate, load_model, load_gpu
+    est = estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=1024, output_len=256,
+                   batch=32)
+    est.to_dict()["latency"]["tpot_ms"]
+"""
+
+from kvopt._version import __version__
+from kvopt.catalog.engines import EngineProfile, engine_names, load_engine
+from kvopt.catalog.gpus import GpuSpec, list_gpus, load_gpu
+from kvopt.catalog.model_spec import ModelSpec
+from kvopt.catalog.models import list_models, load_model, load_model_file
+from kvopt.catalog.prices import price_for
+from kvopt.errors import (
+    CatalogError,
+    InfeasiblePlanError,
+    InputError,
+    KvoptError,
+    SolverError,
+    UnsupportedError,
+)
+from kvopt.estimate import Estimate, estimate
+
+__all__ = [
+    "CatalogError",
+    "EngineProfile",
+    "Estimate",
+    "GpuSpec",
+    "InfeasiblePlanError",
+    "InputError",
+    "KvoptError",
+    "ModelSpec",
+    "SolverError",
+    "UnsupportedError",
+    "__version__",
+    "engine_names",
+    "estimate",
+    "list_gpus",
+    "list_models",
+    "load_engine",
+    "load_gpu",
+    "load_model",
+    "load_model_file",
+    "price_for",
+]

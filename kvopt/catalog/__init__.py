@@ -1,0 +1,1 @@
+"""Catalog loaders: LLM cards, GPU cards, prices, engine profiles (data in models/)."""

@@ -1,0 +1,94 @@
+"""Serving-engine profiles (``models/engines/<name>.yaml``): defaults with a source each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kvopt.catalog.gpus import GpuSpec
+from kvopt.catalog.paths import models_dir
+from kvopt.catalog.resolve import NameIndex
+from kvopt.catalog.yamlio import read_yaml, sourced
+from kvopt.errors import CatalogError
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineProfile:
+    """Engine defaults that shape memory and step time (for one GPU type)."""
+
+    name: str
+    memory_fraction: float
+    memory_fraction_applies_to: str  # total | free_after_weights
+    block_size: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    cuda_graphs: bool
+    chunked_prefill: bool
+    prefix_caching: bool
+    runtime_overhead_gib: float
+    step_overhead_ms: float
+    kernel_launch_us: float
+    version_modeled: str = ""
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"memory_fraction {self.memory_fraction} must lie in (0, 1]")
+        if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
+            raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
+
+
+@cache
+def _raw() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((models_dir() / "engines").glob("*.yaml")):
+        data = read_yaml(path)
+        if not isinstance(data, dict) or data.get("name") != path.stem:
+            raise CatalogError(f"{path}: needs 'name: {path.stem}'")
+        data["__origin__"] = str(path)
+        out[path.stem] = data
+    return out
+
+
+def engine_names() -> list[str]:
+    return sorted(_raw())
+
+
+def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
+    """The profile of engine ``name``, with large-GPU overrides applied for ``gpu``."""
+    canonical = NameIndex("engine", {n: () for n in _raw()}).resolve(name)
+    data = _raw()[canonical]
+    origin = data["__origin__"]
+    srcs: dict[str, str] = {}
+
+    def num(node: Any, key: str) -> float:
+        value, src = sourced(node, key, origin)
+        srcs[key] = src
+        return float(value or 0.0)
+
+    seqs = num(data.get("max_num_seqs"), "max_num_seqs")
+    tokens = num(data.get("max_num_batched_tokens"), "max_num_batched_tokens")
+    big = data.get("large_gpu")
+    if gpu is not None and isinstance(big, dict):
+        excluded = set(big.get("exclude_architectures") or ())
+        if gpu.memory_gib >= float(big.get("min_memory_gib", 1e9)) and (
+                gpu.architecture not in excluded):
+            seqs = num(big.get("max_num_seqs"), "large_gpu.max_num_seqs")
+            tokens = num(big.get("max_num_batched_tokens"), "large_gpu.max_num_batched_tokens")
+    try:
+        return EngineProfile(
+            name=canonical, memory_fraction=num(data.get("memory_fraction"), "memory_fraction"),
+            memory_fraction_applies_to=str(data.get("memory_fraction_applies_to", "total")),
+            block_size=int(num(data.get("block_size"), "block_size")), max_num_seqs=int(seqs),
+            max_num_batched_tokens=int(tokens), cuda_graphs=bool(data.get("cuda_graphs", True)),
+            chunked_prefill=bool(data.get("chunked_prefill", True)),
+            prefix_caching=bool(data.get("prefix_caching", False)),
+            runtime_overhead_gib=num(data.get("runtime_overhead_gib"), "runtime_overhead_gib"),
+            step_overhead_ms=num(data.get("step_overhead_ms"), "step_overhead_ms"),
+            kernel_launch_us=num(data.get("kernel_launch_us"), "kernel_launch_us"),
+            version_modeled=str(data.get("version_modeled", "")),
+            sources=tuple(sorted(srcs.items())),
+        )
+    except ValueError as exc:
+        raise CatalogError(f"{origin}: {exc}") from None

@@ -1,0 +1,157 @@
+"""Rendering for the CLI: rich tables for people, plain dicts for ``--json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kvopt.catalog.gpus import DTYPES, GpuSpec
+from kvopt.catalog.model_spec import ModelSpec
+from kvopt.catalog.prices import Price
+from kvopt.estimate import Estimate
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=140)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def gpu_row(g: GpuSpec, price: Price | None) -> dict[str, Any]:
+    return {
+        "id": g.id, "name": g.name, "vendor": g.vendor, "architecture": g.architecture,
+        "form_factor": g.form_factor, "memory_gib": g.memory_gib,
+        "memory_bandwidth_gb_s": g.memory_bandwidth_gb_s,
+        "tensor_tflops_dense": dict(g.tensor_tflops), "interconnect": g.interconnect_kind,
+        "interconnect_bandwidth_gb_s": g.interconnect_bandwidth_gb_s, "tdp_w": g.tdp_w,
+        "usd_per_gpu_hour": price.usd_per_gpu_hour if price else None,
+        "price_provider": price.provider if price else None,
+    }
+
+
+def gpu_table(gpus: list[GpuSpec], prices: dict[str, Price]) -> None:
+    t = Table(title=f"{len(gpus)} GPUs (dense tensor TFLOP/s; - = no hardware support)")
+    for col in ("id", "arch", "form", "mem GiB", "BW GB/s", "bf16", "fp8", "fp4", "link",
+                "TDP W", "$/GPU-h"):
+        t.add_column(col, justify="left" if col in ("id", "arch", "form", "link") else "right")
+    for g in gpus:
+        p = prices.get(g.id)
+        t.add_row(g.id, g.architecture, g.form_factor, _fmt(g.memory_gib, 0),
+                  _fmt(g.memory_bandwidth_gb_s, 0), _fmt(g.tensor_tflops.get("bf16")),
+                  _fmt(g.tensor_tflops.get("fp8")), _fmt(g.tensor_tflops.get("fp4")),
+                  g.interconnect_kind, _fmt(g.tdp_w, 0), _fmt(p.usd_per_gpu_hour, 2) if p else "-")
+    _console().print(t)
+
+
+def gpu_detail(g: GpuSpec, price: Price | None) -> dict[str, Any]:
+    data = gpu_row(g, price)
+    data.pop("tensor_tflops_dense")
+    for d in DTYPES:
+        data[f"tensor_tflops_dense.{d}"] = g.tensor_tflops.get(d)
+    data["aliases"] = list(g.aliases)
+    if g.laptop:
+        data["laptop_profile"] = g.laptop.name
+        data["compute_sustained_factor"] = g.laptop.compute_sustained_factor
+        data["bandwidth_sustained_factor"] = g.laptop.bandwidth_sustained_factor
+    data["sources"] = dict(g.sources)
+    if price:
+        data["sources"]["usd_per_gpu_hour"] = f"{price.provider} {price.date}: {price.source}"
+    data["notes"] = g.notes
+    return data
+
+
+def model_row(m: ModelSpec) -> dict[str, Any]:
+    from kvopt.physics.memory import kv_bytes_per_token
+    from kvopt.physics.params import param_counts
+
+    pc = param_counts(m)
+    return {
+        "name": m.name, "model_type": m.model_type, "hf_id": m.hf_id,
+        "params": pc.total, "active_params": pc.active, "params_published": m.params_published,
+        "layers": m.num_layers, "hidden_size": m.hidden_size, "heads": m.num_heads,
+        "kv_heads": m.num_kv_heads, "attention": m.attention_kind,
+        "experts": m.moe.num_experts if m.moe else 0, "max_context": m.max_context,
+        "kv_bytes_per_token_bf16": kv_bytes_per_token(m, 2.0), "source": m.source,
+    }
+
+
+def model_table(models: list[ModelSpec]) -> None:
+    t = Table(title=f"{len(models)} models")
+    for col in ("name", "type", "params B", "active B", "layers", "attn", "experts",
+                "context", "KV B/token (bf16)"):
+        t.add_column(col, justify="left" if col in ("name", "type", "attn") else "right")
+    for m in models:
+        r = model_row(m)
+        t.add_row(m.name, m.model_type, _fmt(r["params"] / 1e9, 2),
+                  _fmt(r["active_params"] / 1e9, 2), str(m.num_layers), r["attention"],
+                  str(r["experts"] or "-"), f"{m.max_context:,}",
+                  f"{r['kv_bytes_per_token_bf16']:,.0f}")
+    _console().print(t)
+
+
+def model_detail(m: ModelSpec) -> dict[str, Any]:
+    data = model_row(m)
+    data["head_dim"] = m.head_dim
+    data["intermediate_size"] = m.intermediate_size
+    data["vocab_size"] = m.vocab_size
+    data["tie_embeddings"] = m.tie_embeddings
+    data["sliding_windows"] = sorted({w for w in m.sliding_windows if w is not None})
+    data["aliases"] = list(m.aliases)
+    if m.moe:
+        data["experts_per_token"] = m.moe.experts_per_token
+    if m.mla:
+        data["kv_lora_rank"] = m.mla.kv_lora_rank
+        data["qk_rope_head_dim"] = m.mla.qk_rope_head_dim
+    return data
+
+
+def detail_table(title: str, data: dict[str, Any]) -> None:
+    t = Table(title=title, show_header=False)
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                t.add_row(f"{key}.{k}", str(v))
+        else:
+            t.add_row(key, str(value))
+    _console().print(t)
+
+
+def estimate_tables(e: Estimate) -> None:
+    c = _console()
+    c.print(f"[bold]{e.model}[/bold] on {e.tp}x {e.gpu} | weights {e.weights}, KV {e.kv_dtype}"
+            f" | engine {e.engine}")
+    mem = e.memory
+    t = Table(title="Memory per GPU (GiB)")
+    for col in ("weights", "KV cache", "activations", "runtime", "total", "GPU", "fits"):
+        t.add_column(col, justify="right")
+    t.add_row(_fmt(mem.weights_gib, 2), _fmt(mem.kv_cache_gib, 2), _fmt(mem.activations_gib, 2),
+              _fmt(mem.overhead_gib, 2), _fmt(mem.total_gib, 2), _fmt(mem.gpu_gib, 0),
+              "yes" if mem.fits else "[red]NO[/red]")
+    c.print(t)
+    c.print(f"KV: {mem.kv_bytes_per_token:,.0f} B/token per GPU; capacity "
+            f"{mem.kv_capacity_tokens:,} tokens; max concurrent sequences "
+            f"{mem.max_concurrent_seqs:,}")
+    if mem.reason:
+        c.print(f"[red]does not fit:[/red] {mem.reason}")
+    lat, thr, u, cost = e.latency, e.throughput, e.utilization, e.cost
+    t = Table(title="Latency and throughput (per replica)")
+    for col in ("prefill ms", "TTFT ms", "TPOT ms", "e2e ms", "output tok/s", "total tok/s",
+                "req/s"):
+        t.add_column(col, justify="right")
+    t.add_row(_fmt(lat.prefill_ms), _fmt(lat.ttft_ms), _fmt(lat.tpot_ms, 2), _fmt(lat.e2e_ms, 0),
+              _fmt(thr.output_tok_s, 0), _fmt(thr.total_tok_s, 0), _fmt(thr.requests_s, 2))
+    c.print(t)
+    t = Table(title="Utilization and cost")
+    for col in ("MFU", "MBU", "FLOP/byte", "bottleneck", "$/h", "$/M output tok"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{u.mfu:.1%}", f"{u.mbu:.1%}", _fmt(u.arithmetic_intensity), u.bottleneck,
+              _fmt(cost.usd_per_hour, 2), _fmt(cost.usd_per_million_output_tokens, 3))
+    c.print(t)
+    for note in e.notes:
+        c.print(f"note: {note}")

@@ -1,0 +1,57 @@
+"""Achieved fractions of peak, fitted on measured kernels (``models/efficiency.yaml``).
+
+``compute_efficiency``: large-GEMM TFLOP/s over the dense spec peak. ``memory_efficiency``:
+asymptotic fraction of spec bandwidth a GEMM streams weights at (capped by the measured
+device-copy fraction); smaller weight matrices reach ``em x W / (W + BW x tau)``. Ops combine
+their compute and memory times with a smooth maximum of exponent ``p`` (fitted).
+Fitted on H100-SXM and H200; other GPUs use ``default`` (the mean), an assumption that a
+calibration (``kvopt calibrate``) replaces with measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kvopt.catalog.paths import models_dir
+from kvopt.catalog.yamlio import read_yaml
+from kvopt.errors import CatalogError
+
+# dtypes without their own measured curve use the nearest measured one
+_CURVE_FOR = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "fp8", "fp4": "fp8"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Efficiency:
+    compute: float
+    memory: float
+    ramp_tau_s: float  # GEMM weight streams reach em/2 at W = bandwidth x tau
+    smoothmax_p: float
+    copy_fraction: float
+    fitted_on: str  # which GPU's fit this is ("default" = mean of fitted GPUs)
+
+
+@cache
+def _data() -> dict[str, Any]:
+    path = models_dir() / "efficiency.yaml"
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "default" not in data or not data.get("source"):
+        raise CatalogError(f"{path}: needs 'source' and 'default'")
+    return data
+
+
+def efficiency(gpu_id: str, dtype: str) -> Efficiency:
+    """Efficiency curve for GEMMs in ``dtype`` on ``gpu_id``."""
+    data = _data()
+    key = _CURVE_FOR.get(dtype, "bf16")
+    node = (data.get("gpus") or {}).get(gpu_id)
+    fitted_on = gpu_id
+    if node is None or key not in node:
+        node, fitted_on = data["default"], "default"
+    curve = node[key]
+    return Efficiency(
+        compute=float(curve["compute_efficiency"]), memory=float(curve["memory_efficiency"]),
+        ramp_tau_s=float(curve["ramp_tau_us"]) * 1e-6,
+        smoothmax_p=float(curve["smoothmax_p"]),
+        copy_fraction=float(node["copy_bandwidth_fraction"]), fitted_on=fitted_on)

@@ -1,0 +1,116 @@
+"""Parameter counts from the architecture.
+
+Per decoder layer (h = hidden, n_h = heads, n_kv = KV heads, d = head_dim, I = MLP width):
+
+* GQA/MHA/MQA attention: ``h*n_h*d (q) + 2*h*n_kv*d (k, v) + n_h*d*h (o)`` (+ biases)
+* MLA (DeepSeek): ``h*r_q + r_q + r_q*n_h*(d_nope+d_rope)`` (or ``h*n_h*(d_nope+d_rope)``
+  without a query LoRA) ``+ h*(r_kv+d_rope) + r_kv + r_kv*n_h*(d_nope+d_v) + n_h*d_v*h``
+* gated MLP: ``3*h*I``; plain MLP (GPT-J): ``2*h*I + I + h``
+* MoE layer: ``E*3*h*I_e`` experts + ``h*E`` router + shared experts ``3*h*I_s``
+* norms: ``h`` each (RMSNorm) or ``2h`` (LayerNorm with bias)
+
+plus the embedding ``V*h``, the LM head ``V*h`` unless tied, and the final norm.
+Published checks: Llama-3.1-8B 8.03e9, Llama-3.1-70B 70.6e9 (Meta model cards).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvopt.catalog.model_spec import ModelSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamCounts:
+    """Parameter counts by component (counts, not bytes)."""
+
+    embedding: int
+    lm_head: int  # 0 when tied to the embedding
+    attention: int  # all layers, including attention-side norms in MLA
+    dense_mlp: int  # dense MLP layers and shared experts
+    experts: int  # routed experts, all of them
+    expert_each: int  # one routed expert
+    router: int
+    norms: int
+    moe_layer_count: int
+    experts_per_token: int
+
+    @property
+    def total(self) -> int:
+        return (self.embedding + self.lm_head + self.attention + self.dense_mlp + self.experts
+                + self.router + self.norms)
+
+    @property
+    def active(self) -> int:
+        """Parameters touched by one token: routed experts counted k per MoE layer."""
+        routed_active = self.moe_layer_count * self.experts_per_token * self.expert_each
+        return self.total - self.experts + routed_active
+
+    @property
+    def matmul_active(self) -> int:
+        """Active parameters that take part in matmuls per token, excluding the embedding
+        lookup (a gather) and the norms."""
+        return self.active - self.embedding - self.norms
+
+
+def attention_params_per_layer(m: ModelSpec) -> int:
+    """Attention weights of one layer (projections, biases, q/k norms, MLA latent norms)."""
+    h = m.hidden_size
+    if m.mla is not None:
+        a = m.mla
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        if a.q_lora_rank:
+            q = h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * m.num_heads * qk
+        else:
+            q = h * m.num_heads * qk
+        kv = (h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank
+              + a.kv_lora_rank * m.num_heads * (a.qk_nope_head_dim + a.v_head_dim))
+        o = m.num_heads * a.v_head_dim * h
+        return q + kv + o
+    q_out = m.num_heads * m.head_dim
+    kv_out = m.num_kv_heads * m.head_dim
+    n = h * q_out + 2 * h * kv_out + q_out * h
+    if m.qkv_bias:
+        n += q_out + 2 * kv_out
+    if m.o_bias:
+        n += h
+    if m.qk_norm:
+        n += 2 * m.head_dim
+    return n
+
+
+def mlp_params(h: int, width: int, *, gated: bool, bias: bool) -> int:
+    """One MLP block: gated ``3*h*I`` or plain ``2*h*I``, plus biases."""
+    n = (3 if gated else 2) * h * width
+    if bias:
+        n += (2 * width if gated else width) + h
+    return n
+
+
+def param_counts(m: ModelSpec) -> ParamCounts:
+    """Count parameters by component for model ``m``."""
+    h, v = m.hidden_size, m.vocab_size
+    attention = m.num_layers * attention_params_per_layer(m)
+    norm_size = 2 * h if m.norm_has_bias else h
+    norms = (m.num_layers * m.norms_per_layer + 1) * norm_size
+    dense_mlp = experts = expert_each = router = moe_layers = k = 0
+    for i in range(m.num_layers):
+        if m.moe is not None and m.moe.moe_layers[i]:
+            e = m.moe
+            moe_layers += 1
+            k = e.experts_per_token
+            expert_each = mlp_params(h, e.expert_intermediate_size, gated=True, bias=False)
+            experts += e.num_experts * expert_each
+            router += h * e.num_experts + (e.num_experts if e.router_bias else 0)
+            if e.shared_intermediate_size:
+                dense_mlp += mlp_params(h, e.shared_intermediate_size, gated=True, bias=False)
+                if e.shared_expert_gate:
+                    router += h
+        else:
+            dense_mlp += mlp_params(h, m.intermediate_size, gated=m.gated_mlp, bias=m.mlp_bias)
+    lm_head = 0 if m.tie_embeddings else v * h + (v if m.lm_head_bias else 0)
+    return ParamCounts(
+        embedding=v * h, lm_head=lm_head, attention=attention, dense_mlp=dense_mlp,
+        experts=experts, expert_each=expert_each, router=router, norms=norms,
+        moe_layer_count=moe_layers, experts_per_token=k,
+    )

@@ -1,0 +1,129 @@
+"""Number formats and the per-architecture precision support matrix (``models/precision.yaml``).
+
+A weight format runs ``native`` (tensor cores compute in it), ``weight_only`` (dequantized to
+fp16/bf16 before the math: memory savings, no compute speed-up) or is ``unsupported``
+(kvopt raises :class:`UnsupportedError` rather than guess).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kvopt.catalog.gpus import GpuSpec
+from kvopt.catalog.paths import models_dir
+from kvopt.catalog.yamlio import read_yaml, sourced
+from kvopt.errors import CatalogError, InputError, UnsupportedError
+
+WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+KV_DTYPES = ("bf16", "fp16", "fp8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Precision:
+    """How a replica stores and computes: resolved for one GPU and engine."""
+
+    weights: str
+    kv_dtype: str
+    mode: str  # native | weight_only
+    compute_dtype: str  # dtype of the tensor-core math for GEMMs
+    activation_bytes: float  # bytes per activation value moved between kernels
+    quantized_bits_per_weight: float  # includes group scales/zero points
+    unquantized: tuple[str, ...]  # components kept in 16 bit
+    kv_bytes_per_value: float
+    format_name: str
+    notes: tuple[str, ...] = ()
+
+
+@cache
+def _data() -> dict[str, Any]:
+    path = models_dir() / "precision.yaml"
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "formats" not in data or "support" not in data:
+        raise CatalogError(f"{path}: needs 'formats' and 'support'")
+    return data
+
+
+def _format(weights: str, engine: str) -> dict[str, Any]:
+    data = _data()
+    override = (data.get("engine_formats") or {}).get(engine, {}).get(weights)
+    fmt = override or data["formats"].get(weights)
+    if fmt is None:
+        raise InputError("weights", weights, f"allowed: {', '.join(WEIGHT_DTYPES)}")
+    return dict(fmt)
+
+
+def _bits(fmt: dict[str, Any], origin: str, hidden_size: int) -> float:
+    bits, _ = sourced(fmt["bits_per_weight"], "bits_per_weight", origin)
+    total = float(bits or 0.0)
+    if "group_size" in fmt:
+        group, _ = sourced(fmt["group_size"], "group_size", origin)
+        extra, _ = sourced(fmt["group_overhead_bits"], "group_overhead_bits", origin)
+        total += float(extra or 0.0) / float(group or 1.0)
+    if "scale_bits_per_output_channel" in fmt:
+        scale, _ = sourced(fmt["scale_bits_per_output_channel"], "scale_bits", origin)
+        total += float(scale or 0.0) / hidden_size  # one scale per row of K=hidden inputs
+    return total
+
+
+def support_mode(gpu: GpuSpec, weights: str) -> str:
+    """``native``, ``weight_only`` or ``unsupported`` for ``weights`` on ``gpu``."""
+    table = _data()["support"].get(gpu.architecture)
+    if table is None:
+        raise UnsupportedError(
+            f"{gpu.id}: architecture '{gpu.architecture}' has no entry in the precision "
+            "support matrix (models/precision.yaml); kvopt cannot model it")
+    return str(table.get(weights, "unsupported"))
+
+
+def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engine: str,
+                      hidden_size: int) -> Precision:
+    """Resolve the storage and compute formats of a replica, or raise UnsupportedError."""
+    if weights not in WEIGHT_DTYPES:
+        raise InputError("weights", weights, f"allowed: {', '.join(WEIGHT_DTYPES)}")
+    kv = kv_dtype or ("fp16" if weights == "fp16" else "bf16")
+    if kv not in KV_DTYPES:
+        raise InputError("kv_dtype", kv, f"allowed: {', '.join(KV_DTYPES)}")
+    origin = "models/precision.yaml"
+    fmt = _format(weights, engine)
+    mode = support_mode(gpu, weights)
+    notes: list[str] = []
+    if mode == "unsupported":
+        raise UnsupportedError(
+            f"{weights} weights are not supported on {gpu.id} ({gpu.architecture}); "
+            f"{_alternatives(gpu)}")
+    if fmt.get("always_weight_only") and mode == "native":
+        mode = "weight_only"
+    half = "bf16" if gpu.has_tensor("bf16") and support_mode(gpu, "bf16") == "native" else "fp16"
+    compute = str(fmt["compute_dtype"]) if mode == "native" else half
+    if compute in ("bf16", "fp16") and weights in ("bf16", "fp16"):
+        compute = weights
+    if not gpu.has_tensor(compute):
+        raise UnsupportedError(
+            f"{gpu.id} lists no {compute} tensor-core throughput, needed for {weights} "
+            f"weights; {_alternatives(gpu)}")
+    if mode == "weight_only" and weights in ("fp8", "fp4"):
+        notes.append(f"{weights} weights run weight-only on {gpu.id} ({gpu.architecture} has no "
+                     f"{weights} tensor cores): memory savings, no {weights} compute speed-up")
+    elif mode == "weight_only":
+        notes.append(f"{weights} ({fmt.get('name', weights)}) is weight-only: dequantized to "
+                     f"{half}, math at {half} rate")
+    kv_ok = _data().get("kv_support", {}).get(gpu.architecture, list(KV_DTYPES))
+    if kv not in kv_ok:
+        raise UnsupportedError(f"KV cache dtype {kv} is not supported on {gpu.id} "
+                               f"({gpu.architecture}); allowed: {', '.join(kv_ok)}")
+    kv_bytes, _ = sourced(_data()["kv_bytes_per_value"][kv], f"kv_bytes_per_value.{kv}", origin)
+    return Precision(
+        weights=weights, kv_dtype=kv, mode=mode, compute_dtype=compute,
+        activation_bytes=2.0, quantized_bits_per_weight=_bits(fmt, origin, hidden_size),
+        unquantized=tuple(fmt.get("unquantized") or ()), kv_bytes_per_value=float(kv_bytes or 2),
+        format_name=str(fmt.get("name", weights)), notes=tuple(notes),
+    )
+
+
+def _alternatives(gpu: GpuSpec) -> str:
+    table = _data()["support"].get(gpu.architecture, {})
+    ok = [w for w in WEIGHT_DTYPES if table.get(w) in ("native", "weight_only")
+          and (w not in ("bf16", "fp16") or gpu.has_tensor(w))]
+    return f"supported on {gpu.id}: {', '.join(ok)}"

@@ -1,0 +1,164 @@
+"""Physics: hand-computed pieces and hypothesis properties (monotonicity, TP, bandwidth)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvopt import estimate, load_gpu, load_model
+from kvopt.physics.comm import allreduce_model
+from kvopt.physics.memory import kv_bytes_for_context, weight_bytes_per_gpu
+from kvopt.physics.ops import _pairs
+from kvopt.physics.precision import resolve_precision
+from kvopt.physics.roofline import step_time
+
+L8 = load_model("Llama-3.1-8B")
+L70 = load_model("Llama-3.1-70B")
+H100 = load_gpu("H100-SXM")
+
+
+def prec(gpu=H100, weights="bf16", kv=None, model=L8):
+    return resolve_precision(gpu=gpu, weights=weights, kv_dtype=kv, engine="vllm",
+                             hidden_size=model.hidden_size)
+
+
+def test_bf16_weights_bytes_are_two_per_param() -> None:
+    # 8,030,261,248 parameters x 2 bytes
+    assert weight_bytes_per_gpu(L8, 1, prec()) == 8_030_261_248 * 2
+
+
+def test_fp8_weights_keep_embeddings_and_head_in_bf16() -> None:
+    p = prec(weights="fp8")
+    emb = 128256 * 4096  # embedding and lm_head each
+    norms = (2 * 32 + 1) * 4096
+    linear = 8_030_261_248 - 2 * emb - norms
+    expected = linear * (8 + 32 / 4096) / 8 + (2 * emb + norms) * 2
+    assert weight_bytes_per_gpu(L8, 1, p) == pytest.approx(expected, rel=1e-9)
+
+
+def test_int4_awq_group_overhead() -> None:
+    p = prec(weights="int4")
+    assert p.quantized_bits_per_weight == pytest.approx(4 + 20 / 128)  # 4.15625 bits
+    assert p.mode == "weight_only" and p.compute_dtype in ("bf16", "fp16")
+
+
+def test_paged_kv_rounds_up_to_blocks_and_caps_windows() -> None:
+    # 1000 tokens in 16-token blocks = 63 blocks = 1008 slots x 131072/32 B per layer x 32
+    assert kv_bytes_for_context(L8, 1000, tp=1, kv_bytes=2.0, block_size=16) == 1008 * 131072
+    gemma = load_model("Gemma-2-9B")
+    per_layer = 2 * 8 * 256 * 2  # K+V x 8 KV heads x head_dim 256 x bf16
+    # 21 full layers hold 8000 tokens; 21 windowed layers hold 4096 + one block being filled
+    expected = (21 * 8000 + 21 * (4096 + 16)) * per_layer
+    assert kv_bytes_for_context(gemma, 8000, tp=1, kv_bytes=2.0, block_size=16) == expected
+
+
+def test_causal_pairs() -> None:
+    # 4 new tokens, no past: 1+2+3+4 = 10 pairs; window 2: 1+2+2+2 = 7
+    assert _pairs(np.float64(4), np.float64(0), None) == 10
+    assert _pairs(np.float64(4), np.float64(0), 2) == 7
+    # decode with 100 cached: 101 keys, capped to window 64
+    assert _pairs(np.float64(1), np.float64(100), None) == 101
+    assert _pairs(np.float64(1), np.float64(100), 64) == 64
+
+
+def test_allreduce_nvlink_hand_computed() -> None:
+    ar = allreduce_model(H100, 4)
+    link = 900e9 / 2  # NVLink per direction
+    # each phase: every GPU sends 3 x 1/4 of the buffer through its switch link
+    expected_spb = 2 * (3 / 4) / link
+    from kvopt.physics.comm import _data
+    eff = _data()["allreduce"]["nvlink"]["bandwidth_efficiency"]["value"]
+    assert ar.seconds_per_byte == pytest.approx(expected_spb / eff)
+    assert allreduce_model(H100, 1).time_s(1e6) == 0.0
+
+
+def test_tp_beyond_node_is_refused() -> None:
+    from kvopt.errors import InputError
+    with pytest.raises(InputError, match="at most"):
+        allreduce_model(load_gpu("RTX-4090-Laptop"), 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(b1=st.integers(1, 256), b2=st.integers(1, 256), ctx=st.integers(16, 8192))
+def test_decode_step_grows_with_batch(b1: int, b2: int, ctx: int) -> None:
+    lo, hi = sorted((b1, b2))
+    p = prec()
+    t_lo = step_time(L8, H100, tp=1, precision=p, seqs=lo, new=1, past=ctx).total_s
+    t_hi = step_time(L8, H100, tp=1, precision=p, seqs=hi, new=1, past=ctx).total_s
+    assert t_hi >= t_lo
+
+
+@settings(max_examples=40, deadline=None)
+@given(c1=st.integers(1, 16000), c2=st.integers(1, 16000), batch=st.integers(1, 64))
+def test_step_time_and_memory_grow_with_context(c1: int, c2: int, batch: int) -> None:
+    lo, hi = sorted((c1, c2))
+    p = prec()
+    assert (step_time(L8, H100, tp=1, precision=p, seqs=batch, new=1, past=hi).total_s
+            >= step_time(L8, H100, tp=1, precision=p, seqs=batch, new=1, past=lo).total_s)
+    assert (kv_bytes_for_context(L8, hi, tp=1, kv_bytes=2, block_size=16)
+            >= kv_bytes_for_context(L8, lo, tp=1, kv_bytes=2, block_size=16))
+
+
+@settings(max_examples=25, deadline=None)
+@given(b1=st.integers(1, 128), b2=st.integers(1, 128), inp=st.integers(1, 4000))
+def test_estimate_memory_and_latency_monotone_in_batch(b1: int, b2: int, inp: int) -> None:
+    lo, hi = sorted((b1, b2))
+    kw = dict(model=L8, gpu=H100, input_len=inp, output_len=64)
+    e_lo, e_hi = estimate(batch=lo, **kw), estimate(batch=hi, **kw)
+    assert e_hi.memory.total_gib >= e_lo.memory.total_gib
+    assert e_hi.latency.prefill_ms >= e_lo.latency.prefill_ms
+    assert e_hi.latency.decode_step_ms >= e_lo.latency.decode_step_ms
+
+
+@pytest.mark.parametrize("model", ["Llama-3.1-70B", "Mixtral-8x7B", "Qwen3-32B"])
+def test_tp_lowers_memory_per_gpu(model: str) -> None:
+    m = load_model(model)
+    per_gpu = [weight_bytes_per_gpu(m, tp, prec(model=m)) for tp in (1, 2, 4, 8)]
+    assert per_gpu == sorted(per_gpu, reverse=True)
+    assert per_gpu[-1] < per_gpu[0] / 6
+
+
+def test_tp2_decode_faster_than_tp1_for_70b_fp8_batch8() -> None:
+    kw = dict(model=L70, gpu=H100, weights="fp8", input_len=1024, output_len=128, batch=8)
+    assert estimate(tp=2, **kw).latency.decode_step_ms < estimate(tp=1, **kw).latency.decode_step_ms
+
+
+def test_tp_gain_smaller_on_pcie_than_nvlink() -> None:
+    m = load_model("Llama-3.1-8B")
+
+    def gain(gpu: str) -> float:
+        kw = dict(model=m, gpu=gpu, input_len=1024, output_len=128, batch=16)
+        return estimate(tp=1, **kw).latency.decode_step_ms / estimate(
+            tp=2, **kw).latency.decode_step_ms
+
+    assert gain("H100-PCIe") < gain("H100-SXM")
+    # the same GPU with its NVLink swapped for PCIe Gen5 x16 (peer-to-peer)
+    pcie = replace(H100, interconnect_kind="pcie", interconnect_bandwidth_gb_s=128.0)
+    kw = dict(model=m, input_len=1024, output_len=128, batch=16)
+    pcie_gain = estimate(gpu=pcie, tp=1, **kw).latency.decode_step_ms / estimate(
+        gpu=pcie, tp=2, **kw).latency.decode_step_ms
+    assert pcie_gain < gain("H100-SXM")
+
+
+@settings(max_examples=30, deadline=None)
+@given(bw=st.floats(100, 10000), factor=st.floats(1.0, 4.0), batch=st.integers(1, 128))
+def test_more_bandwidth_never_slows_decode(bw: float, factor: float, batch: int) -> None:
+    slow = replace(H100, id="H100-SXM", memory_bandwidth_gb_s=bw)
+    fast = replace(H100, id="H100-SXM", memory_bandwidth_gb_s=bw * factor)
+    p = prec()
+    t_slow = step_time(L8, slow, tp=1, precision=p, seqs=batch, new=1, past=2048).total_s
+    t_fast = step_time(L8, fast, tp=1, precision=p, seqs=batch, new=1, past=2048).total_s
+    assert t_fast <= t_slow
+
+
+def test_moe_decode_reads_fewer_experts_at_batch_one() -> None:
+    mix = load_model("Mixtral-8x7B")
+    p = prec(model=mix)
+    one = step_time(mix, H100, tp=2, precision=p, seqs=1, new=1, past=512)
+    many = step_time(mix, H100, tp=2, precision=p, seqs=64, new=1, past=512)
+    # batch 1 touches 2 of 8 experts per layer; batch 64 touches almost all 8
+    assert many.bytes > 2.5 * one.bytes

@@ -1,0 +1,54 @@
+"""Precision support is hardware-specific; weight-only formats say so."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvopt import UnsupportedError, estimate, load_gpu, load_model
+from kvopt.physics.precision import resolve_precision
+
+L8 = load_model("Llama-3.1-8B")
+
+
+def test_fp8_on_a100_is_weight_only_and_says_so() -> None:
+    e = estimate(model=L8, gpu="A100-SXM-80GB", weights="fp8", input_len=512, output_len=64,
+                 batch=4)
+    assert any("weight-only" in n and "A100" in n for n in e.notes)
+    p = resolve_precision(gpu=load_gpu("A100-SXM-80GB"), weights="fp8", kv_dtype=None,
+                          engine="vllm", hidden_size=4096)
+    assert p.mode == "weight_only" and p.compute_dtype == "bf16"
+
+
+def test_fp8_native_on_h100_is_faster_to_prefill_than_bf16() -> None:
+    kw = dict(model=L8, gpu="H100-SXM", input_len=4096, output_len=16, batch=8)
+    assert estimate(weights="fp8", **kw).latency.prefill_ms < estimate(
+        weights="bf16", **kw).latency.prefill_ms
+
+
+def test_fp8_on_a100_gives_no_prefill_speedup() -> None:
+    kw = dict(model=L8, gpu="A100-SXM-80GB", input_len=4096, output_len=16, batch=8)
+    fp8 = estimate(weights="fp8", **kw).latency.prefill_ms
+    bf16 = estimate(weights="bf16", **kw).latency.prefill_ms
+    assert fp8 >= 0.9 * bf16  # compute in bf16: only the weight reads shrink
+
+
+@pytest.mark.parametrize("gpu,weights", [("H100-SXM", "fp4"), ("V100-SXM-32GB", "bf16"),
+                                         ("MI250X", "fp8"), ("A100-SXM-80GB", "fp4")])
+def test_unsupported_formats_raise(gpu: str, weights: str) -> None:
+    with pytest.raises(UnsupportedError, match="supported on"):
+        resolve_precision(gpu=load_gpu(gpu), weights=weights, kv_dtype=None, engine="vllm",
+                          hidden_size=4096)
+
+
+def test_fp4_native_on_blackwell() -> None:
+    p = resolve_precision(gpu=load_gpu("B200"), weights="fp4", kv_dtype="fp8", engine="trtllm",
+                          hidden_size=8192)
+    assert p.mode == "native" and p.compute_dtype == "fp4"
+    assert p.quantized_bits_per_weight == pytest.approx(4.5)
+
+
+def test_kv_dtype_separate_from_weights() -> None:
+    kw = dict(model=L8, gpu="H100-SXM", input_len=1024, output_len=64, batch=4)
+    e = estimate(weights="bf16", kv_dtype="fp8", **kw)
+    assert e.memory.kv_bytes_per_token == 65536
+    assert e.memory.weights_gib == estimate(weights="bf16", **kw).memory.weights_gib
