@@ -128,8 +128,7 @@ def _prefill(model: ModelSpec, gpu: GpuSpec, tp: int, prec: Precision, eng: Engi
     """Prefill of ``batch`` prompts in engine steps of at most the token budget.
 
     Returns the summed step cost (time, FLOPs, bytes) and the number of steps."""
-    budget = eng.max_num_batched_tokens if eng.chunked_prefill else max(
-        eng.max_num_batched_tokens, input_len)
+    budget = eng.step_tokens if eng.chunked_prefill else max(eng.step_tokens, input_len)
     if input_len <= budget:
         per_step = max(1, min(batch, budget // input_len))
         full, rest = divmod(batch, per_step)
@@ -190,8 +189,8 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, outp
     kv_seq = float(kv_bytes_for_context(m, context, tp=tp, kv_bytes=prec.kv_bytes_per_value,
                                         block_size=eng.block_size))
     kv_b = batch * kv_seq
-    budget = eng.max_num_batched_tokens
-    step_tokens = min(batch * input_len, budget) if eng.chunked_prefill else batch * input_len
+    step_tokens = (min(batch * input_len, eng.step_tokens) if eng.chunked_prefill
+                   else min(batch * input_len, max(eng.step_tokens, input_len)))
     act_b = float(activation_bytes(m, tokens=step_tokens, seqs=min(batch, eng.max_num_seqs),
                                    tp=tp, act_bytes=prec.activation_bytes))
     ovh_b = eng.runtime_overhead_gib * GIB

@@ -29,12 +29,22 @@ class EngineProfile:
     runtime_overhead_gib: float
     step_overhead_ms: float
     kernel_launch_us: float
+    physical_batch_tokens: int = 0  # tokens per forward pass when below the budget (llama.cpp)
     version_modeled: str = ""
     sources: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def step_tokens(self) -> int:
+        """Most prompt tokens one forward pass processes."""
+        if self.physical_batch_tokens:
+            return min(self.physical_batch_tokens, self.max_num_batched_tokens)
+        return self.max_num_batched_tokens
 
     def __post_init__(self) -> None:
         if not 0 < self.memory_fraction <= 1:
             raise ValueError(f"memory_fraction {self.memory_fraction} must lie in (0, 1]")
+        if self.physical_batch_tokens < 0:
+            raise ValueError("physical_batch_tokens must be >= 0")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
@@ -87,6 +97,8 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             runtime_overhead_gib=num(data.get("runtime_overhead_gib"), "runtime_overhead_gib"),
             step_overhead_ms=num(data.get("step_overhead_ms"), "step_overhead_ms"),
             kernel_launch_us=num(data.get("kernel_launch_us"), "kernel_launch_us"),
+            physical_batch_tokens=int(num(data["physical_batch_tokens"], "physical_batch_tokens"))
+            if "physical_batch_tokens" in data else 0,
             version_modeled=str(data.get("version_modeled", "")),
             sources=tuple(sorted(srcs.items())),
         )
