@@ -211,6 +211,8 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, outp
     elif not fits:
         reason = (f"KV cache for batch {batch} x {context} tokens needs {kv_b / GIB:.1f} GiB "
                   f"but only {pool / GIB:.1f} GiB is left; at most {max_seqs} sequences fit")
+    if not fits:
+        notes.append("does not fit: the latency, throughput and cost figures assume it did")
     if batch > eng.max_num_seqs:
         notes.append(f"batch {batch} exceeds {eng.name}'s max_num_seqs={eng.max_num_seqs}; "
                      "the engine would run it in waves")

@@ -27,6 +27,11 @@ def normalize(name: str) -> str:
     return key
 
 
+def compact(name: str) -> str:
+    """``normalize`` without separators: 'RTX 4090' and 'rtx-4090' both become 'rtx4090'."""
+    return re.sub(r"[^a-z0-9.]", "", normalize(name))
+
+
 class NameIndex:
     """Maps every spelling of a catalog entry to its canonical id."""
 
@@ -36,7 +41,7 @@ class NameIndex:
         self._index: dict[str, str] = {}
         for canonical, aliases in names.items():
             for spelling in (canonical, *aliases):
-                for key in {spelling.strip().lower(), normalize(spelling)}:
+                for key in {spelling.strip().lower(), normalize(spelling), compact(spelling)}:
                     owner = self._index.get(key)
                     if owner is not None and owner != canonical:
                         raise CatalogError(
@@ -51,7 +56,10 @@ class NameIndex:
 
     def lookup(self, name: str) -> str | None:
         """Canonical id for ``name``, or None."""
-        return self._index.get(name.strip().lower()) or self._index.get(normalize(name))
+        for key in (name.strip().lower(), normalize(name), compact(name)):
+            if key in self._index:
+                return self._index[key]
+        return None
 
     def resolve(self, name: str) -> str:
         """Canonical id for ``name``; raises :class:`CatalogError` with close matches."""
@@ -63,14 +71,16 @@ class NameIndex:
             suggestions=self.suggest(name),
         )
 
-    def suggest(self, name: str, n: int = 3) -> list[str]:
+    def suggest(self, name: str, n: int = 4) -> list[str]:
+        """Entries that contain the name (e.g. 'a100' -> every A100), then close spellings."""
         key = normalize(name)
-        hits = difflib.get_close_matches(key, list(self._index), n=8, cutoff=0.5)
         out: list[str] = []
-        for hit in hits:
+        if len(key) >= 2:
+            for c in self._canonical:
+                if key in normalize(c) and c not in out:
+                    out.append(c)
+        for hit in difflib.get_close_matches(key, list(self._index), n=8, cutoff=0.5):
             canonical = self._index[hit]
             if canonical not in out:
                 out.append(canonical)
-        if not out:
-            out = [c for c in self._canonical if key and key.split("-")[0] in c.lower()]
         return out[:n]
