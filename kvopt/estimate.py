@@ -9,23 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from kvopt.catalog.engines import EngineProfile, load_engine
-from kvopt.catalog.gpus import GpuSpec, load_gpu
+from kvopt.catalog.engines import EngineProfile
+from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
-from kvopt.catalog.models import load_model
 from kvopt.catalog.prices import price_for
 from kvopt.errors import InputError
-from kvopt.physics.comm import allreduce_model
-from kvopt.physics.memory import (
-    activation_bytes,
-    kv_bytes_for_context,
-    kv_bytes_per_token,
-    weight_bytes_per_gpu,
-)
-from kvopt.physics.ops import step_ops
-from kvopt.physics.precision import Precision, resolve_precision
+from kvopt.physics.memory import kv_bytes_for_context
+from kvopt.physics.precision import Precision
 from kvopt.physics.roofline import StepTime, step_time
-from kvopt.physics.tp import check_tp
+from kvopt.serving.replica import build_replica
 from kvopt.units import GIB, MS_PER_S
 
 
@@ -98,25 +90,6 @@ class Estimate:
         return d
 
 
-def kv_pool_bytes(eng: EngineProfile, *, gpu_bytes: float, weights_bytes: float,
-                  activation_bytes: float) -> float:
-    """Bytes the engine leaves for the KV cache on one GPU (negative = does not fit).
-
-    * ``total`` (vLLM, SGLang, llama.cpp): ``fraction x GPU - weights - activations``; the
-      runtime overhead (CUDA context, graphs, comm buffers) lives in the ``1 - fraction``
-      headroom, and only what exceeds the headroom comes out of the pool.
-    * ``free_after_weights`` (TensorRT-LLM): ``fraction x (GPU - weights - activations -
-      runtime)``.
-    """
-    overhead = eng.runtime_overhead_gib * GIB
-    if eng.memory_fraction_applies_to == "free_after_weights":
-        free = gpu_bytes - weights_bytes - activation_bytes - overhead
-        return free * eng.memory_fraction if free > 0 else free
-    headroom = (1.0 - eng.memory_fraction) * gpu_bytes
-    return (eng.memory_fraction * gpu_bytes - weights_bytes - activation_bytes
-            - max(0.0, overhead - headroom))
-
-
 def _positive_int(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(name, value, "must be a positive integer")
@@ -150,54 +123,35 @@ def _sum(st: StepTime, times: float) -> StepTime:
                     s(st.flops), s(st.bytes), s(st.compute_only_s), s(st.memory_only_s))
 
 
-def _launch_s(model: ModelSpec, tp: int, prec: Precision, eng: EngineProfile) -> float:
-    """Per-step kernel-launch cost for engines that do not replay CUDA graphs."""
-    if eng.cuda_graphs:
-        return 0.0
-    ops = step_ops(model, tp=tp, precision=prec, seqs=1.0, new=1.0, past=1.0)
-    kernels = sum(op.count for op in ops) + (2 * model.num_layers if tp > 1 else 0)
-    return kernels * eng.kernel_launch_us / 1e6
-
-
 def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, output_len: int,
              batch: int, tp: int = 1, weights: str = "bf16", kv_dtype: str | None = None,
              engine: str = "vllm", price_usd_h: float | None = None,
              price_file: str | None = None) -> Estimate:
     """Static batch of ``batch`` requests (``input_len`` prompt + ``output_len`` output tokens)
     on one replica of ``tp`` GPUs. Memory figures are per GPU, throughput per replica."""
-    m = model if isinstance(model, ModelSpec) else load_model(model)
-    g = gpu if isinstance(gpu, GpuSpec) else load_gpu(gpu)
     for name, value in (("input_len", input_len), ("output_len", output_len), ("batch", batch),
                         ("tp", tp)):
         _positive_int(name, value)
+    if price_usd_h is not None and price_usd_h <= 0:
+        raise InputError("price_usd_h", price_usd_h, "must be > 0")
+    rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=engine)
+    m, g, eng, prec = rep.model, rep.gpu, rep.engine, rep.precision
     if input_len + output_len > m.max_context:
         raise InputError("input_len + output_len", input_len + output_len,
                          f"exceeds {m.name}'s context of {m.max_context} tokens",
                          "shorten the prompt or the output")
-    check_tp(m, tp)
-    allreduce_model(g, tp)
-    if price_usd_h is not None and price_usd_h <= 0:
-        raise InputError("price_usd_h", price_usd_h, "must be > 0")
-    eng = load_engine(engine, g)
-    prec = resolve_precision(gpu=g, weights=weights, kv_dtype=kv_dtype, engine=eng.name,
-                             hidden_size=m.hidden_size)
     notes = list(prec.notes)
 
-    # memory per GPU
+    # memory per GPU: the engine reserves activations for its largest step
     context = input_len + output_len
-    w_b = weight_bytes_per_gpu(m, tp, prec)
+    w_b, act_b, pool = rep.weights_bytes, rep.activation_bytes, rep.kv_pool_bytes
     kv_seq = float(kv_bytes_for_context(m, context, tp=tp, kv_bytes=prec.kv_bytes_per_value,
                                         block_size=eng.block_size))
     kv_b = batch * kv_seq
-    step_tokens = (min(batch * input_len, eng.step_tokens) if eng.chunked_prefill
-                   else min(batch * input_len, max(eng.step_tokens, input_len)))
-    act_b = float(activation_bytes(m, tokens=step_tokens, seqs=min(batch, eng.max_num_seqs),
-                                   tp=tp, act_bytes=prec.activation_bytes))
     ovh_b = eng.runtime_overhead_gib * GIB
-    gpu_b = g.memory_bytes
     fixed = w_b + act_b + ovh_b
-    pool = kv_pool_bytes(eng, gpu_bytes=gpu_b, weights_bytes=w_b, activation_bytes=act_b)
-    kv_tok = kv_bytes_per_token(m, prec.kv_bytes_per_value, tp)
+    kv_tok = rep.kv_bytes_per_token
     capacity_tokens = max(0, int(pool // kv_tok)) if pool > 0 else 0
     max_seqs = min(eng.max_num_seqs, int(pool // kv_seq)) if pool > 0 else 0
     fits = pool > 0 and kv_b <= pool
@@ -218,7 +172,7 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, outp
                      "the engine would run it in waves")
 
     # latency
-    overhead_s = eng.step_overhead_ms / MS_PER_S + _launch_s(m, tp, prec, eng)
+    overhead_s = rep.step_overhead_s
     pre, n_pre = _prefill(m, g, tp, prec, eng, batch, input_len)
     prefill_s = float(pre.total_s) + n_pre * overhead_s
     dec = step_time(m, g, tp=tp, precision=prec, seqs=float(batch), new=1.0,

@@ -6,7 +6,7 @@ import pytest
 
 import kvopt
 from kvopt import InputError, estimate, load_engine, load_gpu
-from kvopt.estimate import kv_pool_bytes
+from kvopt.serving.replica import kv_pool_bytes
 from kvopt.units import GIB
 
 
