@@ -22,7 +22,8 @@ from kvopt.errors import (
     SolverError,
     UnsupportedError,
 )
-from kvopt.estimate import Estimate, estimate
+from kvopt.estimate import estimate
+from kvopt.report import Estimate
 
 __all__ = [
     "CatalogError",

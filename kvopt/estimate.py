@@ -4,7 +4,6 @@ utilization and cost, from the physics and the engine profile."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,77 +16,17 @@ from kvopt.errors import InputError
 from kvopt.physics.memory import kv_bytes_for_context
 from kvopt.physics.precision import Precision
 from kvopt.physics.roofline import StepTime, step_time
+from kvopt.report import (
+    CostReport,
+    Estimate,
+    LatencyReport,
+    LoadReport,
+    MemoryReport,
+    ThroughputReport,
+    UtilizationReport,
+)
 from kvopt.serving.replica import build_replica
 from kvopt.units import GIB, MS_PER_S
-
-
-@dataclass(frozen=True, kw_only=True)
-class MemoryReport:
-    weights_gib: float
-    kv_cache_gib: float
-    activations_gib: float
-    overhead_gib: float
-    total_gib: float
-    gpu_gib: float
-    fits: bool
-    kv_bytes_per_token: float
-    kv_capacity_tokens: int
-    max_concurrent_seqs: int
-    reason: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatencyReport:
-    prefill_ms: float
-    ttft_ms: float
-    decode_step_ms: float
-    tpot_ms: float
-    e2e_ms: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class ThroughputReport:
-    output_tok_s: float
-    total_tok_s: float
-    requests_s: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class UtilizationReport:
-    mfu: float
-    mbu: float
-    arithmetic_intensity: float
-    bottleneck: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class CostReport:
-    usd_per_hour: float | None
-    usd_per_million_output_tokens: float | None
-    price_source: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Estimate:
-    """Result of :func:`estimate`; ``to_dict()`` is the ``--json`` shape."""
-
-    model: str
-    gpu: str
-    tp: int
-    weights: str
-    kv_dtype: str
-    engine: str
-    memory: MemoryReport
-    latency: LatencyReport
-    throughput: ThroughputReport
-    utilization: UtilizationReport
-    cost: CostReport
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["notes"] = list(self.notes)
-        return d
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -207,7 +146,10 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, outp
         latency=LatencyReport(
             prefill_ms=prefill_s * MS_PER_S, ttft_ms=prefill_s * MS_PER_S,
             decode_step_ms=decode_s * MS_PER_S, tpot_ms=decode_s * MS_PER_S,
-            e2e_ms=e2e_s * MS_PER_S),
+            e2e_ms=e2e_s * MS_PER_S, ttft_p50_ms=prefill_s * MS_PER_S,
+            ttft_p90_ms=prefill_s * MS_PER_S, ttft_p99_ms=prefill_s * MS_PER_S,
+            tpot_p50_ms=decode_s * MS_PER_S, tpot_p90_ms=decode_s * MS_PER_S,
+            tpot_p99_ms=decode_s * MS_PER_S, queue_ms=0.0),
         throughput=ThroughputReport(
             output_tok_s=out_tok_s, total_tok_s=batch * context / e2e_s,
             requests_s=batch / e2e_s),
@@ -219,5 +161,7 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, outp
             usd_per_hour=usd_h,
             usd_per_million_output_tokens=(usd_h / (out_tok_s * 3600) * 1e6) if usd_h else None,
             price_source=f"{price.provider}: {price.source}" if price else ""),
+        load=LoadReport(mode="batch", value=float(batch), steady_state_batch=float(batch),
+                        utilization=min(1.0, batch / max(max_seqs, 1)), saturated=False),
         notes=tuple(notes),
     )

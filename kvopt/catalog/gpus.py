@@ -29,9 +29,12 @@ class LaptopProfile:
     sources: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class GpuSpec:
-    """One GPU model. Capacities in GiB, bandwidths in decimal GB/s, FLOP rates dense."""
+    """One GPU model. Capacities in GiB, bandwidths in decimal GB/s, FLOP rates dense.
+
+    Compared and hashed by identity (catalog cards are loaded once), so replicas that use
+    it can be cache keys."""
 
     id: str
     name: str

@@ -10,7 +10,7 @@ from rich.table import Table
 from kvopt.catalog.gpus import DTYPES, GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.catalog.prices import Price
-from kvopt.estimate import Estimate
+from kvopt.report import Estimate
 
 
 def _console() -> Console:

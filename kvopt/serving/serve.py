@@ -1,0 +1,214 @@
+"""Estimates under a load (rps, concurrency, offline): the analytic steady state, or the
+simulator, rendered in the same `Estimate` shape as a static batch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from kvopt.catalog.prices import price_for
+from kvopt.errors import InputError
+from kvopt.physics.memory import kv_bytes_for_context
+from kvopt.physics.roofline import step_time
+from kvopt.report import (
+    CostReport,
+    Estimate,
+    LatencyReport,
+    LoadReport,
+    MemoryReport,
+    ThroughputReport,
+    UtilizationReport,
+)
+from kvopt.serving.lengths import LengthDist
+from kvopt.serving.load import Load
+from kvopt.serving.replica import Replica
+from kvopt.serving.sim import SimResult, simulate
+from kvopt.serving.steady import SteadyModel, SteadyState, solve
+from kvopt.serving.stepcost import StepCost
+from kvopt.units import GIB, MS_PER_S
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """What either model measured, in seconds/requests."""
+
+    ttft: tuple[float, float, float, float]  # mean, p50, p90, p99
+    tpot: tuple[float, float, float, float]
+    e2e_mean: float
+    queue: float
+    throughput_rps: float
+    running: float
+    utilization: float
+    saturated: bool
+    capacity_rps: float | None
+    limit: str
+
+
+def check_context(rep: Replica, input_dist: LengthDist, output_dist: LengthDist) -> None:
+    """Longest request must fit the model's context (fail rather than truncate)."""
+    longest = input_dist.max + output_dist.max
+    if longest > rep.model.max_context:
+        raise InputError("input + output length", longest,
+                         f"the length distributions reach {longest} tokens, beyond "
+                         f"{rep.model.name}'s context of {rep.model.max_context}",
+                         "cap the distributions (e.g. a smaller sigma, high or mean)")
+
+
+@lru_cache(maxsize=256)
+def step_cost_for(rep: Replica) -> StepCost:
+    """One step-cost table per replica (cached)."""
+    eng = rep.engine
+    return StepCost(rep, eng.step_tokens + eng.max_num_seqs)
+
+
+def steady_model(rep: Replica, input_dist: LengthDist, output_dist: LengthDist) -> SteadyModel:
+    return SteadyModel(step_cost_for(rep), input_dist, output_dist)
+
+
+def estimate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
+                        output_dist: LengthDist, price_usd_h: float | None = None,
+                        price_file: str | None = None) -> Estimate:
+    """Analytic steady state of ``rep`` under ``load``."""
+    check_context(rep, input_dist, output_dist)
+    _require_fit(rep)
+    st = solve(steady_model(rep, input_dist, output_dist), load)
+    return _render(rep, load, input_dist, output_dist, _from_steady(st), price_usd_h,
+                   price_file, source="analytic steady state")
+
+
+def simulate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
+                        output_dist: LengthDist, num_requests: int = 2000, seed: int = 0,
+                        price_usd_h: float | None = None, price_file: str | None = None,
+                        warmup_fraction: float = 0.1) -> Estimate:
+    """The discrete-event simulator's measurement of the same quantities."""
+    check_context(rep, input_dist, output_dist)
+    _require_fit(rep)
+    res = simulate(rep, load=load, input_dist=input_dist, output_dist=output_dist,
+                   num_requests=num_requests, seed=seed, step_cost=step_cost_for(rep))
+    cap = steady_model(rep, input_dist, output_dist).capacity()
+    return _render(rep, load, input_dist, output_dist,
+                   _from_sim(res, load, cap, warmup_fraction), price_usd_h, price_file,
+                   source=f"simulated {res.input_len.size} requests (seed {seed})")
+
+
+def _require_fit(rep: Replica) -> None:
+    if not rep.fits:
+        raise InputError("model", rep.model.name,
+                         f"weights and activations do not fit on {rep.tp}x {rep.gpu.id} with "
+                         f"{rep.precision.weights} weights under {rep.engine.name}",
+                         "use more GPUs (--tp), lower-precision weights or a larger GPU")
+
+
+def _from_steady(st: SteadyState) -> _Metrics:
+    return _Metrics(st.ttft_s, st.tpot_s, st.e2e_mean_s, st.queue_s, st.throughput_rps,
+                    st.steady_state_batch, st.utilization, st.saturated, st.capacity_rps,
+                    st.limit)
+
+
+def _stats(x: np.ndarray) -> tuple[float, float, float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (math.inf,) * 4
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return float(x.mean()), float(p50), float(p90), float(p99)
+
+
+def _from_sim(r: SimResult, load: Load, cap: tuple[float, str], warmup: float) -> _Metrics:
+    n = r.arrival_s.size
+    sel = slice(0, n)
+    if load.mode in ("rps", "concurrency") and n >= 20:
+        sel = slice(int(n * warmup), int(n * (1 - warmup)))
+    ttft = (r.first_token_s - r.arrival_s)[sel]
+    dec = np.maximum(r.output_len - 1, 1)
+    tpot = ((r.finish_s - r.first_token_s) / dec)[sel]
+    tpot = tpot[r.output_len[sel] > 1]
+    queue = (r.first_scheduled_s - r.arrival_s)[sel]
+    span = float(np.nanmax(r.finish_s) - np.nanmin(r.arrival_s))
+    thr = n / span if span > 0 else math.inf
+    e2e = (r.finish_s - r.arrival_s)[sel]
+    saturated = False
+    if load.mode == "rps":
+        # a run that cannot keep up: the queue grows (late requests wait much longer)
+        half = ttft.size // 2
+        late, early = np.nanmean(ttft[half:]), np.nanmean(ttft[:half])
+        saturated = bool(thr < 0.95 * load.value or late > 3 * early + 1.0)
+    util = min(1.0, load.value / cap[0]) if load.mode == "rps" and cap[0] > 0 else 1.0
+    return _Metrics(_stats(ttft), _stats(tpot), float(np.nanmean(e2e)),
+                    float(np.nanmean(queue)), thr, r.mean_running, util, saturated, cap[0],
+                    cap[1])
+
+
+def _render(rep: Replica, load: Load, inp: LengthDist, out: LengthDist, m: _Metrics,
+            price_usd_h: float | None, price_file: str | None, *, source: str) -> Estimate:
+    g, eng, prec = rep.gpu, rep.engine, rep.precision
+    notes = [*prec.notes, f"{load.mode} load: {source}"]
+    ctx = inp.mean + out.mean / 2
+    kv_seq = float(kv_bytes_for_context(rep.model, ctx, tp=rep.tp,
+                                        kv_bytes=prec.kv_bytes_per_value,
+                                        block_size=eng.block_size))
+    running = max(m.running, 0.0)
+    kv_b = running * kv_seq
+    ovh_b = eng.runtime_overhead_gib * GIB
+    fits = rep.fits and kv_b <= rep.kv_pool_bytes
+    max_seqs = min(eng.max_num_seqs, int(rep.kv_pool_bytes // max(kv_seq, 1.0)))
+    reason = "" if fits else (f"the KV cache of {running:.0f} running sequences needs "
+                              f"{kv_b / GIB:.1f} GiB, the pool holds "
+                              f"{rep.kv_pool_bytes / GIB:.1f} GiB")
+    if m.saturated:
+        notes.append(f"saturated: the replica sustains at most {m.capacity_rps or 0:.3g} "
+                     f"requests/s ({m.limit})")
+    # a representative step at the steady batch for utilization
+    batch = max(1.0, running)
+    pre_tok = m.throughput_rps * inp.mean * (m.tpot[0] if math.isfinite(m.tpot[0]) else 0.0)
+    st = step_time(rep.model, g, tp=rep.tp, precision=prec, seqs=batch, new=1.0, past=ctx)
+    dt = float(st.total_s) + rep.step_overhead_s
+    pf = step_time(rep.model, g, tp=rep.tp, precision=prec, seqs=1.0, new=float(inp.mean),
+                   past=0.0)
+    flops = float(st.flops) + float(pf.flops) * pre_tok / max(inp.mean, 1.0)
+    nbytes = float(st.bytes) + float(pf.bytes) * pre_tok / max(inp.mean, 1.0)
+    step_s = m.tpot[0] if math.isfinite(m.tpot[0]) and m.tpot[0] > 0 else dt
+    shares = {"compute": float(st.compute_bound_s), "memory": float(st.memory_bound_s),
+              "communication": float(st.comm_s), "overhead": rep.step_overhead_s}
+    out_tok_s = m.throughput_rps * out.mean
+    price = price_for(g.id, price_file=price_file, override_usd_h=price_usd_h)
+    usd_h = price.usd_per_gpu_hour * rep.tp if price else None
+    if price is None:
+        notes.append(f"no price for {g.id} in the price book; pass --price-usd-h for cost")
+    ms = MS_PER_S
+    return Estimate(
+        model=rep.model.name, gpu=g.id, tp=rep.tp, weights=prec.weights,
+        kv_dtype=prec.kv_dtype, engine=eng.name,
+        memory=MemoryReport(
+            weights_gib=rep.weights_bytes / GIB, kv_cache_gib=kv_b / GIB,
+            activations_gib=rep.activation_bytes / GIB, overhead_gib=ovh_b / GIB,
+            total_gib=(rep.weights_bytes + rep.activation_bytes + ovh_b + kv_b) / GIB,
+            gpu_gib=g.memory_gib, fits=fits, kv_bytes_per_token=rep.kv_bytes_per_token,
+            kv_capacity_tokens=rep.kv_capacity_tokens, max_concurrent_seqs=max(0, max_seqs),
+            reason=reason),
+        latency=LatencyReport(
+            prefill_ms=float(pf.total_s + rep.step_overhead_s) * ms, ttft_ms=m.ttft[0] * ms,
+            decode_step_ms=dt * ms, tpot_ms=m.tpot[0] * ms, e2e_ms=m.e2e_mean * ms,
+            ttft_p50_ms=m.ttft[1] * ms, ttft_p90_ms=m.ttft[2] * ms, ttft_p99_ms=m.ttft[3] * ms,
+            tpot_p50_ms=m.tpot[1] * ms, tpot_p90_ms=m.tpot[2] * ms, tpot_p99_ms=m.tpot[3] * ms,
+            queue_ms=m.queue * ms),
+        throughput=ThroughputReport(
+            output_tok_s=out_tok_s, total_tok_s=m.throughput_rps * (inp.mean + out.mean),
+            requests_s=m.throughput_rps),
+        utilization=UtilizationReport(
+            mfu=flops / (g.peak_flop_s(prec.compute_dtype) * step_s),
+            mbu=min(1.0, nbytes / (g.bandwidth_bytes_s * step_s)),
+            arithmetic_intensity=flops / nbytes if nbytes else math.inf,
+            bottleneck=max(shares, key=lambda k: shares[k])),
+        cost=CostReport(
+            usd_per_hour=usd_h,
+            usd_per_million_output_tokens=(usd_h / (out_tok_s * 3600) * 1e6)
+            if usd_h and out_tok_s > 0 else None,
+            price_source=f"{price.provider}: {price.source}" if price else ""),
+        load=LoadReport(mode=load.mode, value=float(load.value), steady_state_batch=running,
+                        utilization=m.utilization, saturated=m.saturated,
+                        capacity_rps=m.capacity_rps, limit=m.limit),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,291 @@
+"""Discrete-event simulator of the engine model: request by request, step by step.
+
+It runs the same scheduler rules the analytic model assumes, in the style of vLLM's V1
+scheduler, and prices every step with :class:`kvopt.serving.stepcost.StepCost`:
+
+1. running sequences that finished prefill decode one token each (a new KV block when the
+   last one is full; if none is free, the most recently admitted sequence is preempted:
+   its blocks are freed and it re-queues at the front to recompute its tokens);
+2. sequences mid-prefill continue with a chunk of the remaining token budget;
+3. waiting requests are admitted first-come-first-served while fewer than ``max_num_seqs``
+   run, budget remains and KV blocks for their first chunk are free;
+4. the step takes ``StepCost.step_s``; a sequence whose prompt completes samples its first
+   token at the end of that step (TTFT); a sequence is done after its output tokens.
+
+Seeded: the same inputs and seed give the same requests and the same results.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kvopt.errors import InputError
+from kvopt.serving.lengths import LengthDist
+from kvopt.serving.load import Load
+from kvopt.serving.replica import Replica
+from kvopt.serving.stepcost import StepCost
+
+IntArray = npt.NDArray[np.int64]
+Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Per-request times (seconds; NaN where a request never got there) and run facts."""
+
+    arrival_s: Array
+    first_scheduled_s: Array
+    first_token_s: Array
+    finish_s: Array
+    input_len: IntArray
+    output_len: IntArray
+    steps: int
+    preemptions: int
+    mean_running: float  # time-averaged sequences running
+    horizon_s: float  # time of the last event
+
+
+class _Seq:
+    __slots__ = ("blocks", "done_tokens", "generated", "idx", "out", "prefill_left",
+                 "stored")
+
+    def __init__(self, idx: int, prompt: int, out: int) -> None:
+        self.idx = idx
+        self.prefill_left = prompt
+        self.stored = 0  # tokens whose KV is cached
+        self.generated = 0
+        self.out = out
+        self.blocks = 0
+        self.done_tokens = 0
+
+
+def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dist: LengthDist,
+             num_requests: int = 2000, seed: int = 0, max_time_s: float = 1e7,
+             step_cost: StepCost | None = None) -> SimResult:
+    """Simulate ``num_requests`` requests (``load.value`` requests for offline/batch)."""
+    if not replica.fits:
+        raise InputError("model", replica.model.name, f"does not fit on {replica.tp}x "
+                         f"{replica.gpu.id}; nothing to simulate")
+    eng = replica.engine
+    n_req = int(load.value) if load.mode in ("offline", "batch") else num_requests
+    if n_req < 1:
+        raise InputError("num_requests", n_req, "must be >= 1")
+    rng = np.random.default_rng(seed)
+    inp = input_dist.sample(n_req, rng)
+    out = output_dist.sample(n_req, rng)
+    context = int(inp.max() + out.max())
+    if context > replica.model.max_context:
+        raise InputError("input + output length", context,
+                         f"exceeds {replica.model.name}'s context of "
+                         f"{replica.model.max_context} tokens", "shorten the distributions")
+    bs = eng.block_size
+    total_blocks = replica.kv_capacity_blocks
+    need_one = -(-context // bs)
+    if need_one > total_blocks:
+        raise InputError("input + output length", context, f"one sequence needs {need_one} KV "
+                         f"blocks but the pool holds {total_blocks}")
+    budget = eng.step_tokens if eng.chunked_prefill else max(eng.step_tokens, context)
+    sc = step_cost or StepCost(replica, budget + eng.max_num_seqs)
+
+    arrival = np.full(n_req, np.nan)
+    if load.mode == "rps":
+        arrival = np.cumsum(rng.exponential(1.0 / load.value, n_req))
+    elif load.mode in ("offline", "batch"):
+        arrival[:] = 0.0
+    first_sched = np.full(n_req, np.nan)
+    first_tok = np.full(n_req, np.nan)
+    finish = np.full(n_req, np.nan)
+
+    arrivals: list[tuple[float, int]] = []  # heap of (time, request) not yet arrived
+    if load.mode == "concurrency":
+        clients = min(int(load.value), n_req)
+        for i in range(clients):
+            arrivals.append((0.0, i))
+            arrival[i] = 0.0
+        next_req = clients
+    else:
+        arrivals = [(float(arrival[i]), i) for i in range(n_req)]
+        next_req = n_req
+    heapq.heapify(arrivals)
+
+    waiting: deque[_Seq] = deque()
+    running: list[_Seq] = []  # admission order (preempt from the end)
+    free = total_blocks
+    t = 0.0
+    steps = preemptions = 0
+    busy_area = 0.0
+    done = 0
+    while done < n_req and t < max_time_s:
+        while arrivals and arrivals[0][0] <= t:
+            _, i = heapq.heappop(arrivals)
+            waiting.append(_Seq(i, int(inp[i]), int(out[i])))
+        if not running and not waiting:
+            if not arrivals:
+                break
+            t = arrivals[0][0]
+            continue
+        if _decode_only(running, waiting, eng.max_num_seqs) and len(running) <= budget:
+            k, dt_total = _fast_forward(running, sc, bs, free, t,
+                                        arrivals[0][0] if arrivals else None)
+            if k > 1:
+                for s in running:
+                    new_blocks = -(-(s.stored + k) // bs) - s.blocks
+                    s.blocks += new_blocks
+                    free -= new_blocks
+                    s.stored += k - 1
+                    s.generated += k - 1
+                busy_area += dt_total * len(running) * (k - 1) / k
+                t += dt_total * (k - 1) / k
+                steps += k - 1
+                continue  # the k-th step runs normally (it may complete sequences)
+        left = budget
+        # 1. decodes (need a block when the last is full); preempt LIFO when out of blocks
+        decoders = [s for s in running if s.prefill_left == 0]
+        decoders = decoders[:left]
+        need = sum(1 for s in decoders if s.stored % bs == 0)
+        while need > free and running:
+            victim = running.pop()
+            free += victim.blocks
+            preemptions += 1
+            if victim.prefill_left == 0 and victim.stored % bs == 0 and victim in decoders:
+                need -= 1
+            if victim in decoders:
+                decoders.remove(victim)
+            victim.blocks = 0
+            victim.prefill_left = victim.stored + 0  # recompute everything cached so far
+            victim.stored = 0
+            waiting.appendleft(victim)
+        for s in decoders:
+            if s.stored % bs == 0:
+                s.blocks += 1
+                free -= 1
+        left -= len(decoders)
+        # 2. + 3. prefill chunks: running first, then admissions
+        chunks: list[tuple[_Seq, int]] = []
+        for s in running:
+            if s.prefill_left > 0 and left > 0:
+                c = _grant(s, left, bs, free)
+                if c:
+                    free -= _blocks_for(s, c, bs)
+                    s.blocks += _blocks_for(s, c, bs)
+                    chunks.append((s, c))
+                    left -= c
+        while waiting and left > 0 and len(running) < eng.max_num_seqs:
+            s = waiting[0]
+            c = _grant(s, left, bs, free)
+            if not c:
+                break
+            waiting.popleft()
+            nb = _blocks_for(s, c, bs)
+            free -= nb
+            s.blocks += nb
+            running.append(s)
+            if np.isnan(first_sched[s.idx]):
+                first_sched[s.idx] = t
+            chunks.append((s, c))
+            left -= c
+        if not decoders and not chunks:
+            if arrivals:  # blocked: jump to the next arrival
+                t = max(t, arrivals[0][0])
+                continue
+            raise InputError("load", load.value, "the engine cannot schedule any request "
+                             "(KV pool too small for one prompt chunk)")
+        ctx = np.fromiter((s.stored for s in decoders), dtype=np.float64, count=len(decoders))
+        news = np.fromiter((c for _, c in chunks), dtype=np.float64, count=len(chunks))
+        pasts = np.fromiter((s.stored for s, _ in chunks), dtype=np.float64, count=len(chunks))
+        rows = sum(1 for s, c in chunks if c == s.prefill_left)
+        dt = sc.step_s(decode_contexts=ctx, prefill_new=news, prefill_past=pasts,
+                       prefill_rows=rows)
+        busy_area += dt * len(running)
+        t += dt
+        steps += 1
+        finished: list[_Seq] = []
+        for s in decoders:
+            s.stored += 1
+            s.generated += 1
+            if s.generated >= s.out:
+                finished.append(s)
+        for s, c in chunks:
+            s.stored += c
+            s.prefill_left -= c
+            if s.prefill_left == 0:
+                if s.generated == 0:
+                    s.generated = 1
+                    first_tok[s.idx] = t
+                if s.generated >= s.out:
+                    finished.append(s)
+        for s in finished:
+            running.remove(s)
+            free += s.blocks
+            finish[s.idx] = t
+            done += 1
+            if load.mode == "concurrency" and next_req < n_req:
+                arrival[next_req] = t
+                heapq.heappush(arrivals, (t, next_req))
+                next_req += 1
+    return SimResult(arrival, first_sched, first_tok, finish, inp, out, steps, preemptions,
+                     busy_area / t if t > 0 else 0.0, t)
+
+
+def _decode_only(running: list[_Seq], waiting: deque[_Seq], max_seqs: int) -> bool:
+    """True when the next steps are pure decodes: no prefill in flight, nobody admissible."""
+    if not running or any(s.prefill_left for s in running):
+        return False
+    return not waiting or len(running) >= max_seqs
+
+
+def _fast_forward(running: list[_Seq], sc: StepCost, bs: int, free: int, t: float,
+                  next_arrival: float | None) -> tuple[int, float]:
+    """(k, time of k decode steps) until the next event: a completion, an arrival, or the KV
+    pool running out. Step time is linear in the contexts (attention reads them once), so k
+    steps cost k x the mean of the first and last step."""
+    stored = np.fromiter((s.stored for s in running), dtype=np.float64, count=len(running))
+    left = min(s.out - s.generated for s in running)
+    k = int(left)
+    if k <= 1:
+        return 0, 0.0
+    blocks = np.fromiter((s.blocks for s in running), dtype=np.float64, count=len(running))
+
+    def need(k_: int) -> float:
+        return float(np.maximum(0.0, np.ceil((stored + k_) / bs) - blocks).sum())
+
+    if need(k) > free:
+        lo, hi = 1, k
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if need(mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        k = lo
+    first = sc.step_s(decode_contexts=stored, prefill_new=_EMPTY, prefill_past=_EMPTY,
+                      prefill_rows=0)
+    if next_arrival is not None:
+        k = min(k, max(1, int(np.ceil((next_arrival - t) / first))))
+    if k <= 1:
+        return 0, 0.0
+    last = sc.step_s(decode_contexts=stored + (k - 1), prefill_new=_EMPTY, prefill_past=_EMPTY,
+                     prefill_rows=0)
+    return k, k * (first + last) / 2
+
+
+_EMPTY = np.zeros(0)
+
+
+def _blocks_for(s: _Seq, chunk: int, bs: int) -> int:
+    """New blocks a sequence needs to cache ``chunk`` more tokens."""
+    return max(0, -(-(s.stored + chunk) // bs) - s.blocks)
+
+
+def _grant(s: _Seq, left: int, bs: int, free: int) -> int:
+    """Largest prefill chunk (<= ``left``) whose KV blocks fit in ``free``."""
+    c = min(s.prefill_left, left)
+    if _blocks_for(s, c, bs) <= free:
+        return c
+    room = (s.blocks + free) * bs - s.stored
+    return max(0, min(c, room))

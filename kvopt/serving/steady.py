@@ -1,0 +1,396 @@
+"""Analytic steady state of continuous batching under a load (no simulation).
+
+A tagged request sees, by PASTA for Poisson arrivals, ``N`` other decoding sequences with
+``N ~ Poisson(n)`` where Little's law gives ``n = lambda x (O - 1) x TPOT``. Each step also
+carries the prompts that arrived during the previous step, ``p = lambda x TPOT x I`` tokens.
+So the mean time per output token solves the fixed point
+
+    TPOT = f(1 + n, p),   n = lambda (O - 1) TPOT,   p = lambda TPOT I
+
+with ``f`` = :meth:`StepCost.mean_step_s`; it has a solution iff the replica keeps up.
+TTFT = residual of the running step (if busy) + the step that prefills the prompt (more steps
+when the prompt exceeds the free token budget) + queueing for a free sequence slot
+(Erlang-C over ``min(max_num_seqs, KV capacity)`` slots) or for token budget (M/D/1).
+Percentiles come from these components evaluated on a fixed quadrature of random draws
+(seeded: the same inputs always give the same numbers).
+
+Closed loops of C clients use ``lambda = C / E2E`` (desynchronized clients); offline runs of
+N requests run as a closed loop at the engine's concurrency until the queue drains.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kvopt.serving.lengths import LengthDist
+from kvopt.serving.load import Load
+from kvopt.serving.stepcost import StepCost
+
+Array = npt.NDArray[np.float64]
+_QUAD = 1024
+_MAX_STEP_S = 30.0  # no fixed point below this: the replica cannot keep up
+_Z_SEED = 20261127
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteadyState:
+    """Steady-state metrics of one replica under one load (seconds, requests/s, tokens/s)."""
+
+    mode: str
+    value: float
+    saturated: bool
+    capacity_rps: float  # highest sustainable Poisson rate (no SLO)
+    throughput_rps: float
+    output_tok_s: float
+    total_tok_s: float
+    steady_state_batch: float  # mean sequences running
+    utilization: float  # offered load / capacity (closed loops: 1 when the engine is the limit)
+    queue_s: float
+    ttft_s: tuple[float, float, float, float]  # mean, p50, p90, p99
+    tpot_s: tuple[float, float, float, float]
+    e2e_mean_s: float
+    limit: str  # what bounds the capacity: compute/memory step time, max_num_seqs, kv, budget
+
+
+_HERMITE_X, _HERMITE_W = np.polynomial.hermite_e.hermegauss(16)
+_HERMITE_W = _HERMITE_W / _HERMITE_W.sum()
+_K = np.arange(40, dtype=np.float64)
+_LGAMMA_K1 = np.array([math.lgamma(k + 1) for k in range(40)])
+
+
+def _poisson_quadrature(mu: Array) -> tuple[Array, Array]:
+    """Points and weights for E[g(K)], K ~ Poisson(mu): exact pmf on 0..39 for mu <= 15,
+    16-point Gauss-Hermite on the normal approximation above (broadcasts over mu)."""
+    mu = np.maximum(np.asarray(mu, dtype=np.float64), 1e-12)
+    logpmf = _K * np.log(mu) - mu - _LGAMMA_K1
+    small_w = np.exp(logpmf)
+    big_k = np.maximum(0.0, mu + np.sqrt(mu) * _HERMITE_X)
+    small = mu <= 15
+    k = np.where(small, _K, np.pad(big_k, [(0, 0)] * (big_k.ndim - 1) + [(0, 40 - 16)]))
+    w = np.where(small, small_w, np.pad(np.broadcast_to(_HERMITE_W, big_k.shape),
+                                        [(0, 0)] * (big_k.ndim - 1) + [(0, 40 - 16)]))
+    return k, w
+
+
+def _draws() -> dict[str, Array]:
+    rng = np.random.default_rng(_Z_SEED)
+    return {"u": rng.random(_QUAD), "u2": rng.random(_QUAD), "u3": rng.random(_QUAD),
+            "z1": rng.standard_normal(_QUAD),
+            "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
+            "q": (np.arange(_QUAD) + 0.5) / _QUAD}
+
+
+_D = _draws()
+
+
+def _stats(x: Array) -> tuple[float, float, float, float]:
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return float(np.mean(x)), float(p50), float(p90), float(p99)
+
+
+def erlang_c(servers: float, offered: float) -> float:
+    """Probability that an arrival waits in an M/M/c queue (c servers, offered load a)."""
+    c = max(1, int(servers))
+    if offered >= c:
+        return 1.0
+    # stable recursion for Erlang-B, then convert to Erlang-C
+    b = 1.0
+    for k in range(1, c + 1):
+        b = offered * b / (k + offered * b)
+    rho = offered / c
+    return b / (1 - rho + rho * b)
+
+
+class SteadyModel:
+    """Steady-state solver for one replica, one length mix."""
+
+    def __init__(self, sc: StepCost, input_dist: LengthDist, output_dist: LengthDist) -> None:
+        self.sc = sc
+        rep = sc.replica
+        self.i_mean = input_dist.mean
+        self.i_m2 = input_dist.second_moment
+        self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
+        self.o_mean = output_dist.mean
+        self.inp = input_dist
+        self.out = output_dist
+        self.ctx = self.i_mean + self.o_mean / 2
+        eng = rep.engine
+        self.budget = float(eng.step_tokens if eng.chunked_prefill
+                            else max(eng.step_tokens, input_dist.max))
+        bs = eng.block_size
+        blocks_per_seq = math.ceil((self.i_mean + self.o_mean / 2) / bs) + 0.5
+        self.kv_seqs = rep.kv_capacity_blocks / blocks_per_seq
+        self.slots = min(float(eng.max_num_seqs), self.kv_seqs)
+        self.limit_slots = "max_num_seqs" if eng.max_num_seqs <= self.kv_seqs else "kv_cache"
+        # a synchronized wave (offline) holds whole sequences at their final length
+        self.kv_seqs_full = rep.kv_capacity_blocks / (math.ceil(
+            (self.i_mean + self.o_mean) / bs) + 0.5)
+        self._cap: tuple[float, str] | None = None
+        self._last_resid: Array = np.zeros(_QUAD)
+
+    # -- core fixed point -------------------------------------------------------------------
+    def step_seen(self, lam: Array, t: Array, others: Array | None = None) -> Array:
+        return self._step_moments(lam, t, others)[0]
+
+    def _step_moments(self, lam: Array, t: Array, others: Array | None = None
+                      ) -> tuple[Array, Array]:
+        """Expected time per output token for a decoding request at rate ``lam`` when steps
+        take ``t``: prompts arrive in bursts of ``K ~ Poisson(lam t)`` per step; a burst of P
+        tokens beyond the free budget F spreads over ``P / F`` steps (chunked prefill), each
+        giving the decoders one token. Expectation over K by quadrature (Jensen matters:
+        a step with a prompt can be compute-bound while decode-only steps are not)."""
+        lam = np.asarray(lam, dtype=np.float64)[..., None]
+        t = np.asarray(t, dtype=np.float64)[..., None]
+        n = (lam * max(self.o_mean - 1.0, 0.0) * t if others is None
+             else np.asarray(others, dtype=np.float64)[..., None])
+        mu = lam * t
+        k, w = _poisson_quadrature(mu)
+        # compound Poisson: K prompts of random length -> K*mean +- sqrt(K)*sd (2 points)
+        spread = np.sqrt(k * self.i_var)
+        burst = np.concatenate([np.maximum(k * self.i_mean - spread, 0.0),
+                                k * self.i_mean + spread], axis=-1)
+        w = np.concatenate([w, w], axis=-1) / 2
+        n = np.broadcast_to(n, (*burst.shape[:-1], 1))
+        free = np.maximum(self.budget - (1.0 + n), 1.0)
+        steps = np.maximum(1.0, burst / free)
+        step = self.sc.mean_step_s(n_decode=1.0 + n, mean_context=self.ctx,
+                                   prefill_tokens=burst / steps, prompt_len=self.i_mean)
+        cw = w * steps
+        tot = np.sum(cw, axis=-1)
+        mean = np.sum(cw * step, axis=-1) / tot
+        var = np.maximum(np.sum(cw * step**2, axis=-1) / tot - mean**2, 0.0)
+        return np.asarray(mean), np.asarray(var)
+
+    def tpot(self, lam: Array) -> Array:
+        """Mean TPOT at Poisson rates ``lam`` (inf where the replica cannot keep up): the
+        fixed point ``t = step_seen(lam, t)``, found by bisection."""
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        lo = np.zeros_like(lam)
+        hi = np.full_like(lam, _MAX_STEP_S)
+        ok = self.step_seen(lam, hi) <= hi
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            above = self.step_seen(lam, mid) > mid
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        return np.where(ok, hi, np.inf)
+
+    def feasible(self, lam: Array) -> tuple[Array, Array]:
+        """(1.0 where feasible else 0.0, TPOT) for rates ``lam``: the fixed point exists, the
+        sequences in flight fit the slots, and prompt tokens fit the token budget."""
+        lam = np.asarray(lam, dtype=np.float64)
+        t = self.tpot(lam)
+        with np.errstate(invalid="ignore"):
+            ok = (np.isfinite(t) & (lam * self.o_mean * t < self.slots)
+                  & (lam * t * self.i_mean < self.budget))
+        return np.asarray(ok, dtype=np.float64), t
+
+    def capacity(self) -> tuple[float, str]:
+        """Highest Poisson rate the replica sustains, and what binds it (cached)."""
+        if self._cap is None:
+            base = float(self.sc.mean_step_s(n_decode=1.0, mean_context=self.ctx,
+                                             prefill_tokens=0.0, prompt_len=self.i_mean))
+            hi = self.slots / max(base * self.o_mean, 1e-9)
+            grid = np.geomspace(hi * 1e-4, hi * 4, 24)
+            for _ in range(3):  # bracket, then refine twice on finer grids
+                ok_f, _ = self.feasible(grid)
+                ok = ok_f > 0
+                if not ok.any():
+                    lo_v, hi_v = 0.0, float(grid[0])
+                elif ok.all():
+                    lo_v, hi_v = float(grid[-1]), float(grid[-1]) * 2
+                else:
+                    last = int(np.nonzero(ok)[0].max())
+                    lo_v, hi_v = float(grid[last]), float(grid[min(last + 1, grid.size - 1)])
+                grid = np.linspace(lo_v, hi_v, 24)
+            self._cap = (float(lo_v), self._binding(float(hi_v)))
+        return self._cap
+
+    def _binding(self, lam: float) -> str:
+        t = float(self.tpot(np.array([lam]))[0])
+        if not math.isfinite(t):
+            return "step time (compute/memory)"
+        if lam * t * self.i_mean >= self.budget:
+            return "token budget"
+        return self.limit_slots
+
+    # -- loads --------------------------------------------------------------------------------
+    def poisson(self, lam: float) -> SteadyState:
+        cap, limit = self.capacity()
+        if lam >= cap:
+            return self._saturated("rps", lam, cap, limit)
+        t = float(self.tpot(np.array([lam]))[0])
+        return self._metrics("rps", lam, lam, t, cap, limit, closed=False)
+
+    def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
+               slots: float | None = None) -> SteadyState:
+        """Closed loop of ``clients`` with no think time (desynchronized clients)."""
+        cap, limit = self.capacity()
+        run = min(float(clients), slots if slots is not None else self.slots)
+        dec = max(self.o_mean - 1.0, 0.0)
+        t = float(self.sc.mean_step_s(n_decode=1.0, mean_context=self.ctx, prefill_tokens=0.0,
+                                      prompt_len=self.i_mean))
+        lam = run / max(self.o_mean * t, 1e-12)
+        for _ in range(200):  # lambda = C / E2E; others decoding = (C-1) x decode share
+            ttft = float(np.mean(self._ttft_core(lam, t, closed=True)))
+            e2e = ttft + dec * t
+            share = dec * t / e2e
+            others = np.array(max(run - 1.0, 0.0) * share)
+            t_new = float(self.step_seen(np.array(lam), np.array(t), others))
+            lam_new = run / (ttft + dec * t_new)
+            if abs(t_new - t) <= 1e-9 * t and abs(lam_new - lam) <= 1e-9 * lam:
+                break
+            t, lam = 0.5 * (t + t_new), 0.5 * (lam + lam_new)
+        queue = max(0.0, clients - run) / lam if lam > 0 else 0.0
+        return self._metrics(mode, float(value if value is not None else clients), lam, t, cap,
+                             limit, closed=True, extra_wait=queue, running=run)
+
+    def offline(self, n: int) -> SteadyState:
+        """N requests submitted at once: a closed loop at the engine's concurrency until the
+        queue drains. Sequences admitted together stay in lock-step, so the slots are sized
+        for whole sequences (prompt + output) and admission is paced by the token budget."""
+        slots = max(1.0, math.floor(min(float(self.sc.replica.engine.max_num_seqs),
+                                        self.kv_seqs_full)))
+        conc = int(min(n, slots))
+        if self.inp.is_fixed and self.out.is_fixed:
+            return self._waves(n, conc)
+        run = self.closed(conc, mode="offline", value=n, slots=slots)
+        lam = run.throughput_rps
+        makespan = max(0, n - conc) / lam + run.e2e_mean_s
+        idx = np.floor(_D["q"] * n)
+        per_step = max(1.0, self.budget / self.i_mean)  # prompts admitted per step
+        t_pf = float(self.sc.mean_step_s(n_decode=conc / 2, mean_context=self.ctx,
+                                         prefill_tokens=min(self.budget, n * self.i_mean),
+                                         prompt_len=self.i_mean))
+        ramp = (np.floor(np.minimum(idx, conc - 1) / per_step) + 1) * t_pf
+        wait = np.maximum(0.0, idx - conc + 1) / lam
+        ttft = ramp + wait
+        return SteadyState(
+            mode="offline", value=float(n), saturated=False, capacity_rps=run.capacity_rps,
+            throughput_rps=n / makespan, output_tok_s=n * self.o_mean / makespan,
+            total_tok_s=n * (self.i_mean + self.o_mean) / makespan,
+            steady_state_batch=float(conc), utilization=1.0, queue_s=float(np.mean(wait)),
+            ttft_s=_stats(ttft), tpot_s=run.tpot_s,
+            e2e_mean_s=float(np.mean(ttft)) + (self.o_mean - 1) * run.tpot_s[0], limit=run.limit)
+
+    def _waves(self, n: int, conc: int) -> SteadyState:
+        """Offline run of identical requests: lock-step waves of ``conc`` sequences. Each wave
+        prefills its prompts in budget-sized steps, then decodes ``O - 1`` steps together."""
+        cap, limit = self.capacity()
+        per_step = max(1.0, math.floor(self.budget / self.i_mean))
+        pf_steps = math.ceil(conc / per_step)
+        t_pf = float(self.sc.mean_step_s(n_decode=0.0, mean_context=self.ctx,
+                                         prefill_tokens=min(per_step, conc) * self.i_mean,
+                                         prompt_len=self.i_mean))
+        ctx_dec = self.i_mean + self.o_mean / 2
+        t_dec = float(self.sc.mean_step_s(n_decode=float(conc), mean_context=ctx_dec,
+                                          prefill_tokens=0.0, prompt_len=self.i_mean))
+        dec = max(self.o_mean - 1.0, 0.0)
+        wave = pf_steps * t_pf + dec * t_dec
+        waves = math.ceil(n / conc)
+        last = n - (waves - 1) * conc
+        makespan = (waves - 1) * wave + math.ceil(last / per_step) * t_pf + dec * t_dec
+        idx = np.floor(_D["q"] * n)
+        ttft = (idx // conc) * wave + (np.floor((idx % conc) / per_step) + 1) * t_pf
+        return SteadyState(
+            mode="offline", value=float(n), saturated=False, capacity_rps=cap,
+            throughput_rps=n / makespan, output_tok_s=n * self.o_mean / makespan,
+            total_tok_s=n * (self.i_mean + self.o_mean) / makespan,
+            steady_state_batch=float(conc), utilization=1.0,
+            queue_s=float(np.mean((idx // conc) * wave)), ttft_s=_stats(ttft),
+            tpot_s=(t_dec,) * 4, e2e_mean_s=float(np.mean(ttft)) + dec * t_dec, limit=limit)
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _ttft_core(self, lam: float, t: float, closed: bool = False) -> Array:
+        """TTFT draws without slot queueing: residual of the running step (Poisson arrivals
+        land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
+        i_me = np.asarray(np.quantile(self.inp.values.repeat(
+            np.maximum(1, np.round(self.inp.probs * 512)).astype(int)), _D["q"]))
+        n_sys = lam * (self.o_mean - 1) * t
+        p_busy = 1.0 - math.exp(-n_sys) if lam > 0 else 0.0
+        busy = _D["u2"] < p_busy
+        # the step in progress at a Poisson arrival is length-biased: it is more likely a
+        # long one that carries K ~ Poisson(lam t) prompts
+        k, w = _poisson_quadrature(np.array([lam * t]))
+        dur = self.sc.mean_step_s(n_decode=1.0 + n_sys, mean_context=self.ctx,
+                                  prefill_tokens=np.minimum(k * self.i_mean, self.budget),
+                                  prompt_len=self.i_mean)
+        bw = w * dur
+        cdf = np.cumsum(bw) / max(float(bw.sum()), 1e-300)
+        running = dur[np.minimum(np.searchsorted(cdf, _D["u3"]), dur.size - 1)]
+        resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
+        co = lam * resid * self.i_mean  # prompts that arrived with it
+        n_dec = np.where(busy, n_sys, 0.0)
+        free = np.maximum(self.budget - n_dec, 1.0)
+        first = np.minimum(i_me + co, free)
+        step = self.sc.mean_step_s(n_decode=n_dec, mean_context=self.ctx, prefill_tokens=first,
+                                   prompt_len=self.i_mean)
+        chunks = np.ceil(i_me / free)
+        more = (chunks - 1) * self.sc.mean_step_s(n_decode=n_dec, mean_context=self.ctx,
+                                                  prefill_tokens=free, prompt_len=self.i_mean)
+        self._last_resid = resid
+        return np.asarray(resid + step + more)
+
+    def _metrics(self, mode: str, value: float, lam: float, t: float, cap: float, limit: str,
+                 *, closed: bool, extra_wait: float = 0.0, running: float = 0.0) -> SteadyState:
+        ttft_core = self._ttft_core(lam, t, closed=closed)
+        dec = max(self.o_mean - 1, 0.0)
+        n = lam * dec * t
+        e2e_core = float(np.mean(ttft_core)) + dec * t
+        wait = np.zeros(_QUAD)
+        if not closed:  # queueing for a sequence slot (Erlang C) and for token budget (M/D/1)
+            offered = lam * e2e_core
+            pw = erlang_c(self.slots, offered)
+            if pw > 0 and offered < self.slots:
+                rate = self.slots / e2e_core - lam
+                wait = np.where(_D["u2"] < pw, _D["e"] / rate, 0.0)
+            rho_b = lam * t * self.i_mean / self.budget
+            if 0 < rho_b < 1:
+                wait = wait + rho_b / (2 * (1 - rho_b)) * t * _D["e"]
+        wait = wait + extra_wait
+        ttft = ttft_core + wait
+        queue = wait + self._last_resid  # arrival -> first scheduled (next step boundary)
+        # per-request TPOT: the others decoding during its life average to ~N(n, 2n/3)
+        # (M/G/inf with a triangular autocorrelation); prompt bursts average over its steps
+        if closed:
+            others = np.full(_QUAD, max(running - 1.0, 0.0) * dec * t / max(e2e_core, 1e-12))
+        else:
+            others = np.maximum(0.0, n + math.sqrt(max(n, 0.0) * 2.0 / 3.0) * _D["z1"])
+        per, var = self._step_moments(np.full(_QUAD, lam), np.full(_QUAD, t), others)
+        # its own output length sets how many step durations it averages over
+        o_me = np.asarray(np.quantile(self.out.values.repeat(
+            np.maximum(1, np.round(self.out.probs * 512)).astype(int)), _D["u"]))
+        tpot = np.maximum(per + np.sqrt(var / np.maximum(o_me - 1.0, 1.0)) * _D["z2"], 0.0)
+        tpot = tpot * (t / max(float(np.mean(tpot)), 1e-12))  # keep the solved mean
+        return SteadyState(
+            mode=mode, value=value, saturated=False, capacity_rps=cap, throughput_rps=lam,
+            output_tok_s=lam * self.o_mean, total_tok_s=lam * (self.i_mean + self.o_mean),
+            steady_state_batch=lam * e2e_core,
+            utilization=min(1.0, lam / cap) if cap > 0 else 1.0, queue_s=float(np.mean(queue)),
+            ttft_s=_stats(ttft), tpot_s=_stats(tpot),
+            e2e_mean_s=float(np.mean(ttft)) + dec * t, limit=limit)
+
+    def _saturated(self, mode: str, value: float, cap: float, limit: str) -> SteadyState:
+        inf = (math.inf,) * 4
+        at_cap = self.poisson(cap * 0.999) if cap > 0 else None
+        return SteadyState(
+            mode=mode, value=value, saturated=True, capacity_rps=cap, throughput_rps=cap,
+            output_tok_s=cap * self.o_mean, total_tok_s=cap * (self.i_mean + self.o_mean),
+            steady_state_batch=at_cap.steady_state_batch if at_cap else 0.0, utilization=1.0,
+            queue_s=math.inf, ttft_s=inf, tpot_s=at_cap.tpot_s if at_cap else inf,
+            e2e_mean_s=math.inf, limit=limit)
+
+
+def solve(model: SteadyModel, load: Load) -> SteadyState:
+    """Steady state of ``model`` under ``load`` (rps, concurrency or offline)."""
+    if load.mode == "rps":
+        return model.poisson(load.value)
+    if load.mode == "concurrency":
+        return model.closed(int(load.value))
+    if load.mode == "offline":
+        return model.offline(int(load.value))
+    raise ValueError(f"steady state is not defined for load mode {load.mode}")

@@ -1,0 +1,184 @@
+"""Fast step-time model of one replica for continuous-batching steps.
+
+An engine step runs ``n`` decode tokens and ``p`` prefill tokens together. Its time is
+
+    t = linear(n + p) + head(rows) + attention(decode contexts, prefill chunks) + overhead
+
+* ``linear(T)``: every token-parallel op of :func:`kvopt.physics.ops.step_ops` (projections,
+  MLP or the experts a batch of T tokens touches, element-wise traffic) plus the TP
+  all-reduces, each priced by the roofline of :mod:`kvopt.physics.roofline`, tabulated over a
+  geometric grid of T and interpolated (exact at grid points).
+* ``head(rows)``: the LM head on one row per sequence that samples a token.
+* attention: per layer group (same window), causal (query, key) pairs and KV bytes read and
+  written, one roofline op for the whole step. Decode sequences read their whole (windowed)
+  context; a prefill chunk of ``c`` tokens after ``s`` cached ones has ``c s + c (c+1)/2``
+  pairs (windowed).
+
+The analytic steady state and the discrete-event simulator both price steps with this class,
+so they model the same engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from kvopt.physics.comm import allreduce_model
+from kvopt.physics.efficiency import efficiency
+from kvopt.physics.memory import kv_bytes_per_token_layer
+from kvopt.physics.ops import allreduce_bytes, step_ops
+from kvopt.physics.roofline import op_time, smoothmax
+from kvopt.serving.replica import Replica
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _AttnGroup:
+    window: float  # np.inf for full attention
+    layers: int
+
+
+@dataclass
+class StepCost:
+    """Step-time model of one replica (see module docstring)."""
+
+    replica: Replica
+    max_tokens: int
+    grid: Array = field(init=False)
+    linear_s: Array = field(init=False)
+    head_s: Array = field(init=False)
+
+    def __post_init__(self) -> None:
+        rep = self.replica
+        m, g, tp, prec = rep.model, rep.gpu, rep.tp, rep.precision
+        top = max(2, self.max_tokens)
+        self.grid = np.unique(np.round(np.geomspace(1, top, 48))).astype(np.float64)
+        ops = step_ops(m, tp=tp, precision=prec, seqs=self.grid, new=1.0, past=0.0)
+        linear = np.zeros_like(self.grid)
+        head = np.zeros_like(self.grid)
+        for op in ops:
+            if op.kind == "attention":
+                continue
+            t, _, _ = op_time(op, g)
+            if op.name == "lm_head":
+                head = head + t
+            else:
+                linear = linear + t
+        ar = allreduce_model(g, tp)
+        comm = 2 * m.num_layers * np.asarray(ar.time_s(allreduce_bytes(
+            m, tokens=self.grid, act_bytes=prec.activation_bytes)))
+        self.linear_s = linear + comm
+        self.head_s = head
+        self.overhead_s = rep.step_overhead_s
+        # attention constants
+        half = "bf16" if prec.compute_dtype in ("bf16", "fp8", "fp4") else "fp16"
+        eff = efficiency(g.id, half)
+        self._attn_peak = g.peak_flop_s(half) * eff.compute
+        self._attn_bw = g.bandwidth_bytes_s * eff.memory
+        self._p = eff.smoothmax_p
+        heads = m.num_heads / tp
+        if m.mla is not None:
+            a = m.mla
+            self._dec_dims = float(2 * a.kv_lora_rank + a.qk_rope_head_dim)
+            self._pre_dims = float(a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
+        else:
+            self._dec_dims = self._pre_dims = float(2 * m.head_dim)
+        self._flop_per_pair_dec = 2 * heads * self._dec_dims
+        self._flop_per_pair_pre = 2 * heads * self._pre_dims
+        self._kv_layer = kv_bytes_per_token_layer(m, tp, prec.kv_bytes_per_value)
+        self._qo_dec = heads * self._dec_dims * prec.activation_bytes
+        self._qo_pre = heads * self._pre_dims * prec.activation_bytes
+        self._unit_cache: dict[tuple[float, float], tuple[float, float, float, float]] = {}
+        self.groups = tuple(_AttnGroup(np.inf if w is None else float(w), n)
+                            for w, n in Counter(m.sliding_windows).items())
+
+    # -- pieces ---------------------------------------------------------------------------
+    def linear(self, tokens: Array | float) -> Array:
+        """Token-parallel ops + all-reduces for ``tokens`` tokens (interpolated)."""
+        return np.asarray(np.interp(np.asarray(tokens, dtype=np.float64), self.grid,
+                                    self.linear_s, left=0.0))
+
+    def head(self, rows: Array | float) -> Array:
+        return np.asarray(np.interp(np.asarray(rows, dtype=np.float64), self.grid, self.head_s,
+                                    left=0.0))
+
+    def attention(self, *, dec_flops: Array | float, dec_bytes: Array | float,
+                  pre_flops: Array | float, pre_bytes: Array | float) -> Array:
+        tc = (np.asarray(dec_flops) + np.asarray(pre_flops)) / self._attn_peak
+        tm = (np.asarray(dec_bytes) + np.asarray(pre_bytes)) / self._attn_bw
+        return smoothmax(np.asarray(tc, dtype=np.float64), np.asarray(tm, dtype=np.float64),
+                         self._p)
+
+    def decode_attention_work(self, contexts: Array) -> tuple[float, float]:
+        """(FLOPs, bytes) of attention for decode sequences with these cached contexts."""
+        ctx = np.asarray(contexts, dtype=np.float64) + 1.0
+        flops = 0.0
+        nbytes = 0.0
+        for grp in self.groups:
+            held = float(np.minimum(ctx, grp.window).sum())
+            flops += grp.layers * held * self._flop_per_pair_dec
+            nbytes += grp.layers * (held + ctx.size) * self._kv_layer + grp.layers * (
+                ctx.size * self._qo_dec)
+        return flops, nbytes
+
+    def prefill_attention_work(self, new: Array, past: Array) -> tuple[float, float]:
+        """(FLOPs, bytes) of attention for prefill chunks of ``new`` tokens after ``past``."""
+        n = np.asarray(new, dtype=np.float64)
+        s = np.asarray(past, dtype=np.float64)
+        flops = 0.0
+        nbytes = 0.0
+        for grp in self.groups:
+            w = grp.window
+            total = n * s + n * (n + 1) / 2
+            if np.isfinite(w):
+                full = np.maximum(0.0, np.minimum(n, w - s))
+                below = full * s + full * (full + 1) / 2
+                total = np.minimum(total, below + (n - full) * w)
+            held = np.minimum(s + n, w)
+            flops += grp.layers * float(total.sum()) * self._flop_per_pair_pre
+            nbytes += grp.layers * float((held + n).sum()) * self._kv_layer + grp.layers * float(
+                n.sum()) * self._qo_pre
+        return flops, nbytes
+
+    # -- whole steps ---------------------------------------------------------------------------
+    def step_s(self, *, decode_contexts: Array, prefill_new: Array, prefill_past: Array,
+               prefill_rows: int) -> float:
+        """Time of one step: decodes at ``decode_contexts`` plus prefill chunks; ``prefill_rows``
+        chunks finish their prompt this step and sample a token."""
+        n = int(np.size(decode_contexts))
+        p = float(np.sum(prefill_new))
+        if n == 0 and p == 0:
+            return 0.0
+        df, db = self.decode_attention_work(decode_contexts) if n else (0.0, 0.0)
+        pf, pb = self.prefill_attention_work(prefill_new, prefill_past) if p else (0.0, 0.0)
+        t = (float(self.linear(n + p)) + float(self.head(n + prefill_rows))
+             + float(self.attention(dec_flops=df, dec_bytes=db, pre_flops=pf, pre_bytes=pb)))
+        return t + self.overhead_s
+
+    def mean_step_s(self, *, n_decode: Array | float, mean_context: float,
+                    prefill_tokens: Array | float, prompt_len: float) -> Array:
+        """Expected step time with ``n_decode`` decodes at ``mean_context`` and
+        ``prefill_tokens`` prompt tokens from prompts of ``prompt_len`` (vectorized).
+
+        Attention work is linear in the sequences, so it is evaluated per sequence and scaled.
+        """
+        n = np.asarray(n_decode, dtype=np.float64)
+        p = np.asarray(prefill_tokens, dtype=np.float64)
+        key = (float(mean_context), float(prompt_len))
+        if key not in self._unit_cache:
+            # one decode at the mean context; one whole prompt prefilled from scratch
+            self._unit_cache[key] = (
+                *self.decode_attention_work(np.array([mean_context])),
+                *self.prefill_attention_work(np.array([prompt_len]), np.array([0.0])))
+        df1, db1, pf1, pb1 = self._unit_cache[key]
+        per_tok = 1.0 / max(prompt_len, 1.0)
+        rows = n + p * per_tok
+        att = self.attention(dec_flops=n * df1, dec_bytes=n * db1, pre_flops=p * pf1 * per_tok,
+                             pre_bytes=p * pb1 * per_tok)
+        busy = (n + p) > 0
+        return np.asarray(np.where(busy, self.linear(n + p) + self.head(rows) + att
+                                   + self.overhead_s, 0.0))
