@@ -25,8 +25,20 @@ from kvopt.report import (
     ThroughputReport,
     UtilizationReport,
 )
+from kvopt.serving.lengths import LengthDist, fixed, parse_dist
+from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import estimate_under_load
 from kvopt.units import GIB, MS_PER_S
+
+
+def _dist(name: str, length: int | None, dist: LengthDist | str | None) -> LengthDist:
+    if (length is None) == (dist is None):
+        raise InputError(f"{name}_len", length, f"give exactly one of {name}_len and "
+                         f"{name}_dist")
+    if dist is None:
+        return fixed(_positive_int(f"{name}_len", length))  # type: ignore[arg-type]
+    return dist if isinstance(dist, LengthDist) else parse_dist(dist, field=f"{name}_dist")
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -62,14 +74,38 @@ def _sum(st: StepTime, times: float) -> StepTime:
                     s(st.flops), s(st.bytes), s(st.compute_only_s), s(st.memory_only_s))
 
 
-def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int, output_len: int,
-             batch: int, tp: int = 1, weights: str = "bf16", kv_dtype: str | None = None,
-             engine: str = "vllm", price_usd_h: float | None = None,
-             price_file: str | None = None) -> Estimate:
-    """Static batch of ``batch`` requests (``input_len`` prompt + ``output_len`` output tokens)
-    on one replica of ``tp`` GPUs. Memory figures are per GPU, throughput per replica."""
-    for name, value in (("input_len", input_len), ("output_len", output_len), ("batch", batch),
-                        ("tp", tp)):
+def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | None = None,
+             output_len: int | None = None, batch: int | None = None, tp: int = 1,
+             weights: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm",
+             price_usd_h: float | None = None, price_file: str | None = None,
+             load: Load | None = None, input_dist: LengthDist | str | None = None,
+             output_dist: LengthDist | str | None = None) -> Estimate:
+    """One replica of ``tp`` GPUs. Memory figures are per GPU, throughput per replica.
+
+    Either a static ``batch`` of requests with ``input_len`` prompt and ``output_len`` output
+    tokens, or a ``load`` (``Load(mode="rps"|"concurrency"|"offline", value=...)``) with
+    fixed lengths or length distributions (``input_dist``/``output_dist``: a `LengthDist` or
+    a spec string such as ``"lognormal:mean=1024,sigma=0.6"``)."""
+    inp = _dist("input", input_len, input_dist)
+    out = _dist("output", output_len, output_dist)
+    if load is None:
+        if batch is None:
+            raise InputError("batch", None, "give a batch size or a load",
+                             "e.g. batch=8 or load=Load(mode='rps', value=2)")
+        load = Load(mode="batch", value=batch)
+    if load.mode != "batch":
+        if price_usd_h is not None and price_usd_h <= 0:
+            raise InputError("price_usd_h", price_usd_h, "must be > 0")
+        rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                            engine=engine)
+        return estimate_under_load(rep, load=load, input_dist=inp, output_dist=out,
+                                   price_usd_h=price_usd_h, price_file=price_file)
+    if not (inp.is_fixed and out.is_fixed):
+        raise InputError("batch", load.value, "a static batch needs fixed lengths",
+                         "use --input-len/--output-len, or a load (--rps/--concurrency)")
+    batch = int(load.value)
+    input_len, output_len = int(inp.values[0]), int(out.values[0])
+    for name, value in (("batch", batch), ("tp", tp)):
         _positive_int(name, value)
     if price_usd_h is not None and price_usd_h <= 0:
         raise InputError("price_usd_h", price_usd_h, "must be > 0")

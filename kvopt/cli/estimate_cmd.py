@@ -1,6 +1,9 @@
-"""`kvopt estimate`: one static batch on one replica."""
+"""`kvopt estimate`, `kvopt simulate` and `kvopt capacity`: one replica, one workload."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -9,34 +12,176 @@ KV = ["bf16", "fp16", "fp8"]
 ENGINES = ["vllm", "sglang", "trtllm", "llamacpp"]
 
 
-@click.command("estimate")
-@click.option("--model", required=True, help="Catalog name/alias, or a path to a config.json.")
-@click.option("--gpu", required=True, help="GPU id or alias (see `kvopt list-gpus`).")
-@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tensor-parallel degree (GPUs per replica).")
-@click.option("--weights", type=click.Choice(WEIGHTS), default="bf16", show_default=True)
-@click.option("--kv-dtype", type=click.Choice(KV), default=None,
-              help="KV-cache dtype [default: bf16, or fp16 with fp16 weights].")
-@click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True)
-@click.option("--input-len", type=click.IntRange(min=1), required=True, help="Prompt tokens.")
-@click.option("--output-len", type=click.IntRange(min=1), required=True, help="Output tokens.")
-@click.option("--batch", type=click.IntRange(min=1), required=True,
-              help="Requests in the static batch.")
-@click.option("--price-usd-h", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Override the price of one GPU-hour.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
-def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
-                 engine: str, input_len: int, output_len: int, batch: int,
-                 price_usd_h: float | None, as_json: bool) -> None:
-    """Memory, latency, throughput, utilization and cost of one static batch."""
+def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--model --gpu --tp --weights --kv-dtype --engine --price-usd-h --json."""
+    for opt in reversed([
+        click.option("--model", required=True,
+                     help="Catalog name/alias, or a path to a config.json."),
+        click.option("--gpu", required=True, help="GPU id or alias (see `kvopt list-gpus`)."),
+        click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Tensor-parallel degree (GPUs per replica)."),
+        click.option("--weights", type=click.Choice(WEIGHTS), default="bf16",
+                     show_default=True),
+        click.option("--kv-dtype", type=click.Choice(KV), default=None,
+                     help="KV-cache dtype [default: bf16, or fp16 with fp16 weights]."),
+        click.option("--engine", type=click.Choice(ENGINES), default="vllm",
+                     show_default=True),
+        click.option("--price-usd-h", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="Override the price of one GPU-hour."),
+        click.option("--json", "as_json", is_flag=True, help="Print the JSON result."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def length_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--input-len", type=click.IntRange(min=1), default=None,
+                     help="Prompt tokens (fixed)."),
+        click.option("--output-len", type=click.IntRange(min=1), default=None,
+                     help="Output tokens (fixed)."),
+        click.option("--input-len-dist", default=None, metavar="SPEC",
+                     help="Prompt length distribution: lognormal:mean=M,sigma=S | "
+                          "uniform:low=L,high=H | csv:PATH."),
+        click.option("--output-len-dist", default=None, metavar="SPEC",
+                     help="Output length distribution (same forms)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--batch", type=click.IntRange(min=1), default=None,
+                     help="One static batch of B requests."),
+        click.option("--concurrency", type=int, default=None,
+                     help="Closed loop of C clients (no think time)."),
+        click.option("--rps", type=float, default=None, help="Poisson arrivals, requests/s."),
+        click.option("--offline", type=int, default=None,
+                     help="N requests submitted at once (maximum throughput)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def dists(input_len: int | None, output_len: int | None, input_dist: str | None,
+          output_dist: str | None) -> tuple[Any, Any]:
+    from kvopt.serving.lengths import fixed, parse_dist
+
+    if (input_len is None) == (input_dist is None):
+        raise click.UsageError("give exactly one of --input-len and --input-len-dist")
+    if (output_len is None) == (output_dist is None):
+        raise click.UsageError("give exactly one of --output-len and --output-len-dist")
+    inp = fixed(input_len) if input_len is not None else parse_dist(
+        str(input_dist), field="--input-len-dist")
+    out = fixed(output_len) if output_len is not None else parse_dist(
+        str(output_dist), field="--output-len-dist")
+    return inp, out
+
+
+def pick_load(batch: int | None, concurrency: int | None, rps: float | None,
+              offline: int | None, *, allow_batch: bool = True) -> Any:
+    from kvopt.serving.load import Load
+
+    given = {k: v for k, v in (("batch", batch), ("concurrency", concurrency), ("rps", rps),
+                               ("offline", offline)) if v is not None}
+    names = "--batch, --concurrency, --rps or --offline" if allow_batch else (
+        "--concurrency, --rps or --offline")
+    if len(given) != 1:
+        raise click.UsageError(f"give exactly one of {names}")
+    mode, value = next(iter(given.items()))
+    if mode == "batch" and not allow_batch:
+        raise click.UsageError(f"give exactly one of {names}")
+    return Load(mode=mode, value=value)
+
+
+def show(result: Any, as_json: bool) -> None:
     from kvopt.cli import render
     from kvopt.cli.main import echo_json
-    from kvopt.estimate import estimate
 
-    result = estimate(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
-                      engine=engine, input_len=input_len, output_len=output_len, batch=batch,
-                      price_usd_h=price_usd_h)
     if as_json:
         echo_json(result.to_dict())
     else:
         render.estimate_tables(result)
+
+
+@click.command("estimate")
+@replica_options
+@length_options
+@load_options
+def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 output_len: int | None, input_len_dist: str | None,
+                 output_len_dist: str | None, batch: int | None, concurrency: int | None,
+                 rps: float | None, offline: int | None) -> None:
+    """Memory, latency (TTFT/TPOT percentiles), throughput, utilization and cost of one
+    replica under a static batch or a load (analytic model)."""
+    from kvopt.estimate import estimate
+
+    inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
+    load = pick_load(batch, concurrency, rps, offline)
+    result = estimate(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                      engine=engine, input_dist=inp, output_dist=out, load=load,
+                      price_usd_h=price_usd_h)
+    show(result, as_json)
+
+
+@click.command("simulate")
+@replica_options
+@length_options
+@load_options
+@click.option("--num-requests", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Requests to simulate (rps and concurrency loads).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 output_len: int | None, input_len_dist: str | None,
+                 output_len_dist: str | None, batch: int | None, concurrency: int | None,
+                 rps: float | None, offline: int | None, num_requests: int, seed: int) -> None:
+    """The same estimate measured by the discrete-event simulator (seeded)."""
+    from kvopt.serving.load import Load
+    from kvopt.serving.replica import build_replica
+    from kvopt.serving.serve import simulate_under_load
+
+    inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
+    load = pick_load(batch, concurrency, rps, offline)
+    if load.mode == "batch":
+        load = Load(mode="offline", value=load.value)
+    rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=engine)
+    show(simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
+                             num_requests=num_requests, seed=seed, price_usd_h=price_usd_h),
+         as_json)
+
+
+@click.command("capacity")
+@replica_options
+@length_options
+@click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 output_len: int | None, input_len_dist: str | None,
+                 output_len_dist: str | None, slo_ttft_p99_ms: float | None,
+                 slo_tpot_p99_ms: float | None) -> None:
+    """Highest sustainable requests/s per replica (goodput) under optional p99 SLOs."""
+    from kvopt.catalog.prices import price_for
+    from kvopt.cli import render
+    from kvopt.cli.main import echo_json
+    from kvopt.serving.capacity import Slo, capacity
+    from kvopt.serving.replica import build_replica
+
+    inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
+    rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=engine)
+    res = capacity(rep, input_dist=inp, output_dist=out,
+                   slo=Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms))
+    price = price_for(rep.gpu.id, override_usd_h=price_usd_h)
+    data = {"model": rep.model.name, "gpu": rep.gpu.id, "tp": rep.tp,
+            "weights": rep.precision.weights, "kv_dtype": rep.precision.kv_dtype,
+            "engine": rep.engine.name, **res.to_dict(),
+            "usd_per_hour": price.usd_per_gpu_hour * rep.tp if price else None}
+    if as_json:
+        echo_json(data)
+    else:
+        render.detail_table("Capacity per replica", data)

@@ -147,6 +147,20 @@ def estimate_tables(e: Estimate) -> None:
     t.add_row(_fmt(lat.prefill_ms), _fmt(lat.ttft_ms), _fmt(lat.tpot_ms, 2), _fmt(lat.e2e_ms, 0),
               _fmt(thr.output_tok_s, 0), _fmt(thr.total_tok_s, 0), _fmt(thr.requests_s, 2))
     c.print(t)
+    if e.load.mode != "batch":
+        ld = e.load
+        t = Table(title=f"Under load: {ld.mode} = {ld.value:g}")
+        for col in ("TTFT p50", "TTFT p90", "TTFT p99", "TPOT p50", "TPOT p90", "TPOT p99",
+                    "queue ms", "batch", "util", "capacity req/s"):
+            t.add_column(col, justify="right")
+        t.add_row(_fmt(lat.ttft_p50_ms), _fmt(lat.ttft_p90_ms), _fmt(lat.ttft_p99_ms),
+                  _fmt(lat.tpot_p50_ms, 2), _fmt(lat.tpot_p90_ms, 2), _fmt(lat.tpot_p99_ms, 2),
+                  _fmt(lat.queue_ms), _fmt(ld.steady_state_batch), f"{ld.utilization:.0%}",
+                  _fmt(ld.capacity_rps, 2))
+        c.print(t)
+        if ld.saturated:
+            c.print(f"[red]saturated[/red]: capacity {ld.capacity_rps or 0:.3g} req/s "
+                    f"(bound by {ld.limit})")
     t = Table(title="Utilization and cost")
     for col in ("MFU", "MBU", "FLOP/byte", "bottleneck", "$/h", "$/M output tok"):
         t.add_column(col, justify="right")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
@@ -79,6 +80,7 @@ def _poisson_quadrature(mu: Array) -> tuple[Array, Array]:
 def _draws() -> dict[str, Array]:
     rng = np.random.default_rng(_Z_SEED)
     return {"u": rng.random(_QUAD), "u2": rng.random(_QUAD), "u3": rng.random(_QUAD),
+            "u4": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
             "z1": rng.standard_normal(_QUAD),
             "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
             "q": (np.arange(_QUAD) + 0.5) / _QUAD}
@@ -253,10 +255,11 @@ class SteadyModel:
         """N requests submitted at once: a closed loop at the engine's concurrency until the
         queue drains. Sequences admitted together stay in lock-step, so the slots are sized
         for whole sequences (prompt + output) and admission is paced by the token budget."""
-        slots = max(1.0, math.floor(min(float(self.sc.replica.engine.max_num_seqs),
-                                        self.kv_seqs_full)))
+        waves = self.inp.is_fixed and self.out.is_fixed
+        kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
+        slots = max(1.0, math.floor(min(float(self.sc.replica.engine.max_num_seqs), kv)))
         conc = int(min(n, slots))
-        if self.inp.is_fixed and self.out.is_fixed:
+        if waves:
             return self._waves(n, conc)
         run = self.closed(conc, mode="offline", value=n, slots=slots)
         lam = run.throughput_rps
@@ -323,7 +326,10 @@ class SteadyModel:
         cdf = np.cumsum(bw) / max(float(bw.sum()), 1e-300)
         running = dur[np.minimum(np.searchsorted(cdf, _D["u3"]), dur.size - 1)]
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
-        co = lam * resid * self.i_mean  # prompts that arrived with it
+        # prompts that arrived during the same residual are prefilled with it: a Poisson
+        # count of random-length prompts
+        k_co = stats.poisson.ppf(_D["u4"], np.maximum(lam * resid, 1e-12))
+        co = np.maximum(k_co * self.i_mean + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
         n_dec = np.where(busy, n_sys, 0.0)
         free = np.maximum(self.budget - n_dec, 1.0)
         first = np.minimum(i_me + co, free)

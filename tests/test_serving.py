@@ -1,0 +1,195 @@
+"""Serving under load: analytic steady state vs the discrete-event simulator, properties,
+capacity under SLOs, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvopt import InputError, estimate
+from kvopt.serving.capacity import Slo, capacity
+from kvopt.serving.lengths import fixed, parse_dist
+from kvopt.serving.load import Load
+from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
+from kvopt.serving.sim import simulate
+
+CASES = [
+    ("Llama-3.1-8B", "H100-SXM", 1, "vllm", "lognormal:mean=800,sigma=0.6",
+     "lognormal:mean=200,sigma=0.5"),
+    ("Llama-3.1-8B", "L40S", 1, "vllm", "fixed:512", "fixed:128"),
+    ("Qwen3-30B-A3B", "H100-SXM", 1, "vllm", "uniform:low=200,high=1500", "fixed:256"),
+    ("Llama-3.1-70B", "H100-SXM", 4, "trtllm", "lognormal:mean=1000,sigma=0.4", "fixed:200"),
+    ("Mistral-7B", "A100-SXM-80GB", 1, "sglang", "fixed:1024", "lognormal:mean=300,sigma=0.4"),
+]
+KNOWN = {
+    # the analytic model evaluates the step at the mean number of decoders; MoE expert reads
+    # are concave in the batch, so at low load it overestimates TPOT (Jensen)
+    ("Qwen3-30B-A3B", 0.15): "MoE: step time concave in batch, mean TPOT +12% at low load",
+    # without chunked prefill (TensorRT-LLM default) whole prompts queue behind each other;
+    # the analytic tail of that queue is too thin
+    ("Llama-3.1-70B", 0.35): "non-chunked prefill bursts: analytic TTFT p99 about -25%",
+}
+
+
+def _pair(case, frac):
+    m, g, tp, eng, i, o = case
+    rep = build_replica(model=m, gpu=g, tp=tp, engine=eng)
+    inp, out = parse_dist(i), parse_dist(o)
+    cap, _ = steady_model(rep, inp, out).capacity()
+    load = Load(mode="rps", value=cap * frac)
+    a = estimate_under_load(rep, load=load, input_dist=inp, output_dist=out).to_dict()
+    s = simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
+                            num_requests=1500).to_dict()
+    return a, s
+
+
+@pytest.mark.parametrize("frac", [0.15, 0.35])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in CASES])
+def test_analytic_matches_simulator_below_saturation(case, frac, request) -> None:
+    reason = KNOWN.get((case[0], frac))
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    a, s = _pair(case, frac)
+    assert not a["load"]["saturated"] and not s["load"]["saturated"]
+    for block, key, tol in (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
+                            ("throughput", "output_tok_s", 0.10),
+                            ("latency", "ttft_p99_ms", 0.20), ("latency", "tpot_p99_ms", 0.20)):
+        err = abs(a[block][key] - s[block][key]) / s[block][key]
+        assert err <= tol, (key, a[block][key], s[block][key])
+
+
+@pytest.mark.parametrize("case", CASES[:3], ids=lambda c: c[0])
+def test_both_agree_above_saturation(case) -> None:
+    a, s = _pair(case, 1.6)
+    assert a["load"]["saturated"] and s["load"]["saturated"]
+
+
+def test_simulator_is_seeded() -> None:
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    kw = dict(load=Load(mode="rps", value=5), input_dist=parse_dist("uniform:low=10,high=900"),
+              output_dist=fixed(64), num_requests=300)
+    a, b = simulate(rep, seed=3, **kw), simulate(rep, seed=3, **kw)
+    assert np.array_equal(a.finish_s, b.finish_s)
+    c = simulate(rep, seed=4, **kw)
+    assert not np.array_equal(a.finish_s, c.finish_s)
+
+
+def test_simulator_preempts_when_kv_runs_out() -> None:
+    rep = build_replica(model="Qwen3-30B-A3B", gpu="H100-SXM")
+    r = simulate(rep, load=Load(mode="rps", value=10),
+                 input_dist=parse_dist("uniform:low=100,high=3000"), output_dist=fixed(300),
+                 num_requests=600)
+    assert r.preemptions > 0
+    assert np.all(np.isfinite(r.finish_s))  # every request still completes
+
+
+REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+MODEL = steady_model(REP, parse_dist("lognormal:mean=600,sigma=0.5"), fixed(150))
+CAP = MODEL.capacity()[0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(f1=st.floats(0.02, 0.95), f2=st.floats(0.02, 0.95))
+def test_latency_percentiles_never_fall_as_rate_rises(f1: float, f2: float) -> None:
+    lo, hi = sorted((f1, f2))
+    a, b = MODEL.poisson(CAP * lo), MODEL.poisson(CAP * hi)
+    for i in range(4):
+        assert b.ttft_s[i] >= a.ttft_s[i] * (1 - 1e-9)
+        assert b.tpot_s[i] >= a.tpot_s[i] * (1 - 1e-9)
+    for x in (a, b):
+        assert x.ttft_s[3] >= x.ttft_s[2] >= x.ttft_s[1]
+        assert x.tpot_s[3] >= x.tpot_s[2] >= x.tpot_s[1]
+
+
+@settings(max_examples=15, deadline=None)
+@given(frac=st.floats(0.05, 3.0))
+def test_throughput_never_exceeds_offline_maximum(frac: float) -> None:
+    top = MODEL.offline(5000).output_tok_s
+    assert MODEL.poisson(CAP * frac).output_tok_s <= top * 1.0001
+
+
+def test_capacity_meets_its_slo_and_tighter_slo_costs_goodput() -> None:
+    inp, out = fixed(1000), fixed(200)
+    loose = capacity(REP, input_dist=inp, output_dist=out, slo=Slo(tpot_p99_ms=20))
+    tight = capacity(REP, input_dist=inp, output_dist=out, slo=Slo(tpot_p99_ms=12))
+    assert 0 < tight.goodput_rps < loose.goodput_rps <= loose.saturation_rps
+    assert tight.tpot_p99_ms is not None and tight.tpot_p99_ms <= 12
+    assert tight.binding == "tpot_p99 SLO"
+    never = capacity(REP, input_dist=inp, output_dist=out, slo=Slo(tpot_p99_ms=1))
+    assert not never.feasible and never.goodput_rps == 0
+
+
+def test_estimate_json_under_load_has_new_keys(run_cli) -> None:
+    res = run_cli("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "467", "--output-len", "256", "--rps", "4", "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    for key in ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
+                "tpot_p99_ms", "queue_ms", "prefill_ms", "ttft_ms", "tpot_ms", "e2e_ms"):
+        assert d["latency"][key] is not None and d["latency"][key] >= 0, key
+    assert set(d["load"]) >= {"mode", "value", "steady_state_batch", "utilization", "saturated"}
+    assert d["load"]["mode"] == "rps" and d["load"]["saturated"] is False
+    sat = json.loads(run_cli("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM",
+                             "--input-len", "467", "--output-len", "256", "--rps", "500",
+                             "--json").stdout)
+    assert sat["load"]["saturated"] is True and sat["load"]["capacity_rps"] > 0
+    assert any("sustains at most" in n for n in sat["notes"])
+
+
+def test_simulate_and_capacity_commands(run_cli) -> None:
+    res = run_cli("simulate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "300", "--output-len", "50", "--concurrency", "8", "--num-requests", "200",
+                  "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["load"]["mode"] == "concurrency"
+    res = run_cli("capacity", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "1000", "--output-len", "200", "--slo-tpot-p99-ms", "15", "--json")
+    d = json.loads(res.stdout)
+    assert d["goodput_rps"] > 0 and d["tpot_p99_ms"] <= 15
+
+
+def test_bad_serving_input(run_cli, tmp_path: Path) -> None:
+    base = ["estimate", "--model", "Llama-2-7B", "--gpu", "H100-SXM", "--output-len", "64"]
+    for args, text in ((["--input-len", "100", "--rps", "0"], "--rps=0.0: must be > 0"),
+                       (["--input-len", "100", "--rps", "-3"], "must be > 0"),
+                       (["--input-len", "100", "--concurrency", "0"], "--concurrency=0"),
+                       (["--input-len-dist", f"csv:{tmp_path}/missing.csv", "--rps", "1"],
+                        "cannot read the trace file"),
+                       (["--input-len-dist", "lognormal:mean=3000,sigma=1", "--rps", "1"],
+                        "beyond Llama-2-7B's context of 4096"),
+                       (["--input-len-dist", "zipf:a=2", "--rps", "1"],
+                        "unknown distribution")):
+        res = run_cli(*base, *args)
+        assert res.exit_code == 1, (args, res.output)
+        assert text in res.stderr, (args, res.stderr)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("length\n10\nabc\n")
+    res = run_cli(*base, "--input-len-dist", f"csv:{bad}", "--rps", "1")
+    assert res.exit_code == 1 and "line 3" in res.stderr
+    res = run_cli(*base, "--input-len", "10", "--rps", "1", "--batch", "2")
+    assert res.exit_code == 2
+
+
+def test_csv_histogram_and_trace(tmp_path: Path) -> None:
+    hist = tmp_path / "hist.csv"
+    hist.write_text("length,count\n100,3\n300,1\n")
+    d = parse_dist(f"csv:{hist}")
+    assert d.mean == pytest.approx((100 * 3 + 300) / 4)
+    trace = tmp_path / "trace.csv"
+    trace.write_text("length\n5\n5\n20\n")
+    assert parse_dist(f"csv:{trace}").mean == pytest.approx(10)
+
+
+def test_api_estimate_with_load() -> None:
+    e = estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_dist="lognormal:mean=500,sigma=0.5",
+                 output_len=100, load=Load(mode="concurrency", value=4))
+    assert e.load.mode == "concurrency" and e.throughput.requests_s > 0
+    with pytest.raises(InputError, match="fixed lengths"):
+        estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_dist="uniform:low=1,high=9",
+                 output_len=5, batch=2)
