@@ -33,6 +33,7 @@ from kvopt.serving.stepcost import StepCost
 
 Array = npt.NDArray[np.float64]
 _QUAD = 1024
+_WAVES = True
 _MAX_STEP_S = 30.0  # no fixed point below this: the replica cannot keep up
 _Z_SEED = 20261127
 
@@ -255,7 +256,7 @@ class SteadyModel:
         """N requests submitted at once: a closed loop at the engine's concurrency until the
         queue drains. Sequences admitted together stay in lock-step, so the slots are sized
         for whole sequences (prompt + output) and admission is paced by the token budget."""
-        waves = self.inp.is_fixed and self.out.is_fixed
+        waves = self.inp.is_fixed and self.out.is_fixed and _WAVES
         kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
         slots = max(1.0, math.floor(min(float(self.sc.replica.engine.max_num_seqs), kv)))
         conc = int(min(n, slots))
