@@ -64,8 +64,17 @@ def step_cost_for(rep: Replica) -> StepCost:
     return StepCost(rep, eng.step_tokens + eng.max_num_seqs)
 
 
+_MODELS: dict[tuple[Replica, str, str], SteadyModel] = {}
+
+
 def steady_model(rep: Replica, input_dist: LengthDist, output_dist: LengthDist) -> SteadyModel:
-    return SteadyModel(step_cost_for(rep), input_dist, output_dist)
+    """The steady-state model of a replica and length mix (cached: it caches its capacity)."""
+    key = (rep, input_dist.label, output_dist.label)
+    if key not in _MODELS:
+        if len(_MODELS) > 1024:
+            _MODELS.clear()
+        _MODELS[key] = SteadyModel(step_cost_for(rep), input_dist, output_dist)
+    return _MODELS[key]
 
 
 def estimate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,

@@ -58,24 +58,26 @@ class SteadyState:
     limit: str  # what bounds the capacity: compute/memory step time, max_num_seqs, kv, budget
 
 
-_HERMITE_X, _HERMITE_W = np.polynomial.hermite_e.hermegauss(16)
+_HERMITE_X, _HERMITE_W = np.polynomial.hermite_e.hermegauss(12)
 _HERMITE_W = _HERMITE_W / _HERMITE_W.sum()
-_K = np.arange(40, dtype=np.float64)
-_LGAMMA_K1 = np.array([math.lgamma(k + 1) for k in range(40)])
+_NK = 24  # exact Poisson pmf on 0..23 for small means
+_K = np.arange(_NK, dtype=np.float64)
+_LGAMMA_K1 = np.array([math.lgamma(k + 1) for k in range(_NK)])
+_SMALL_MU = 6.0
+_BIG_W = np.concatenate([_HERMITE_W, np.zeros(_NK - _HERMITE_W.size)])
+_BIG_X = np.concatenate([_HERMITE_X, np.zeros(_NK - _HERMITE_X.size)])
+_BIG_MASK = np.concatenate([np.ones(_HERMITE_X.size), np.zeros(_NK - _HERMITE_X.size)])
 
 
 def _poisson_quadrature(mu: Array) -> tuple[Array, Array]:
-    """Points and weights for E[g(K)], K ~ Poisson(mu): exact pmf on 0..39 for mu <= 15,
-    16-point Gauss-Hermite on the normal approximation above (broadcasts over mu)."""
+    """Points and weights for E[g(K)], K ~ Poisson(mu) (``mu`` has a trailing axis of 1):
+    the exact pmf on 0..23 for mu <= 6, 12-point Gauss-Hermite on the normal approximation
+    above."""
     mu = np.maximum(np.asarray(mu, dtype=np.float64), 1e-12)
-    logpmf = _K * np.log(mu) - mu - _LGAMMA_K1
-    small_w = np.exp(logpmf)
-    big_k = np.maximum(0.0, mu + np.sqrt(mu) * _HERMITE_X)
-    small = mu <= 15
-    k = np.where(small, _K, np.pad(big_k, [(0, 0)] * (big_k.ndim - 1) + [(0, 40 - 16)]))
-    w = np.where(small, small_w, np.pad(np.broadcast_to(_HERMITE_W, big_k.shape),
-                                        [(0, 0)] * (big_k.ndim - 1) + [(0, 40 - 16)]))
-    return k, w
+    small = mu <= _SMALL_MU
+    small_w = np.exp(_K * np.log(mu) - mu - _LGAMMA_K1)
+    big_k = np.maximum(0.0, mu + np.sqrt(mu) * _BIG_X) * _BIG_MASK
+    return np.where(small, _K, big_k), np.where(small, small_w, _BIG_W)
 
 
 def _draws() -> dict[str, Array]:
@@ -172,15 +174,15 @@ class SteadyModel:
         """Mean TPOT at Poisson rates ``lam`` (inf where the replica cannot keep up): the
         fixed point ``t = step_seen(lam, t)``, found by bisection."""
         lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
-        lo = np.zeros_like(lam)
-        hi = np.full_like(lam, _MAX_STEP_S)
-        ok = self.step_seen(lam, hi) <= hi
-        for _ in range(40):
+        lo = np.full_like(lam, math.log(1e-6))
+        hi = np.full_like(lam, math.log(_MAX_STEP_S))
+        ok = self.step_seen(lam, np.exp(hi)) <= np.exp(hi)
+        for _ in range(22):  # bisection in log(t): relative precision ~1e-5
             mid = (lo + hi) / 2
-            above = self.step_seen(lam, mid) > mid
+            above = self.step_seen(lam, np.exp(mid)) > np.exp(mid)
             lo = np.where(above, mid, lo)
             hi = np.where(above, hi, mid)
-        return np.where(ok, hi, np.inf)
+        return np.where(ok, np.exp(hi), np.inf)
 
     def feasible(self, lam: Array) -> tuple[Array, Array]:
         """(1.0 where feasible else 0.0, TPOT) for rates ``lam``: the fixed point exists, the

@@ -1,0 +1,86 @@
+"""Speed of the serving model (targets from the serving issue), printed as measured numbers.
+
+* analytic estimate for one config (target < 5 ms): a new replica + steady-state solve;
+* capacity over many candidate configs (target: 10,000 in < 2 s);
+* simulating 10,000 requests (target < 5 s).
+
+Run: ``python benchmarks/serving_speed.py [--configs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+
+from kvopt import KvoptError, list_gpus
+from kvopt.serving.capacity import Slo, capacity_many
+from kvopt.serving.lengths import fixed, parse_dist
+from kvopt.serving.load import Load
+from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import estimate_under_load, step_cost_for
+from kvopt.serving.sim import simulate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", type=int, default=300, help="candidate configs to size")
+    args = ap.parse_args(argv)
+    inp, out = parse_dist("lognormal:mean=1000,sigma=0.5"), fixed(200)
+
+    # one config, cold: replica + step-cost table + steady state
+    times = []
+    for tp in (1, 2, 4, 8) * 3:
+        step_cost_for.cache_clear()
+        t0 = time.perf_counter()
+        rep = build_replica(model="Llama-3.1-70B", gpu="H100-SXM", tp=tp, weights="fp8")
+        estimate_under_load(rep, load=Load(mode="rps", value=1.0), input_dist=inp,
+                            output_dist=out)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print(f"analytic estimate, one config (cold): median {med * 1e3:.1f} ms  "
+          f"ratio to 5 ms target {med / 5e-3:.1f}")
+    t0 = time.perf_counter()
+    for _ in range(20):
+        estimate_under_load(rep, load=Load(mode="rps", value=1.0), input_dist=inp,
+                            output_dist=out)
+    warm = (time.perf_counter() - t0) / 20
+    print(f"analytic estimate, one config (warm step-cost table): {warm * 1e3:.1f} ms  "
+          f"ratio {warm / 5e-3:.1f}")
+
+    # capacity over candidate configs
+    reps = []
+    for gpu, tp, w in itertools.product(list_gpus("datacenter"), (1, 2, 4, 8),
+                                        ("bf16", "fp8", "int4")):
+        try:
+            rep = build_replica(model="Llama-3.1-8B", gpu=gpu, tp=tp, weights=w)
+        except KvoptError:
+            continue
+        reps.append(rep)
+        if len(reps) >= args.configs:
+            break
+    step_cost_for.cache_clear()
+    t0 = time.perf_counter()
+    capacity_many(reps, input_dist=inp, output_dist=out, slo=Slo(tpot_p99_ms=50))
+    el = time.perf_counter() - t0
+    per = el / len(reps)
+    print(f"capacity under SLO: {len(reps)} configs in {el:.2f} s ({per * 1e3:.1f} ms each); "
+          f"10,000 configs would take {per * 1e4:.0f} s, ratio to 2 s target "
+          f"{per * 1e4 / 2:.0f}")
+
+    # simulator
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    for rate in (2.0, 20.0):
+        t0 = time.perf_counter()
+        simulate(rep, load=Load(mode="rps", value=rate), input_dist=inp, output_dist=out,
+                 num_requests=10_000, step_cost=step_cost_for(rep))
+        el = time.perf_counter() - t0
+        print(f"simulate 10,000 requests at {rate:g} req/s: {el:.2f} s  ratio to 5 s target "
+              f"{el / 5:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
