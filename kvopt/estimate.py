@@ -25,6 +25,7 @@ from kvopt.report import (
     ThroughputReport,
     UtilizationReport,
 )
+from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist, fixed, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
@@ -79,7 +80,8 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
              weights: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm",
              price_usd_h: float | None = None, price_file: str | None = None,
              load: Load | None = None, input_dist: LengthDist | str | None = None,
-             output_dist: LengthDist | str | None = None) -> Estimate:
+             output_dist: LengthDist | str | None = None, prefix: PrefixCache | None = None,
+             spec: SpecDecode | None = None) -> Estimate:
     """One replica of ``tp`` GPUs. Memory figures are per GPU, throughput per replica.
 
     Either a static ``batch`` of requests with ``input_len`` prompt and ``output_len`` output
@@ -99,7 +101,11 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
         rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
                             engine=engine)
         return estimate_under_load(rep, load=load, input_dist=inp, output_dist=out,
-                                   price_usd_h=price_usd_h, price_file=price_file)
+                                   price_usd_h=price_usd_h, price_file=price_file,
+                                   prefix=prefix, spec=spec)
+    if prefix is not None or spec is not None:
+        raise InputError("load", "batch", "prefix caching and speculative decoding are modeled "
+                         "under a load", "use --rps, --concurrency or --offline")
     if not (inp.is_fixed and out.is_fixed):
         raise InputError("batch", load.value, "a static batch needs fixed lengths",
                          "use --input-len/--output-len, or a load (--rps/--concurrency)")

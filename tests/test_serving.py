@@ -28,12 +28,6 @@ CASES = [
     ("Mistral-7B", "A100-SXM-80GB", 1, "sglang", "fixed:1024", "lognormal:mean=300,sigma=0.4"),
 ]
 KNOWN = {
-    # the analytic model evaluates the step at the mean number of decoders; MoE expert reads
-    # are concave in the batch, so at low load it overestimates TPOT (Jensen)
-    ("Qwen3-30B-A3B", 0.15): "MoE: step time concave in batch, mean TPOT +12% at low load",
-    # without chunked prefill (TensorRT-LLM default) whole prompts queue behind each other;
-    # the analytic tail of that queue is too thin
-    ("Llama-3.1-70B", 0.35): "non-chunked prefill bursts: analytic TTFT p99 about -25%",
 }
 
 

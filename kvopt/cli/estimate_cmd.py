@@ -64,6 +64,39 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def feature_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--prefix-len", type=click.IntRange(min=1), default=None,
+                     help="Prefix caching: tokens of a shared prompt prefix."),
+        click.option("--prefix-hit-rate", type=click.FloatRange(0, 1), default=None,
+                     help="Prefix caching: fraction of requests that find it cached."),
+        click.option("--spec-k", type=click.IntRange(1, 16), default=None,
+                     help="Speculative decoding: draft tokens per step."),
+        click.option("--spec-acceptance", type=click.FloatRange(0, 1, max_open=True),
+                     default=None, help="Speculative decoding: per-token acceptance rate."),
+        click.option("--spec-draft", default="head", show_default=True,
+                     help="Drafter: 'head' (EAGLE/MTP-style) or a catalog model name."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def features(prefix_len: int | None, prefix_hit_rate: float | None, spec_k: int | None,
+             spec_acceptance: float | None, spec_draft: str) -> dict[str, Any]:
+    from kvopt.serving.features import PrefixCache, SpecDecode
+
+    out: dict[str, Any] = {}
+    if (prefix_len is None) != (prefix_hit_rate is None):
+        raise click.UsageError("prefix caching needs both --prefix-len and --prefix-hit-rate")
+    if prefix_len is not None and prefix_hit_rate is not None:
+        out["prefix"] = PrefixCache(shared_len=prefix_len, hit_rate=prefix_hit_rate)
+    if (spec_k is None) != (spec_acceptance is None):
+        raise click.UsageError("speculative decoding needs both --spec-k and --spec-acceptance")
+    if spec_k is not None and spec_acceptance is not None:
+        out["spec"] = SpecDecode(k=spec_k, acceptance=spec_acceptance, draft=spec_draft)
+    return out
+
+
 def dists(input_len: int | None, output_len: int | None, input_dist: str | None,
           output_dist: str | None) -> tuple[Any, Any]:
     from kvopt.serving.lengths import fixed, parse_dist
@@ -109,11 +142,14 @@ def show(result: Any, as_json: bool) -> None:
 @replica_options
 @length_options
 @load_options
+@feature_options
 def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
                  engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, batch: int | None, concurrency: int | None,
-                 rps: float | None, offline: int | None) -> None:
+                 rps: float | None, offline: int | None, prefix_len: int | None,
+                 prefix_hit_rate: float | None, spec_k: int | None,
+                 spec_acceptance: float | None, spec_draft: str) -> None:
     """Memory, latency (TTFT/TPOT percentiles), throughput, utilization and cost of one
     replica under a static batch or a load (analytic model)."""
     from kvopt.estimate import estimate
@@ -122,7 +158,9 @@ def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     load = pick_load(batch, concurrency, rps, offline)
     result = estimate(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
                       engine=engine, input_dist=inp, output_dist=out, load=load,
-                      price_usd_h=price_usd_h)
+                      price_usd_h=price_usd_h,
+                      **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance,
+                                 spec_draft))
     show(result, as_json)
 
 
@@ -133,11 +171,14 @@ def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
 @click.option("--num-requests", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Requests to simulate (rps and concurrency loads).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@feature_options
 def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
                  engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, batch: int | None, concurrency: int | None,
-                 rps: float | None, offline: int | None, num_requests: int, seed: int) -> None:
+                 rps: float | None, offline: int | None, num_requests: int, seed: int,
+                 prefix_len: int | None, prefix_hit_rate: float | None, spec_k: int | None,
+                 spec_acceptance: float | None, spec_draft: str) -> None:
     """The same estimate measured by the discrete-event simulator (seeded)."""
     from kvopt.serving.load import Load
     from kvopt.serving.replica import build_replica
@@ -150,7 +191,9 @@ def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
                         engine=engine)
     show(simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
-                             num_requests=num_requests, seed=seed, price_usd_h=price_usd_h),
+                             num_requests=num_requests, seed=seed, price_usd_h=price_usd_h,
+                             **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance,
+                                        spec_draft)),
          as_json)
 
 
@@ -159,11 +202,14 @@ def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
 @length_options
 @click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@feature_options
 def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
                  engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, slo_ttft_p99_ms: float | None,
-                 slo_tpot_p99_ms: float | None) -> None:
+                 slo_tpot_p99_ms: float | None, prefix_len: int | None,
+                 prefix_hit_rate: float | None, spec_k: int | None,
+                 spec_acceptance: float | None, spec_draft: str) -> None:
     """Highest sustainable requests/s per replica (goodput) under optional p99 SLOs."""
     from kvopt.catalog.prices import price_for
     from kvopt.cli import render
@@ -175,7 +221,8 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
                         engine=engine)
     res = capacity(rep, input_dist=inp, output_dist=out,
-                   slo=Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms))
+                   slo=Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms),
+                   **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance, spec_draft))
     price = price_for(rep.gpu.id, override_usd_h=price_usd_h)
     data = {"model": rep.model.name, "gpu": rep.gpu.id, "tp": rep.tp,
             "weights": rep.precision.weights, "kv_dtype": rep.precision.kv_dtype,
@@ -185,3 +232,58 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
         echo_json(data)
     else:
         render.detail_table("Capacity per replica", data)
+
+
+@click.command("disagg")
+@replica_options
+@length_options
+@click.option("--rps", type=float, required=True, help="Poisson arrivals, requests/s.")
+@click.option("--prefill-gpu", default=None, help="GPU of the prefill pool [default: --gpu].")
+@click.option("--prefill-tp", type=click.IntRange(min=1), default=None,
+              help="TP of prefill replicas [default: --tp].")
+@click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-replicas", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Largest pool size tried, per pool.")
+@click.option("--same-node", is_flag=True, help="Both pools share an NVLink/xGMI domain.")
+def disagg_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None, engine: str,
+               price_usd_h: float | None, as_json: bool, input_len: int | None,
+               output_len: int | None, input_len_dist: str | None,
+               output_len_dist: str | None, rps: float, prefill_gpu: str | None,
+               prefill_tp: int | None, slo_ttft_p99_ms: float | None,
+               slo_tpot_p99_ms: float | None, max_replicas: int, same_node: bool) -> None:
+    """Disaggregated prefill/decode: the cheapest pool sizes for a load, next to the
+    colocated fleet for the same SLO."""
+    import math
+
+    from kvopt.cli import render
+    from kvopt.cli.main import echo_json
+    from kvopt.errors import InfeasiblePlanError
+    from kvopt.serving.capacity import Slo, capacity
+    from kvopt.serving.disagg import plan_pools
+    from kvopt.serving.replica import build_replica
+
+    inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
+    slo = Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms)
+    dec = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=engine)
+    pre = build_replica(model=model, gpu=prefill_gpu or gpu, tp=prefill_tp or tp,
+                        weights=weights, kv_dtype=kv_dtype, engine=engine)
+    best, _ = plan_pools(pre, dec, rate_rps=rps, input_dist=inp, output_dist=out, slo=slo,
+                         max_replicas=max_replicas, same_node=same_node)
+    co = capacity(dec, input_dist=inp, output_dist=out, slo=slo)
+    colocated = math.ceil(rps / co.goodput_rps) if co.goodput_rps > 0 else None
+    if best is None:
+        raise InfeasiblePlanError(
+            f"no prefill/decode split up to {max_replicas}+{max_replicas} replicas meets the "
+            "SLO at this rate; raise --max-replicas, relax the SLO or use a faster GPU")
+    data = {"model": dec.model.name, "rps": rps, "prefill_gpu": pre.gpu.id,
+            "prefill_tp": pre.tp, "decode_gpu": dec.gpu.id, "decode_tp": dec.tp,
+            **best.to_dict(), "pool_ratio_prefill_to_decode":
+            best.prefill_replicas / best.decode_replicas,
+            "colocated_replicas": colocated,
+            "colocated_gpus": colocated * dec.tp if colocated else None}
+    if as_json:
+        echo_json(data)
+    else:
+        render.detail_table("Disaggregated prefill/decode", data)

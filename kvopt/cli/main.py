@@ -119,6 +119,7 @@ from kvopt.cli import estimate_cmd  # noqa: E402  (registers the command)
 cli.add_command(estimate_cmd.estimate_cmd)
 cli.add_command(estimate_cmd.simulate_cmd)
 cli.add_command(estimate_cmd.capacity_cmd)
+cli.add_command(estimate_cmd.disagg_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kvopt.errors import InputError
+from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.serve import check_context, steady_model
 from kvopt.serving.steady import SteadyModel, SteadyState
@@ -99,14 +100,16 @@ def _result(st: SteadyState, cap: float, binding: str) -> CapacityResult:
 
 
 def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
-             slo: Slo | None = None) -> CapacityResult:
+             slo: Slo | None = None, prefix: PrefixCache | None = None,
+             spec: SpecDecode | None = None) -> CapacityResult:
     """Goodput of ``replica`` for a length mix under ``slo``."""
     check_context(replica, input_dist, output_dist)
     if not replica.fits:
         return CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
                               ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
                               binding="does not fit in memory", feasible=False)
-    return capacity_of(steady_model(replica, input_dist, output_dist), slo or Slo())
+    return capacity_of(steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec),
+                       slo or Slo())
 
 
 def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: LengthDist,

@@ -22,9 +22,10 @@ from kvopt.report import (
     ThroughputReport,
     UtilizationReport,
 )
+from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
-from kvopt.serving.replica import Replica
+from kvopt.serving.replica import Replica, build_replica
 from kvopt.serving.sim import SimResult, simulate
 from kvopt.serving.steady import SteadyModel, SteadyState, solve
 from kvopt.serving.stepcost import StepCost
@@ -64,26 +65,40 @@ def step_cost_for(rep: Replica) -> StepCost:
     return StepCost(rep, eng.step_tokens + eng.max_num_seqs)
 
 
-_MODELS: dict[tuple[Replica, str, str], SteadyModel] = {}
+_MODELS: dict[tuple[object, ...], SteadyModel] = {}
 
 
-def steady_model(rep: Replica, input_dist: LengthDist, output_dist: LengthDist) -> SteadyModel:
+def draft_cost(rep: Replica, spec: SpecDecode | None) -> StepCost | None:
+    """Step cost of a separate draft model (same GPU, TP, precision and engine), if any."""
+    if spec is None or spec.draft == "head":
+        return None
+    draft = build_replica(model=spec.draft, gpu=rep.gpu, tp=rep.tp,
+                          weights=rep.precision.weights, kv_dtype=rep.precision.kv_dtype,
+                          engine=rep.engine.name)
+    return step_cost_for(draft)
+
+
+def steady_model(rep: Replica, input_dist: LengthDist, output_dist: LengthDist, *,
+                 prefix: PrefixCache | None = None,
+                 spec: SpecDecode | None = None) -> SteadyModel:
     """The steady-state model of a replica and length mix (cached: it caches its capacity)."""
-    key = (rep, input_dist.label, output_dist.label)
+    key = (rep, input_dist.label, output_dist.label, prefix, spec)
     if key not in _MODELS:
         if len(_MODELS) > 1024:
             _MODELS.clear()
-        _MODELS[key] = SteadyModel(step_cost_for(rep), input_dist, output_dist)
+        _MODELS[key] = SteadyModel(step_cost_for(rep), input_dist, output_dist, prefix=prefix,
+                                   spec=spec, draft=draft_cost(rep, spec))
     return _MODELS[key]
 
 
 def estimate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
                         output_dist: LengthDist, price_usd_h: float | None = None,
-                        price_file: str | None = None) -> Estimate:
+                        price_file: str | None = None, prefix: PrefixCache | None = None,
+                        spec: SpecDecode | None = None) -> Estimate:
     """Analytic steady state of ``rep`` under ``load``."""
     check_context(rep, input_dist, output_dist)
     _require_fit(rep)
-    st = solve(steady_model(rep, input_dist, output_dist), load)
+    st = solve(steady_model(rep, input_dist, output_dist, prefix=prefix, spec=spec), load)
     return _render(rep, load, input_dist, output_dist, _from_steady(st), price_usd_h,
                    price_file, source="analytic steady state")
 
@@ -91,13 +106,15 @@ def estimate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
 def simulate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
                         output_dist: LengthDist, num_requests: int = 2000, seed: int = 0,
                         price_usd_h: float | None = None, price_file: str | None = None,
-                        warmup_fraction: float = 0.1) -> Estimate:
+                        warmup_fraction: float = 0.1, prefix: PrefixCache | None = None,
+                        spec: SpecDecode | None = None) -> Estimate:
     """The discrete-event simulator's measurement of the same quantities."""
     check_context(rep, input_dist, output_dist)
     _require_fit(rep)
     res = simulate(rep, load=load, input_dist=input_dist, output_dist=output_dist,
-                   num_requests=num_requests, seed=seed, step_cost=step_cost_for(rep))
-    cap = steady_model(rep, input_dist, output_dist).capacity()
+                   num_requests=num_requests, seed=seed, step_cost=step_cost_for(rep),
+                   prefix=prefix, spec=spec, draft=draft_cost(rep, spec))
+    cap = steady_model(rep, input_dist, output_dist, prefix=prefix, spec=spec).capacity()
     return _render(rep, load, input_dist, output_dist,
                    _from_sim(res, load, cap, warmup_fraction), price_usd_h, price_file,
                    source=f"simulated {res.input_len.size} requests (seed {seed})")

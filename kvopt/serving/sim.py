@@ -18,6 +18,7 @@ Seeded: the same inputs and seed give the same requests and the same results.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.errors import InputError
+from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import Replica
@@ -51,23 +53,30 @@ class SimResult:
 
 
 class _Seq:
-    __slots__ = ("blocks", "done_tokens", "generated", "idx", "out", "prefill_left",
+    __slots__ = ("base", "base_blocks", "blocks", "generated", "idx", "out", "prefill_left",
                  "stored")
 
-    def __init__(self, idx: int, prompt: int, out: int) -> None:
+    def __init__(self, idx: int, prompt: int, out: int, base: int = 0, bs: int = 1) -> None:
         self.idx = idx
-        self.prefill_left = prompt
-        self.stored = 0  # tokens whose KV is cached
+        self.base = base  # prompt tokens found in the shared prefix cache
+        self.base_blocks = base // bs  # whole shared blocks it points to (not its own)
+        self.prefill_left = prompt - base
+        self.stored = base  # tokens whose KV is cached
         self.generated = 0
         self.out = out
-        self.blocks = 0
-        self.done_tokens = 0
+        self.blocks = self.base_blocks
 
 
 def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dist: LengthDist,
              num_requests: int = 2000, seed: int = 0, max_time_s: float = 1e7,
-             step_cost: StepCost | None = None) -> SimResult:
-    """Simulate ``num_requests`` requests (``load.value`` requests for offline/batch)."""
+             step_cost: StepCost | None = None, prefix: PrefixCache | None = None,
+             spec: SpecDecode | None = None, draft: StepCost | None = None) -> SimResult:
+    """Simulate ``num_requests`` requests (``load.value`` requests for offline/batch).
+
+    With ``prefix``, each request finds the shared prefix cached with probability
+    ``hit_rate`` (the prefix's blocks are held once for the whole run). With ``spec``, each
+    decode step verifies ``k + 1`` tokens per sequence and accepts a truncated-geometric
+    number of draft tokens (i.i.d. acceptance), after ``k`` drafter passes."""
     if not replica.fits:
         raise InputError("model", replica.model.name, f"does not fit on {replica.tp}x "
                          f"{replica.gpu.id}; nothing to simulate")
@@ -78,6 +87,10 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     rng = np.random.default_rng(seed)
     inp = input_dist.sample(n_req, rng)
     out = output_dist.sample(n_req, rng)
+    hits = rng.random(n_req) < (prefix.hit_rate if prefix else 0.0)
+    bs_ = replica.engine.block_size
+    shared = (prefix.shared_len // bs_) * bs_ if prefix else 0  # whole blocks are reused
+    acc_rng = np.random.default_rng(seed + 1)
     context = int(inp.max() + out.max())
     if context > replica.model.max_context:
         raise InputError("input + output length", context,
@@ -85,6 +98,11 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                          f"{replica.model.max_context} tokens", "shorten the distributions")
     bs = eng.block_size
     total_blocks = replica.kv_capacity_blocks
+    if hits.any():
+        total_blocks -= -(-shared // bs)  # the shared prefix is cached once
+    if draft is not None:
+        per_block = replica.kv_bytes_per_block_layer * replica.model.num_layers
+        total_blocks -= -(-int(draft.replica.weights_bytes) // int(per_block))
     need_one = -(-context // bs)
     if need_one > total_blocks:
         raise InputError("input + output length", context, f"one sequence needs {need_one} KV "
@@ -123,13 +141,15 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     while done < n_req and t < max_time_s:
         while arrivals and arrivals[0][0] <= t:
             _, i = heapq.heappop(arrivals)
-            waiting.append(_Seq(i, int(inp[i]), int(out[i])))
+            base = min(shared, int(inp[i]) - 1) if hits[i] else 0
+            waiting.append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
         if not running and not waiting:
             if not arrivals:
                 break
             t = arrivals[0][0]
             continue
-        if _decode_only(running, waiting, eng.max_num_seqs) and len(running) <= budget:
+        if (spec is None and _decode_only(running, waiting, eng.max_num_seqs)
+                and len(running) <= budget):
             k, dt_total = _fast_forward(running, sc, bs, free, t,
                                         arrivals[0][0] if arrivals else None)
             if k > 1:
@@ -145,26 +165,27 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 continue  # the k-th step runs normally (it may complete sequences)
         left = budget
         # 1. decodes (need a block when the last is full); preempt LIFO when out of blocks
+        width = spec.k + 1 if spec else 1  # tokens each decoder writes this step (at most)
         decoders = [s for s in running if s.prefill_left == 0]
-        decoders = decoders[:left]
-        need = sum(1 for s in decoders if s.stored % bs == 0)
+        decoders = decoders[:max(0, left // width)]
+        need = sum(_blocks_for(s, width, bs) for s in decoders)
         while need > free and running:
             victim = running.pop()
             free += victim.blocks
             preemptions += 1
-            if victim.prefill_left == 0 and victim.stored % bs == 0 and victim in decoders:
-                need -= 1
             if victim in decoders:
+                need -= _blocks_for(victim, width, bs)
                 decoders.remove(victim)
-            victim.blocks = 0
-            victim.prefill_left = victim.stored + 0  # recompute everything cached so far
-            victim.stored = 0
+            free -= victim.base_blocks  # shared prefix blocks were never its own
+            victim.blocks = victim.base_blocks
+            victim.prefill_left = victim.stored - victim.base  # recompute beyond the prefix
+            victim.stored = victim.base
             waiting.appendleft(victim)
         for s in decoders:
-            if s.stored % bs == 0:
-                s.blocks += 1
-                free -= 1
-        left -= len(decoders)
+            nb = _blocks_for(s, width, bs)
+            s.blocks += nb
+            free -= nb
+        left -= len(decoders) * width
         # 2. + 3. prefill chunks: running first, then admissions
         chunks: list[tuple[_Seq, int]] = []
         for s in running:
@@ -200,14 +221,30 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         pasts = np.fromiter((s.stored for s, _ in chunks), dtype=np.float64, count=len(chunks))
         rows = sum(1 for s, c in chunks if c == s.prefill_left)
         dt = sc.step_s(decode_contexts=ctx, prefill_new=news, prefill_past=pasts,
-                       prefill_rows=rows)
+                       prefill_rows=rows, decode_tokens=width)
+        if spec is not None and decoders:
+            if draft is not None:
+                one = draft.step_s(decode_contexts=ctx, prefill_new=_EMPTY, prefill_past=_EMPTY,
+                                   prefill_rows=0) - draft.overhead_s
+            else:
+                nd = float(len(decoders))
+                one = float(sc.linear(nd)) / replica.model.num_layers + float(sc.head(nd))
+            dt += spec.k * one
         busy_area += dt * len(running)
         t += dt
         steps += 1
         finished: list[_Seq] = []
-        for s in decoders:
-            s.stored += 1
-            s.generated += 1
+        if spec is not None and decoders:
+            # accepted draft tokens: j with P(j) = a^j (1 - a) for j < k, a^k for j = k
+            acc = np.minimum(np.floor(np.log(acc_rng.random(len(decoders)))
+                                      / math.log(spec.acceptance)) if spec.acceptance > 0
+                             else np.zeros(len(decoders)), spec.k).astype(int) + 1
+        else:
+            acc = np.ones(len(decoders), dtype=int)
+        for s, got in zip(decoders, acc, strict=True):
+            got = min(int(got), s.out - s.generated)
+            s.stored += got
+            s.generated += got
             if s.generated >= s.out:
                 finished.append(s)
         for s, c in chunks:
@@ -221,7 +258,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     finished.append(s)
         for s in finished:
             running.remove(s)
-            free += s.blocks
+            free += s.blocks - s.base_blocks
             finish[s.idx] = t
             done += 1
             if load.mode == "concurrency" and next_req < n_req:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
 from kvopt.serving.stepcost import StepCost
@@ -83,7 +84,7 @@ def _poisson_quadrature(mu: Array) -> tuple[Array, Array]:
 def _draws() -> dict[str, Array]:
     rng = np.random.default_rng(_Z_SEED)
     return {"u": rng.random(_QUAD), "u2": rng.random(_QUAD), "u3": rng.random(_QUAD),
-            "u4": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
+            "u4": rng.random(_QUAD), "u5": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
             "z1": rng.standard_normal(_QUAD),
             "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
             "q": (np.arange(_QUAD) + 0.5) / _QUAD}
@@ -113,7 +114,9 @@ def erlang_c(servers: float, offered: float) -> float:
 class SteadyModel:
     """Steady-state solver for one replica, one length mix."""
 
-    def __init__(self, sc: StepCost, input_dist: LengthDist, output_dist: LengthDist) -> None:
+    def __init__(self, sc: StepCost, input_dist: LengthDist, output_dist: LengthDist, *,
+                 prefix: PrefixCache | None = None, spec: SpecDecode | None = None,
+                 draft: StepCost | None = None, prompt_cached: bool = False) -> None:
         self.sc = sc
         rep = sc.replica
         self.i_mean = input_dist.mean
@@ -123,21 +126,74 @@ class SteadyModel:
         self.inp = input_dist
         self.out = output_dist
         self.ctx = self.i_mean + self.o_mean / 2
+        # prefix caching: hits skip min(shared, I - 1) prompt tokens. ``prompt_cached``: the
+        # whole prompt arrives with its KV (the decode pool of disaggregated serving)
+        if prompt_cached:
+            prefix = PrefixCache(shared_len=input_dist.max, hit_rate=1.0)
+        bs = rep.engine.block_size
+        self.hit = prefix.hit_rate if prefix else 0.0
+        # engines reuse whole KV blocks only: the usable prefix is block-aligned
+        self.shared = float((prefix.shared_len // bs) * bs) if prefix else 0.0
+        skipped = float(np.dot(np.minimum(self.shared, input_dist.values - 1), input_dist.probs))
+        self.skip_mean = skipped
+        self.i_new = self.i_mean - self.hit * skipped  # prompt tokens prefilled per request
+        self._prompt_mix = ((1.0 - self.hit, self.i_mean, 0.0),
+                            (self.hit, max(self.i_mean - skipped, 1.0), skipped))
+        # speculative decoding: tokens per target step, verify width, drafter cost
+        self.spec = spec
+        self.E = spec.expected_tokens if spec else 1.0
+        self.verify = float(spec.k + 1) if spec else 1.0
+        self.draft = draft
+        self.dec_steps = max(self.o_mean - 1.0, 0.0) / self.E
         eng = rep.engine
         self.budget = float(eng.step_tokens if eng.chunked_prefill
                             else max(eng.step_tokens, input_dist.max))
         bs = eng.block_size
-        blocks_per_seq = math.ceil((self.i_mean + self.o_mean / 2) / bs) + 0.5
-        self.kv_seqs = rep.kv_capacity_blocks / blocks_per_seq
+        private = 0.0 if prompt_cached else self.hit * skipped  # KV shared across requests
+        # a sequence holds its tokens in blocks, half a block wasted on average; prefix hits
+        # point at the shared blocks instead of holding their own
+        blocks_per_seq = (self.i_mean + self.o_mean / 2) / bs + 0.5 - private / bs
+        shared_blocks = 0.0
+        if self.hit > 0 and not prompt_cached:
+            # cached blocks are evictable; they are pinned only while some running sequence
+            # uses them: P(at least one of the ~N running sequences is a hit)
+            n_est = rep.kv_capacity_blocks / blocks_per_seq
+            shared_blocks = math.ceil(self.shared / bs) * (1.0 - (1.0 - self.hit) ** n_est)
+        if draft is not None:  # a draft model's weights come out of the KV pool
+            per_block = rep.kv_bytes_per_block_layer * rep.model.num_layers
+            shared_blocks += float(math.ceil(draft.replica.weights_bytes / per_block))
+        self.kv_seqs = max(rep.kv_capacity_blocks - shared_blocks, 0) / blocks_per_seq
         self.slots = min(float(eng.max_num_seqs), self.kv_seqs)
         self.limit_slots = "max_num_seqs" if eng.max_num_seqs <= self.kv_seqs else "kv_cache"
         # a synchronized wave (offline) holds whole sequences at their final length
-        self.kv_seqs_full = rep.kv_capacity_blocks / (math.ceil(
-            (self.i_mean + self.o_mean) / bs) + 0.5)
+        self.kv_seqs_full = max(rep.kv_capacity_blocks - shared_blocks, 0) / (math.ceil(
+            (self.i_mean + self.o_mean) / bs) + 0.5 - private / bs)
         self._cap: tuple[float, str] | None = None
         self._last_resid: Array = np.zeros(_QUAD)
 
     # -- core fixed point -------------------------------------------------------------------
+    def _step(self, n_decode: Array | float, prefill_tokens: Array | float,
+              ctx: float | None = None) -> Array:
+        """One engine step: ``n_decode`` sequences decoding (verifying ``k + 1`` tokens each
+        under speculative decoding, plus the drafter's passes) and ``prefill_tokens`` new
+        prompt tokens (a mix of prefix-cache hits and misses)."""
+        n = np.asarray(n_decode, dtype=np.float64)
+        t = self.sc.mean_step_s(n_decode=n, mean_context=self.ctx if ctx is None else ctx,
+                                prefill_tokens=prefill_tokens, prompt_len=self.i_mean,
+                                decode_tokens=self.verify, prompt_mix=self._prompt_mix)
+        if self.spec is not None and self.spec.k:
+            t = t + self.spec.k * self._draft_step(n)
+        return np.asarray(t)
+
+    def _draft_step(self, n: Array) -> Array:
+        """One drafter pass over ``n`` sequences (no engine overhead: inside the step)."""
+        if self.draft is not None:
+            return np.asarray(np.where(n > 0, self.draft.mean_step_s(
+                n_decode=n, mean_context=self.ctx, prefill_tokens=0.0, prompt_len=self.i_mean)
+                - self.draft.overhead_s, 0.0))
+        layers = self.sc.replica.model.num_layers
+        return np.asarray(np.where(n > 0, self.sc.linear(n) / layers + self.sc.head(n), 0.0))
+
     def step_seen(self, lam: Array, t: Array, others: Array | None = None) -> Array:
         return self._step_moments(lam, t, others)[0]
 
@@ -150,20 +206,19 @@ class SteadyModel:
         a step with a prompt can be compute-bound while decode-only steps are not)."""
         lam = np.asarray(lam, dtype=np.float64)[..., None]
         t = np.asarray(t, dtype=np.float64)[..., None]
-        n = (lam * max(self.o_mean - 1.0, 0.0) * t if others is None
+        n = (lam * self.dec_steps * t if others is None
              else np.asarray(others, dtype=np.float64)[..., None])
         mu = lam * t
         k, w = _poisson_quadrature(mu)
         # compound Poisson: K prompts of random length -> K*mean +- sqrt(K)*sd (2 points)
         spread = np.sqrt(k * self.i_var)
-        burst = np.concatenate([np.maximum(k * self.i_mean - spread, 0.0),
-                                k * self.i_mean + spread], axis=-1)
+        burst = np.concatenate([np.maximum(k * self.i_new - spread, 0.0),
+                                k * self.i_new + spread], axis=-1)
         w = np.concatenate([w, w], axis=-1) / 2
         n = np.broadcast_to(n, (*burst.shape[:-1], 1))
         free = np.maximum(self.budget - (1.0 + n), 1.0)
         steps = np.maximum(1.0, burst / free)
-        step = self.sc.mean_step_s(n_decode=1.0 + n, mean_context=self.ctx,
-                                   prefill_tokens=burst / steps, prompt_len=self.i_mean)
+        step = self._step(1.0 + n, burst / steps)
         cw = w * steps
         tot = np.sum(cw, axis=-1)
         mean = np.sum(cw * step, axis=-1) / tot
@@ -190,18 +245,17 @@ class SteadyModel:
         lam = np.asarray(lam, dtype=np.float64)
         t = self.tpot(lam)
         with np.errstate(invalid="ignore"):
-            ok = (np.isfinite(t) & (lam * self.o_mean * t < self.slots)
-                  & (lam * t * self.i_mean < self.budget))
+            ok = (np.isfinite(t) & (lam * (self.dec_steps + 1.0) * t < self.slots)
+                  & (lam * t * self.i_new < self.budget))
         return np.asarray(ok, dtype=np.float64), t
 
     def capacity(self) -> tuple[float, str]:
         """Highest Poisson rate the replica sustains, and what binds it (cached)."""
         if self._cap is None:
-            base = float(self.sc.mean_step_s(n_decode=1.0, mean_context=self.ctx,
-                                             prefill_tokens=0.0, prompt_len=self.i_mean))
+            base = float(self._step(1.0, 0.0))
             hi = self.slots / max(base * self.o_mean, 1e-9)
             grid = np.geomspace(hi * 1e-4, hi * 4, 24)
-            for _ in range(3):  # bracket, then refine twice on finer grids
+            for _ in range(5):  # bracket, then refine on finer grids (~1e-6 relative)
                 ok_f, _ = self.feasible(grid)
                 ok = ok_f > 0
                 if not ok.any():
@@ -219,7 +273,7 @@ class SteadyModel:
         t = float(self.tpot(np.array([lam]))[0])
         if not math.isfinite(t):
             return "step time (compute/memory)"
-        if lam * t * self.i_mean >= self.budget:
+        if lam * t * self.i_new >= self.budget:
             return "token budget"
         return self.limit_slots
 
@@ -236,9 +290,8 @@ class SteadyModel:
         """Closed loop of ``clients`` with no think time (desynchronized clients)."""
         cap, limit = self.capacity()
         run = min(float(clients), slots if slots is not None else self.slots)
-        dec = max(self.o_mean - 1.0, 0.0)
-        t = float(self.sc.mean_step_s(n_decode=1.0, mean_context=self.ctx, prefill_tokens=0.0,
-                                      prompt_len=self.i_mean))
+        dec = self.dec_steps
+        t = float(self._step(1.0, 0.0))
         lam = run / max(self.o_mean * t, 1e-12)
         for _ in range(200):  # lambda = C / E2E; others decoding = (C-1) x decode share
             ttft = float(np.mean(self._ttft_core(lam, t, closed=True)))
@@ -268,10 +321,8 @@ class SteadyModel:
         lam = run.throughput_rps
         makespan = max(0, n - conc) / lam + run.e2e_mean_s
         idx = np.floor(_D["q"] * n)
-        per_step = max(1.0, self.budget / self.i_mean)  # prompts admitted per step
-        t_pf = float(self.sc.mean_step_s(n_decode=conc / 2, mean_context=self.ctx,
-                                         prefill_tokens=min(self.budget, n * self.i_mean),
-                                         prompt_len=self.i_mean))
+        per_step = max(1.0, self.budget / self.i_new)  # prompts admitted per step
+        t_pf = float(self._step(conc / 2, min(self.budget, n * self.i_new)))
         ramp = (np.floor(np.minimum(idx, conc - 1) / per_step) + 1) * t_pf
         wait = np.maximum(0.0, idx - conc + 1) / lam
         ttft = ramp + wait
@@ -287,15 +338,11 @@ class SteadyModel:
         """Offline run of identical requests: lock-step waves of ``conc`` sequences. Each wave
         prefills its prompts in budget-sized steps, then decodes ``O - 1`` steps together."""
         cap, limit = self.capacity()
-        per_step = max(1.0, math.floor(self.budget / self.i_mean))
+        per_step = max(1.0, math.floor(self.budget / self.i_new))
         pf_steps = math.ceil(conc / per_step)
-        t_pf = float(self.sc.mean_step_s(n_decode=0.0, mean_context=self.ctx,
-                                         prefill_tokens=min(per_step, conc) * self.i_mean,
-                                         prompt_len=self.i_mean))
-        ctx_dec = self.i_mean + self.o_mean / 2
-        t_dec = float(self.sc.mean_step_s(n_decode=float(conc), mean_context=ctx_dec,
-                                          prefill_tokens=0.0, prompt_len=self.i_mean))
-        dec = max(self.o_mean - 1.0, 0.0)
+        t_pf = float(self._step(0.0, min(per_step, conc) * self.i_new))
+        t_dec = float(self._step(float(conc), 0.0))
+        dec = self.dec_steps
         wave = pf_steps * t_pf + dec * t_dec
         waves = math.ceil(n / conc)
         last = n - (waves - 1) * conc
@@ -308,7 +355,8 @@ class SteadyModel:
             total_tok_s=n * (self.i_mean + self.o_mean) / makespan,
             steady_state_batch=float(conc), utilization=1.0,
             queue_s=float(np.mean((idx // conc) * wave)), ttft_s=_stats(ttft),
-            tpot_s=(t_dec,) * 4, e2e_mean_s=float(np.mean(ttft)) + dec * t_dec, limit=limit)
+            tpot_s=(t_dec / self.E,) * 4, e2e_mean_s=float(np.mean(ttft)) + dec * t_dec,
+            limit=limit)
 
     # -- pieces ------------------------------------------------------------------------------
     def _ttft_core(self, lam: float, t: float, closed: bool = False) -> Array:
@@ -316,15 +364,13 @@ class SteadyModel:
         land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
         i_me = np.asarray(np.quantile(self.inp.values.repeat(
             np.maximum(1, np.round(self.inp.probs * 512)).astype(int)), _D["q"]))
-        n_sys = lam * (self.o_mean - 1) * t
+        n_sys = lam * self.dec_steps * t
         p_busy = 1.0 - math.exp(-n_sys) if lam > 0 else 0.0
         busy = _D["u2"] < p_busy
         # the step in progress at a Poisson arrival is length-biased: it is more likely a
         # long one that carries K ~ Poisson(lam t) prompts
         k, w = _poisson_quadrature(np.array([lam * t]))
-        dur = self.sc.mean_step_s(n_decode=1.0 + n_sys, mean_context=self.ctx,
-                                  prefill_tokens=np.minimum(k * self.i_mean, self.budget),
-                                  prompt_len=self.i_mean)
+        dur = self._step(1.0 + n_sys, np.minimum(k * self.i_new, self.budget))
         bw = w * dur
         cdf = np.cumsum(bw) / max(float(bw.sum()), 1e-300)
         running = dur[np.minimum(np.searchsorted(cdf, _D["u3"]), dur.size - 1)]
@@ -332,22 +378,22 @@ class SteadyModel:
         # prompts that arrived during the same residual are prefilled with it: a Poisson
         # count of random-length prompts
         k_co = stats.poisson.ppf(_D["u4"], np.maximum(lam * resid, 1e-12))
-        co = np.maximum(k_co * self.i_mean + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
+        co = np.maximum(k_co * self.i_new + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
+        # its own prompt: prefix-cache hits skip the cached tokens
+        i_me = np.where(_D["u5"] < self.hit, np.maximum(i_me - self.shared, 1.0), i_me)
         n_dec = np.where(busy, n_sys, 0.0)
         free = np.maximum(self.budget - n_dec, 1.0)
         first = np.minimum(i_me + co, free)
-        step = self.sc.mean_step_s(n_decode=n_dec, mean_context=self.ctx, prefill_tokens=first,
-                                   prompt_len=self.i_mean)
+        step = self._step(n_dec, first)
         chunks = np.ceil(i_me / free)
-        more = (chunks - 1) * self.sc.mean_step_s(n_decode=n_dec, mean_context=self.ctx,
-                                                  prefill_tokens=free, prompt_len=self.i_mean)
+        more = (chunks - 1) * self._step(n_dec, free)
         self._last_resid = resid
         return np.asarray(resid + step + more)
 
     def _metrics(self, mode: str, value: float, lam: float, t: float, cap: float, limit: str,
                  *, closed: bool, extra_wait: float = 0.0, running: float = 0.0) -> SteadyState:
         ttft_core = self._ttft_core(lam, t, closed=closed)
-        dec = max(self.o_mean - 1, 0.0)
+        dec = self.dec_steps
         n = lam * dec * t
         e2e_core = float(np.mean(ttft_core)) + dec * t
         wait = np.zeros(_QUAD)
@@ -357,7 +403,7 @@ class SteadyModel:
             if pw > 0 and offered < self.slots:
                 rate = self.slots / e2e_core - lam
                 wait = np.where(_D["u2"] < pw, _D["e"] / rate, 0.0)
-            rho_b = lam * t * self.i_mean / self.budget
+            rho_b = lam * t * self.i_new / self.budget
             if 0 < rho_b < 1:
                 wait = wait + rho_b / (2 * (1 - rho_b)) * t * _D["e"]
         wait = wait + extra_wait
@@ -373,8 +419,12 @@ class SteadyModel:
         # its own output length sets how many step durations it averages over
         o_me = np.asarray(np.quantile(self.out.values.repeat(
             np.maximum(1, np.round(self.out.probs * 512)).astype(int)), _D["u"]))
-        tpot = np.maximum(per + np.sqrt(var / np.maximum(o_me - 1.0, 1.0)) * _D["z2"], 0.0)
-        tpot = tpot * (t / max(float(np.mean(tpot)), 1e-12))  # keep the solved mean
+        steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
+        tpot = np.maximum(per + np.sqrt(var / steps_me) * _D["z2"], 0.0)
+        if self.spec is not None:  # tokens accepted per step vary from step to step
+            rel = math.sqrt(self.spec.tokens_variance) / self.E
+            tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
+        tpot = tpot * (t / max(float(np.mean(tpot)), 1e-12)) / self.E  # solved mean, per token
         return SteadyState(
             mode=mode, value=value, saturated=False, capacity_rps=cap, throughput_rps=lam,
             output_tok_s=lam * self.o_mean, total_tok_s=lam * (self.i_mean + self.o_mean),

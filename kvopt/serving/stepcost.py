@@ -92,7 +92,8 @@ class StepCost:
         self._kv_layer = kv_bytes_per_token_layer(m, tp, prec.kv_bytes_per_value)
         self._qo_dec = heads * self._dec_dims * prec.activation_bytes
         self._qo_pre = heads * self._pre_dims * prec.activation_bytes
-        self._unit_cache: dict[tuple[float, float], tuple[float, float, float, float]] = {}
+        self._unit_cache: dict[tuple[object, ...], tuple[float, float, float, float,
+                                                          float]] = {}
         self.groups = tuple(_AttnGroup(np.inf if w is None else float(w), n)
                             for w, n in Counter(m.sliding_windows).items())
 
@@ -146,39 +147,55 @@ class StepCost:
 
     # -- whole steps ---------------------------------------------------------------------------
     def step_s(self, *, decode_contexts: Array, prefill_new: Array, prefill_past: Array,
-               prefill_rows: int) -> float:
-        """Time of one step: decodes at ``decode_contexts`` plus prefill chunks; ``prefill_rows``
-        chunks finish their prompt this step and sample a token."""
+               prefill_rows: int, decode_tokens: int = 1) -> float:
+        """Time of one step: decodes at ``decode_contexts`` (each verifying ``decode_tokens``
+        tokens) plus prefill chunks; ``prefill_rows`` chunks finish their prompt this step and
+        sample a token."""
         n = int(np.size(decode_contexts))
         p = float(np.sum(prefill_new))
         if n == 0 and p == 0:
             return 0.0
         df, db = self.decode_attention_work(decode_contexts) if n else (0.0, 0.0)
         pf, pb = self.prefill_attention_work(prefill_new, prefill_past) if p else (0.0, 0.0)
-        t = (float(self.linear(n + p)) + float(self.head(n + prefill_rows))
-             + float(self.attention(dec_flops=df, dec_bytes=db, pre_flops=pf, pre_bytes=pb)))
+        dt = n * decode_tokens
+        t = (float(self.linear(dt + p)) + float(self.head(dt + prefill_rows))
+             + float(self.attention(dec_flops=df * decode_tokens, dec_bytes=db, pre_flops=pf,
+                                    pre_bytes=pb)))
         return t + self.overhead_s
 
     def mean_step_s(self, *, n_decode: Array | float, mean_context: float,
-                    prefill_tokens: Array | float, prompt_len: float) -> Array:
-        """Expected step time with ``n_decode`` decodes at ``mean_context`` and
-        ``prefill_tokens`` prompt tokens from prompts of ``prompt_len`` (vectorized).
+                    prefill_tokens: Array | float, prompt_len: float,
+                    decode_tokens: float = 1.0,
+                    prompt_mix: tuple[tuple[float, float, float], ...] | None = None) -> Array:
+        """Expected step time with ``n_decode`` sequences at ``mean_context`` and
+        ``prefill_tokens`` new prompt tokens (vectorized).
 
-        Attention work is linear in the sequences, so it is evaluated per sequence and scaled.
+        ``decode_tokens`` > 1 verifies that many tokens per sequence (speculative decoding):
+        GEMMs and the LM head see all of them, attention reads the KV once. ``prompt_mix`` is
+        ``((weight, new_tokens, cached_tokens), ...)``: prompts that start after a cached
+        prefix attend over it (prefix caching). Attention work is linear in the sequences, so
+        it is evaluated per sequence and scaled.
         """
         n = np.asarray(n_decode, dtype=np.float64)
         p = np.asarray(prefill_tokens, dtype=np.float64)
-        key = (float(mean_context), float(prompt_len))
+        mix = prompt_mix or ((1.0, float(prompt_len), 0.0),)
+        key = (float(mean_context), mix)
         if key not in self._unit_cache:
-            # one decode at the mean context; one whole prompt prefilled from scratch
-            self._unit_cache[key] = (
-                *self.decode_attention_work(np.array([mean_context])),
-                *self.prefill_attention_work(np.array([prompt_len]), np.array([0.0])))
-        df1, db1, pf1, pb1 = self._unit_cache[key]
-        per_tok = 1.0 / max(prompt_len, 1.0)
-        rows = n + p * per_tok
-        att = self.attention(dec_flops=n * df1, dec_bytes=n * db1, pre_flops=p * pf1 * per_tok,
-                             pre_bytes=p * pb1 * per_tok)
+            df1, db1 = self.decode_attention_work(np.array([mean_context]))
+            wsum = sum(w * new for w, new, _ in mix)
+            pf = pb = 0.0
+            for w, new, past in mix:
+                if w > 0:
+                    f, b = self.prefill_attention_work(np.array([new]), np.array([past]))
+                    pf, pb = pf + w * f, pb + w * b
+            new_mean = wsum / max(sum(w for w, _, _ in mix), 1e-12)
+            self._unit_cache[key] = (df1, db1, pf / max(wsum, 1e-12), pb / max(wsum, 1e-12),
+                                     new_mean)
+        df1, db1, pf_tok, pb_tok, new_mean = self._unit_cache[key]
+        dt = n * decode_tokens
+        rows = dt + p / max(new_mean, 1.0)
+        att = self.attention(dec_flops=dt * df1, dec_bytes=n * db1, pre_flops=p * pf_tok,
+                             pre_bytes=p * pb_tok)
         busy = (n + p) > 0
-        return np.asarray(np.where(busy, self.linear(n + p) + self.head(rows) + att
+        return np.asarray(np.where(busy, self.linear(dt + p) + self.head(rows) + att
                                    + self.overhead_s, 0.0))

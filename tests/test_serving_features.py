@@ -1,0 +1,132 @@
+"""Prefix caching, speculative decoding and disaggregated prefill/decode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvopt import InputError
+from kvopt.serving.capacity import Slo, capacity
+from kvopt.serving.disagg import kv_transfer_s, plan_pools
+from kvopt.serving.features import PrefixCache, SpecDecode
+from kvopt.serving.lengths import fixed, parse_dist
+from kvopt.serving.load import Load
+from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
+
+REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+INP = parse_dist("lognormal:mean=2000,sigma=0.4")
+OUT = fixed(200)
+
+
+def test_expected_tokens_formula() -> None:
+    # k = 3, a = 0.5: 1 + 0.5 + 0.25 + 0.125 = 1.875 = (1 - 0.5^4) / (1 - 0.5)
+    assert SpecDecode(k=3, acceptance=0.5).expected_tokens == pytest.approx(1.875)
+    assert SpecDecode(k=4, acceptance=0.0).expected_tokens == 1.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(hit=st.floats(0.0, 1.0), shared=st.integers(1, 1900), frac=st.floats(0.05, 0.6))
+def test_prefix_caching_never_hurts_ttft(hit: float, shared: int, frac: float) -> None:
+    base = steady_model(REP, INP, OUT)
+    cached = steady_model(REP, INP, OUT, prefix=PrefixCache(shared_len=shared, hit_rate=hit))
+    lam = base.capacity()[0] * frac
+    assert cached.capacity()[0] >= base.capacity()[0] * (1 - 1e-6)
+    a, b = base.poisson(lam), cached.poisson(lam)
+    assert b.ttft_s[0] <= a.ttft_s[0] * (1 + 1e-6)
+    assert b.ttft_s[3] <= a.ttft_s[3] * (1 + 1e-6)
+
+
+def test_prefix_caching_saves_prefill_and_blocks() -> None:
+    m = steady_model(REP, INP, OUT, prefix=PrefixCache(shared_len=1500, hit_rate=0.8))
+    # hits skip min(1488, I - 1) tokens of each prompt: 1500 rounded down to whole
+    # 16-token blocks, since engines reuse whole blocks only
+    skipped = sum(p * min(1488, v - 1) for v, p in zip(INP.values, INP.probs, strict=True))
+    assert m.i_new == pytest.approx(INP.mean - 0.8 * skipped)
+    assert m.kv_seqs > steady_model(REP, INP, OUT).kv_seqs
+
+
+def test_zero_acceptance_spec_decoding_is_slower_than_none() -> None:
+    lam = 3.0
+    plain = estimate_under_load(REP, load=Load(mode="rps", value=lam), input_dist=INP,
+                                output_dist=OUT)
+    zero = estimate_under_load(REP, load=Load(mode="rps", value=lam), input_dist=INP,
+                               output_dist=OUT, spec=SpecDecode(k=4, acceptance=0.0))
+    good = estimate_under_load(REP, load=Load(mode="rps", value=lam), input_dist=INP,
+                               output_dist=OUT, spec=SpecDecode(k=3, acceptance=0.8))
+    assert zero.latency.tpot_ms > plain.latency.tpot_ms
+    assert good.latency.tpot_ms < plain.latency.tpot_ms
+
+
+def test_spec_decoding_hurts_at_large_batch() -> None:
+    # a compute-bound verify pass: big batch of short prompts on a slow-compute GPU
+    rep = build_replica(model="Llama-3.1-8B", gpu="L40S")
+    inp, out = fixed(64), fixed(512)
+    plain = steady_model(rep, inp, out)
+    spec = steady_model(rep, inp, out, spec=SpecDecode(k=4, acceptance=0.6))
+    assert spec.capacity()[0] < plain.capacity()[0]
+
+
+def test_spec_and_prefix_analytic_match_simulator() -> None:
+    for kw in ({"prefix": PrefixCache(shared_len=1500, hit_rate=0.8)},
+               {"spec": SpecDecode(k=3, acceptance=0.7)}):
+        a = estimate_under_load(REP, load=Load(mode="rps", value=2.0), input_dist=INP,
+                                output_dist=OUT, **kw).to_dict()
+        s = simulate_under_load(REP, load=Load(mode="rps", value=2.0), input_dist=INP,
+                                output_dist=OUT, num_requests=1200, **kw).to_dict()
+        for key in ("ttft_ms", "tpot_ms"):
+            assert a["latency"][key] == pytest.approx(s["latency"][key], rel=0.10), (kw, key)
+
+
+def test_kv_transfer_time_hand_computed() -> None:
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    # 1000 tokens x 131072 B over a 50 GB/s NIC at 0.8 efficiency + 10 us
+    t = kv_transfer_s(rep, rep, 1000, same_node=False)
+    assert t == pytest.approx(10e-6 + 1000 * 131072 / (50e9 * 0.8))
+    # inside an NVLink node: 450 GB/s per direction x 0.8
+    assert kv_transfer_s(rep, rep, 1000, same_node=True) == pytest.approx(
+        1000 * 131072 / (450e9 * 0.8))
+
+
+def test_disaggregated_pools_meet_slo_and_scale_with_rate() -> None:
+    rep = build_replica(model="Llama-3.1-70B", gpu="H100-SXM", tp=2, weights="fp8")
+    inp, out = fixed(4000), fixed(300)
+    slo = Slo(ttft_p99_ms=2000, tpot_p99_ms=40)
+    best, rows = plan_pools(rep, rep, rate_rps=6, input_dist=inp, output_dist=out, slo=slo,
+                            max_replicas=6)
+    assert best is not None and best.meets_slo
+    assert best.ttft_p99_ms <= 2000 and best.tpot_p99_ms <= 40
+    assert all(r.gpus >= best.gpus for r in rows if r.meets_slo)
+    more, _ = plan_pools(rep, rep, rate_rps=12, input_dist=inp, output_dist=out, slo=slo,
+                         max_replicas=6)
+    assert more is not None and more.gpus >= best.gpus
+    co = capacity(rep, input_dist=inp, output_dist=out, slo=slo)
+    assert co.goodput_rps > 0
+
+
+def test_bad_feature_input(run_cli) -> None:
+    with pytest.raises(InputError):
+        PrefixCache(shared_len=10, hit_rate=1.5)
+    with pytest.raises(InputError):
+        SpecDecode(k=0, acceptance=0.5)
+    base = ["estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len", "100",
+            "--output-len", "10"]
+    res = run_cli(*base, "--rps", "1", "--spec-k", "3")
+    assert res.exit_code == 2 and "--spec-acceptance" in res.stderr
+    res = run_cli(*base, "--batch", "2", "--prefix-len", "50", "--prefix-hit-rate", "0.5")
+    assert res.exit_code == 1 and "under a load" in res.stderr
+    res = run_cli(*base, "--rps", "1", "--spec-k", "2", "--spec-acceptance", "0.5",
+                  "--spec-draft", "nonexistent-model")
+    assert res.exit_code == 1 and "unknown model" in res.stderr
+
+
+def test_disagg_command(run_cli) -> None:
+    res = run_cli("disagg", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "3000", "--output-len", "200", "--rps", "4", "--slo-tpot-p99-ms", "20",
+                  "--max-replicas", "4", "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["meets_slo"] and d["prefill_replicas"] >= 1 and d["colocated_replicas"] >= 1
