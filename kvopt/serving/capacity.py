@@ -101,15 +101,16 @@ def _result(st: SteadyState, cap: float, binding: str) -> CapacityResult:
 
 def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
              slo: Slo | None = None, prefix: PrefixCache | None = None,
-             spec: SpecDecode | None = None) -> CapacityResult:
+             spec: SpecDecode | None = None, max_num_seqs: int | None = None,
+             rel_tol: float = 0.005) -> CapacityResult:
     """Goodput of ``replica`` for a length mix under ``slo``."""
     check_context(replica, input_dist, output_dist)
     if not replica.fits:
         return CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
                               ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
                               binding="does not fit in memory", feasible=False)
-    return capacity_of(steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec),
-                       slo or Slo())
+    return capacity_of(steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec,
+                                    max_num_seqs=max_num_seqs), slo or Slo(), rel_tol=rel_tol)
 
 
 def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: LengthDist,

@@ -79,15 +79,17 @@ def draft_cost(rep: Replica, spec: SpecDecode | None) -> StepCost | None:
 
 
 def steady_model(rep: Replica, input_dist: LengthDist, output_dist: LengthDist, *,
-                 prefix: PrefixCache | None = None,
-                 spec: SpecDecode | None = None) -> SteadyModel:
-    """The steady-state model of a replica and length mix (cached: it caches its capacity)."""
-    key = (rep, input_dist.label, output_dist.label, prefix, spec)
+                 prefix: PrefixCache | None = None, spec: SpecDecode | None = None,
+                 max_num_seqs: int | None = None) -> SteadyModel:
+    """The steady-state model of a replica and length mix (cached: it caches its capacity).
+    ``max_num_seqs`` overrides the engine's cap on running sequences (a plan's max batch)."""
+    key = (rep, input_dist.label, output_dist.label, prefix, spec, max_num_seqs)
     if key not in _MODELS:
-        if len(_MODELS) > 1024:
+        if len(_MODELS) > 4096:
             _MODELS.clear()
         _MODELS[key] = SteadyModel(step_cost_for(rep), input_dist, output_dist, prefix=prefix,
-                                   spec=spec, draft=draft_cost(rep, spec))
+                                   spec=spec, draft=draft_cost(rep, spec),
+                                   max_num_seqs=max_num_seqs)
     return _MODELS[key]
 
 

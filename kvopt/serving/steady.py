@@ -35,6 +35,7 @@ from kvopt.serving.stepcost import StepCost
 Array = npt.NDArray[np.float64]
 _QUAD = 1024
 _WAVES = True
+_CURVES: dict[tuple[object, ...], tuple[object, tuple[float, Array, Array]]] = {}
 _MAX_STEP_S = 30.0  # no fixed point below this: the replica cannot keep up
 _Z_SEED = 20261127
 
@@ -116,7 +117,8 @@ class SteadyModel:
 
     def __init__(self, sc: StepCost, input_dist: LengthDist, output_dist: LengthDist, *,
                  prefix: PrefixCache | None = None, spec: SpecDecode | None = None,
-                 draft: StepCost | None = None, prompt_cached: bool = False) -> None:
+                 draft: StepCost | None = None, prompt_cached: bool = False,
+                 max_num_seqs: int | None = None) -> None:
         self.sc = sc
         rep = sc.replica
         self.i_mean = input_dist.mean
@@ -163,12 +165,15 @@ class SteadyModel:
             per_block = rep.kv_bytes_per_block_layer * rep.model.num_layers
             shared_blocks += float(math.ceil(draft.replica.weights_bytes / per_block))
         self.kv_seqs = max(rep.kv_capacity_blocks - shared_blocks, 0) / blocks_per_seq
-        self.slots = min(float(eng.max_num_seqs), self.kv_seqs)
-        self.limit_slots = "max_num_seqs" if eng.max_num_seqs <= self.kv_seqs else "kv_cache"
+        self.max_seqs = int(max_num_seqs or eng.max_num_seqs)  # the engine's (or a plan's) cap
+        self.slots = min(float(self.max_seqs), self.kv_seqs)
+        self.limit_slots = "max_num_seqs" if self.max_seqs <= self.kv_seqs else "kv_cache"
         # a synchronized wave (offline) holds whole sequences at their final length
         self.kv_seqs_full = max(rep.kv_capacity_blocks - shared_blocks, 0) / (math.ceil(
             (self.i_mean + self.o_mean) / bs) + 0.5 - private / bs)
         self._cap: tuple[float, str] | None = None
+        self._phys_key = (id(sc), input_dist.label, output_dist.label, prefix, spec,
+                          id(draft), prompt_cached)
         self._last_resid: Array = np.zeros(_QUAD)
 
     # -- core fixed point -------------------------------------------------------------------
@@ -240,8 +245,8 @@ class SteadyModel:
         return np.where(ok, np.exp(hi), np.inf)
 
     def feasible(self, lam: Array) -> tuple[Array, Array]:
-        """(1.0 where feasible else 0.0, TPOT) for rates ``lam``: the fixed point exists, the
-        sequences in flight fit the slots, and prompt tokens fit the token budget."""
+        """(1.0 where feasible else 0.0, step time) for rates ``lam``: the fixed point
+        exists, the sequences in flight fit the slots, and prompt tokens fit the budget."""
         lam = np.asarray(lam, dtype=np.float64)
         t = self.tpot(lam)
         with np.errstate(invalid="ignore"):
@@ -249,60 +254,107 @@ class SteadyModel:
                   & (lam * t * self.i_new < self.budget))
         return np.asarray(ok, dtype=np.float64), t
 
+    def _physics(self) -> tuple[float, Array, Array]:
+        """(rate where the step-time fixed point stops existing, log-rate grid, log step
+        time on it). Independent of the slot cap, so models that differ only in
+        ``max_num_seqs`` share it."""
+        hit = _CURVES.get(self._phys_key)
+        if hit is not None and hit[0] is self.sc:
+            return hit[1]
+        base = float(self._step(1.0, 0.0))
+        scale = 1.0 / (base * max(self.dec_steps, 1.0))
+        grid = np.geomspace(1e-4, 1e4, 48) * scale
+        for _ in range(4):  # bracket the divergence, then refine
+            t = self.tpot(grid)
+            bad = ~np.isfinite(t)
+            if not bad.any():
+                lo, hi = float(grid[-1]), float(grid[-1]) * 4
+            elif bad.all():
+                lo, hi = 0.0, float(grid[0])
+            else:
+                first = int(np.nonzero(bad)[0].min())
+                lo, hi = float(grid[max(first - 1, 0)]), float(grid[first])
+            grid = np.linspace(max(lo, 1e-12), hi, 24)
+        lam_div = lo
+        fine = np.geomspace(lam_div * 1e-5, lam_div * (1 - 1e-9), 96) if lam_div > 0 \
+            else np.array([1e-12, 2e-12])
+        curve = (lam_div, np.log(fine), np.log(self.tpot(fine)))
+        if len(_CURVES) > 4096:
+            _CURVES.clear()
+        _CURVES[self._phys_key] = (self.sc, curve)
+        return curve
+
+    def _t_interp(self, lam: float) -> float:
+        _, x, y = self._physics()
+        if lam <= math.exp(x[0]):
+            return float(self.tpot(np.array([lam]))[0])
+        if lam >= math.exp(x[-1]):
+            return math.inf
+        return float(np.exp(np.interp(math.log(lam), x, y)))
+
     def capacity(self) -> tuple[float, str]:
-        """Highest Poisson rate the replica sustains, and what binds it (cached)."""
+        """Highest Poisson rate the replica sustains, and what binds it (cached): the least
+        of the rate where step times diverge, where sequences in flight fill the slots
+        (max_num_seqs or KV cache) and where prompt tokens fill the token budget."""
         if self._cap is None:
-            base = float(self._step(1.0, 0.0))
-            hi = self.slots / max(base * self.o_mean, 1e-9)
-            grid = np.geomspace(hi * 1e-4, hi * 4, 24)
-            for _ in range(5):  # bracket, then refine on finer grids (~1e-6 relative)
-                ok_f, _ = self.feasible(grid)
-                ok = ok_f > 0
-                if not ok.any():
-                    lo_v, hi_v = 0.0, float(grid[0])
-                elif ok.all():
-                    lo_v, hi_v = float(grid[-1]), float(grid[-1]) * 2
-                else:
-                    last = int(np.nonzero(ok)[0].max())
-                    lo_v, hi_v = float(grid[last]), float(grid[min(last + 1, grid.size - 1)])
-                grid = np.linspace(lo_v, hi_v, 24)
-            self._cap = (float(lo_v), self._binding(float(hi_v)))
+            lam_div, _, _ = self._physics()
+            limits = [(lam_div, "step time (compute/memory)")]
+            # all slots busy: the closed-loop rate at full occupancy (a Poisson stream can
+            # only do worse, it also queues)
+            if self.slots >= 1:
+                limits.append((self._closed_point(max(1.0, math.floor(self.slots)))[0],
+                               self.limit_slots))
+            for name, excess in (
+                    ("token budget",
+                     lambda lam: lam * self._t_interp(lam) * self.i_new - self.budget),):
+                if lam_div > 0 and excess(lam_div * (1 - 1e-9)) >= 0:
+                    lo, hi = 0.0, lam_div
+                    for _ in range(60):
+                        mid = (lo + hi) / 2
+                        lo, hi = (lo, mid) if excess(mid) >= 0 else (mid, hi)
+                    limits.append((lo, name))
+            self._cap = min(limits, key=lambda v: v[0])
         return self._cap
 
-    def _binding(self, lam: float) -> str:
-        t = float(self.tpot(np.array([lam]))[0])
-        if not math.isfinite(t):
-            return "step time (compute/memory)"
-        if lam * t * self.i_new >= self.budget:
-            return "token budget"
-        return self.limit_slots
-
     # -- loads --------------------------------------------------------------------------------
+    def _step_at(self, lam: float) -> float:
+        """Step time at rate ``lam`` below capacity: log-log interpolation on the shared
+        curve (exact at its 96 points, smooth and monotone between them)."""
+        return self._t_interp(lam)
+
     def poisson(self, lam: float) -> SteadyState:
         cap, limit = self.capacity()
         if lam >= cap:
             return self._saturated("rps", lam, cap, limit)
-        t = float(self.tpot(np.array([lam]))[0])
+        t = self._step_at(lam)
         return self._metrics("rps", lam, lam, t, cap, limit, closed=False)
 
-    def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
-               slots: float | None = None) -> SteadyState:
-        """Closed loop of ``clients`` with no think time (desynchronized clients)."""
-        cap, limit = self.capacity()
-        run = min(float(clients), slots if slots is not None else self.slots)
+    def _closed_point(self, run: float) -> tuple[float, float]:
+        """(request rate, step time) of a closed loop keeping ``run`` sequences busy:
+        lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E."""
         dec = self.dec_steps
         t = float(self._step(1.0, 0.0))
-        lam = run / max(self.o_mean * t, 1e-12)
-        for _ in range(200):  # lambda = C / E2E; others decoding = (C-1) x decode share
-            ttft = float(np.mean(self._ttft_core(lam, t, closed=True)))
+        lam = run / max((dec + 1.0) * t, 1e-12)
+        for _ in range(200):
+            # a closed-loop request arrives at a step end and is prefilled in the next step
+            # with the others that finished in this one
+            ttft = float(self._step(max(run - 1.0, 0.0) * dec * t / max(dec * t + t, 1e-12),
+                                    min(self.i_new * max(1.0, lam * t), self.budget)))
             e2e = ttft + dec * t
-            share = dec * t / e2e
-            others = np.array(max(run - 1.0, 0.0) * share)
+            others = np.array(max(run - 1.0, 0.0) * dec * t / e2e)
             t_new = float(self.step_seen(np.array(lam), np.array(t), others))
             lam_new = run / (ttft + dec * t_new)
             if abs(t_new - t) <= 1e-9 * t and abs(lam_new - lam) <= 1e-9 * lam:
                 break
             t, lam = 0.5 * (t + t_new), 0.5 * (lam + lam_new)
+        return lam, t
+
+    def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
+               slots: float | None = None) -> SteadyState:
+        """Closed loop of ``clients`` with no think time (desynchronized clients)."""
+        cap, limit = self.capacity()
+        run = min(float(clients), slots if slots is not None else math.floor(self.slots))
+        lam, t = self._closed_point(run)
         queue = max(0.0, clients - run) / lam if lam > 0 else 0.0
         return self._metrics(mode, float(value if value is not None else clients), lam, t, cap,
                              limit, closed=True, extra_wait=queue, running=run)
@@ -313,7 +365,7 @@ class SteadyModel:
         for whole sequences (prompt + output) and admission is paced by the token budget."""
         waves = self.inp.is_fixed and self.out.is_fixed and _WAVES
         kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
-        slots = max(1.0, math.floor(min(float(self.sc.replica.engine.max_num_seqs), kv)))
+        slots = max(1.0, math.floor(min(float(self.max_seqs), kv)))
         conc = int(min(n, slots))
         if waves:
             return self._waves(n, conc)
@@ -415,7 +467,11 @@ class SteadyModel:
             others = np.full(_QUAD, max(running - 1.0, 0.0) * dec * t / max(e2e_core, 1e-12))
         else:
             others = np.maximum(0.0, n + math.sqrt(max(n, 0.0) * 2.0 / 3.0) * _D["z1"])
-        per, var = self._step_moments(np.full(_QUAD, lam), np.full(_QUAD, t), others)
+        # step moments vary smoothly with the others: evaluate on a grid and interpolate
+        grid = np.linspace(float(others.min()), float(others.max()) + 1e-9, 33)
+        g_mean, g_var = self._step_moments(np.full(grid.size, lam), np.full(grid.size, t), grid)
+        per = np.interp(others, grid, g_mean)
+        var = np.interp(others, grid, g_var)
         # its own output length sets how many step durations it averages over
         o_me = np.asarray(np.quantile(self.out.values.repeat(
             np.maximum(1, np.round(self.out.probs * 512)).astype(int)), _D["u"]))

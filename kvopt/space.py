@@ -1,0 +1,182 @@
+"""Candidate replica configurations for a workload, evaluated with the serving model.
+
+A candidate is (GPU, TP, weight precision, KV precision, max batch) under one engine. For
+each, the serving model gives its goodput — the highest Poisson request rate one replica
+sustains with the workload's lengths while meeting its SLOs — and the p99 latencies at that
+rate; the catalog gives its price, GPU count and power. Candidates that cannot serve the
+workload (unsupported precision, TP that does not divide the heads, weights that do not fit,
+an SLO no load can meet, too much quality loss) are dropped with the reason recorded, so an
+empty set can say which constraint emptied it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kvopt.catalog.gpus import load_gpu
+from kvopt.catalog.prices import price_for
+from kvopt.errors import InputError, KvoptError
+from kvopt.physics.quality import quality_loss_pct
+from kvopt.serving.capacity import Slo, capacity
+from kvopt.serving.lengths import LengthDist
+from kvopt.serving.replica import build_replica
+from kvopt.units import GIB
+
+DEFAULT_PRECISIONS: tuple[tuple[str, str], ...] = (
+    ("bf16", "bf16"), ("fp8", "fp8"), ("fp8", "bf16"), ("int4", "bf16"))
+DEFAULT_BATCHES: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """One traffic class to serve."""
+
+    name: str
+    model: str
+    rate_rps: float
+    input_dist: LengthDist
+    output_dist: LengthDist
+    slo: Slo = field(default_factory=Slo)
+    redundancy: int = 0  # N + k: replicas beyond those the demand needs
+    max_quality_loss_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.rate_rps > 0:
+            raise InputError(f"workload {self.name}: rate_rps", self.rate_rps, "must be > 0",
+                             "give the request rate in requests per second")
+        if self.redundancy < 0:
+            raise InputError(f"workload {self.name}: redundancy", self.redundancy,
+                             "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Space:
+    """What to consider: GPUs, TP degrees, (weights, KV) precisions, max batch levels."""
+
+    gpus: tuple[str, ...]
+    tps: tuple[int, ...] = (1, 2, 4, 8)
+    precisions: tuple[tuple[str, str], ...] = DEFAULT_PRECISIONS
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    engine: str = "vllm"
+    prices_usd_h: tuple[tuple[str, float], ...] = ()  # per-GPU-hour overrides
+
+    def __post_init__(self) -> None:
+        if not self.gpus:
+            raise InputError("gpus", self.gpus, "the candidate set is empty",
+                             "list at least one GPU")
+        for b in self.batches:
+            if b < 1:
+                raise InputError("batch levels", b, "must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """One replica configuration and its evaluated figures (per replica)."""
+
+    workload: str
+    gpu: str
+    tp: int
+    weights: str
+    kv_dtype: str
+    max_batch: int
+    engine: str
+    goodput_rps: float
+    usd_per_hour: float
+    gpus: int
+    power_kw: float
+    memory_per_gpu_gib: float
+    gpu_memory_gib: float
+    ttft_p99_ms: float
+    tpot_p99_ms: float
+    quality_loss_pct: float
+    steady_state_batch: float
+
+    @property
+    def label(self) -> str:
+        return (f"{self.gpu} tp{self.tp} {self.weights}/{self.kv_dtype} "
+                f"batch<={self.max_batch}")
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    candidates: list[Candidate]
+    excluded: Counter[str]  # reason -> number of configurations dropped for it
+
+
+def _price(gpu_id: str, overrides: dict[str, float]) -> float | None:
+    if gpu_id in overrides:
+        return overrides[gpu_id]
+    p = price_for(gpu_id)
+    return p.usd_per_gpu_hour if p else None
+
+
+def evaluate(workload: Workload, space: Space) -> CandidateSet:
+    """Every candidate of ``space`` that can serve ``workload``, with its figures."""
+    overrides = dict(space.prices_usd_h)
+    out: list[Candidate] = []
+    excluded: Counter[str] = Counter()
+    for gpu_id in space.gpus:
+        load_gpu(gpu_id)  # unknown GPU -> CatalogError naming close matches
+    for gpu_id, tp, (w, kv) in itertools.product(space.gpus, space.tps, space.precisions):
+        n = len(space.batches)
+        try:
+            rep = build_replica(model=workload.model, gpu=gpu_id, tp=tp, weights=w,
+                                kv_dtype=kv, engine=space.engine)
+        except KvoptError as exc:
+            excluded[_reason(exc)] += n
+            continue
+        price = _price(rep.gpu.id, overrides)
+        if price is None:
+            excluded[f"no price for {rep.gpu.id} (give one)"] += n
+            continue
+        if not rep.fits:
+            excluded["memory: weights do not fit"] += n
+            continue
+        loss = quality_loss_pct(w, rep.precision.kv_dtype)
+        if workload.max_quality_loss_pct is not None and loss > workload.max_quality_loss_pct:
+            excluded["quality floor"] += n
+            continue
+        for b in space.batches:
+            res = capacity(rep, input_dist=workload.input_dist,
+                           output_dist=workload.output_dist, slo=workload.slo,
+                           max_num_seqs=b, rel_tol=0.01)
+            if not res.feasible or res.goodput_rps <= 0:
+                excluded[f"SLO: {res.binding}" if "SLO" in res.binding
+                         else f"capacity: {res.binding}"] += 1
+                continue
+            out.append(Candidate(
+                workload=workload.name, gpu=rep.gpu.id, tp=tp, weights=w,
+                kv_dtype=rep.precision.kv_dtype, max_batch=b, engine=rep.engine.name,
+                goodput_rps=res.goodput_rps, usd_per_hour=price * tp, gpus=tp,
+                power_kw=rep.gpu.tdp_w * tp / 1000.0,
+                memory_per_gpu_gib=(rep.weights_bytes + rep.activation_bytes) / GIB
+                + rep.engine.runtime_overhead_gib + rep.kv_bytes_per_token
+                * res.steady_state_batch * (workload.input_dist.mean
+                                            + workload.output_dist.mean / 2) / GIB,
+                gpu_memory_gib=rep.gpu.memory_gib,
+                ttft_p99_ms=res.ttft_p99_ms or 0.0, tpot_p99_ms=res.tpot_p99_ms or 0.0,
+                quality_loss_pct=loss, steady_state_batch=res.steady_state_batch))
+    return CandidateSet(_dedupe(out), excluded)
+
+
+def _dedupe(cands: list[Candidate]) -> list[Candidate]:
+    """Batch levels above what a replica can use give the same replica: keep the smallest."""
+    seen: dict[tuple[object, ...], Candidate] = {}
+    for c in cands:
+        key = (c.gpu, c.tp, c.weights, c.kv_dtype, round(c.goodput_rps, 9))
+        if key not in seen or c.max_batch < seen[key].max_batch:
+            seen[key] = c
+    return list(seen.values())
+
+
+def _reason(exc: KvoptError) -> str:
+    text = str(exc)
+    if "not supported" in text or "tensor-core" in text:
+        return "precision unsupported on the GPU"
+    if "divide" in text or "% tp" in text:
+        return "TP does not divide the heads"
+    if "nodes hold at most" in text:
+        return "TP larger than a node"
+    return text.split(";")[0][:80]
