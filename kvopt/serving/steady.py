@@ -284,6 +284,10 @@ class SteadyModel:
         _CURVES[self._phys_key] = (self.sc, curve)
         return curve
 
+    def _budget_excess(self, lam: float) -> float:
+        """Prompt tokens arriving per step minus the token budget (>= 0: cannot keep up)."""
+        return lam * self._t_interp(lam) * self.i_new - self.budget
+
     def _t_interp(self, lam: float) -> float:
         _, x, y = self._physics()
         if lam <= math.exp(x[0]):
@@ -304,15 +308,12 @@ class SteadyModel:
             if self.slots >= 1:
                 limits.append((self._closed_point(max(1.0, math.floor(self.slots)))[0],
                                self.limit_slots))
-            for name, excess in (
-                    ("token budget",
-                     lambda lam: lam * self._t_interp(lam) * self.i_new - self.budget),):
-                if lam_div > 0 and excess(lam_div * (1 - 1e-9)) >= 0:
-                    lo, hi = 0.0, lam_div
-                    for _ in range(60):
-                        mid = (lo + hi) / 2
-                        lo, hi = (lo, mid) if excess(mid) >= 0 else (mid, hi)
-                    limits.append((lo, name))
+            if lam_div > 0 and self._budget_excess(lam_div * (1 - 1e-9)) >= 0:
+                lo, hi = 0.0, lam_div
+                for _ in range(60):
+                    mid = (lo + hi) / 2
+                    lo, hi = (lo, mid) if self._budget_excess(mid) >= 0 else (mid, hi)
+                limits.append((lo, "token budget"))
             self._cap = min(limits, key=lambda v: v[0])
         return self._cap
 
