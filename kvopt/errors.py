@@ -41,7 +41,12 @@ class UnsupportedError(KvoptError):
 
 
 class InfeasiblePlanError(KvoptError):
-    """No plan satisfies the constraints; carries what binds and the best achievable value."""
+    """No plan satisfies the constraints; ``data`` carries what binds and the best achievable
+    values (e.g. ``budget_shortfall_usd_per_hour``)."""
+
+    def __init__(self, message: str, *, data: dict[str, object] | None = None) -> None:
+        self.data = dict(data or {})
+        super().__init__(message)
 
 
 class SolverError(KvoptError, RuntimeError):

@@ -14,6 +14,9 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.prices import price_for
@@ -22,6 +25,7 @@ from kvopt.physics.quality import quality_loss_pct
 from kvopt.serving.capacity import Slo, capacity
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import step_cost_for
 from kvopt.units import GIB
 
 DEFAULT_PRECISIONS: tuple[tuple[str, str], ...] = (
@@ -117,6 +121,7 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
     overrides = dict(space.prices_usd_h)
     out: list[Candidate] = []
     excluded: Counter[str] = Counter()
+    fastest: dict[str, tuple[float, str]] = {}  # physical minimum TTFT / TPOT seen
     for gpu_id in space.gpus:
         load_gpu(gpu_id)  # unknown GPU -> CatalogError naming close matches
     for gpu_id, tp, (w, kv) in itertools.product(space.gpus, space.tps, space.precisions):
@@ -134,6 +139,7 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
         if not rep.fits:
             excluded["memory: weights do not fit"] += n
             continue
+        _track_minimum(fastest, rep, workload)
         loss = quality_loss_pct(w, rep.precision.kv_dtype)
         if workload.max_quality_loss_pct is not None and loss > workload.max_quality_loss_pct:
             excluded["quality floor"] += n
@@ -158,7 +164,36 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
                 gpu_memory_gib=rep.gpu.memory_gib,
                 ttft_p99_ms=res.ttft_p99_ms or 0.0, tpot_p99_ms=res.tpot_p99_ms or 0.0,
                 quality_loss_pct=loss, steady_state_batch=res.steady_state_batch))
+    if not out:
+        _check_physical_minimum(workload, fastest)
     return CandidateSet(_dedupe(out), excluded)
+
+
+def _track_minimum(fastest: dict[str, tuple[float, str]], rep: Any, w: Workload) -> None:
+    """Prefill of one mean prompt alone and one decode step at batch 1: no load can beat
+    them on this replica."""
+    sc = step_cost_for(rep)
+    prefill = sc.step_s(decode_contexts=np.zeros(0), prefill_new=np.array([w.input_dist.mean]),
+                        prefill_past=np.zeros(1), prefill_rows=1) * 1e3
+    decode = sc.step_s(decode_contexts=np.array([w.input_dist.mean]), prefill_new=np.zeros(0),
+                       prefill_past=np.zeros(0), prefill_rows=0) * 1e3
+    label = f"{rep.gpu.id} tp{rep.tp} {rep.precision.weights}"
+    for key, val in (("ttft", prefill), ("tpot", decode)):
+        if key not in fastest or val < fastest[key][0]:
+            fastest[key] = (val, label)
+
+
+def _check_physical_minimum(w: Workload, fastest: dict[str, tuple[float, str]]) -> None:
+    for key, slo, what in (("ttft", w.slo.ttft_p99_ms, f"prefilling one {w.input_dist.mean:.0f}"
+                            "-token prompt"),
+                           ("tpot", w.slo.tpot_p99_ms, "one decode step at batch 1")):
+        if slo is not None and key in fastest and slo < fastest[key][0]:
+            best, label = fastest[key]
+            raise InputError(
+                f"workload {w.name}: {key}_p99_ms", slo,
+                f"below the physical minimum: {what} takes at least {best:.1f} ms on the "
+                f"fastest candidate ({label})",
+                f"raise the SLO above {best:.1f} ms, shorten the prompts or add faster GPUs")
 
 
 def _dedupe(cands: list[Candidate]) -> list[Candidate]:

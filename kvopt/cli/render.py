@@ -169,3 +169,43 @@ def estimate_tables(e: Estimate) -> None:
     c.print(t)
     for note in e.notes:
         c.print(f"note: {note}")
+
+
+def plan_tables(d: dict[str, Any]) -> None:
+    c = _console()
+    t = Table(title=f"Fleet plan ({d['inputs']['objective']})")
+    for col in ("workload", "GPU", "TP", "precision", "max batch", "replicas", "GPUs", "$/h",
+                "req/s per replica", "TTFT p99 ms", "TPOT p99 ms", "$/M out tok"):
+        t.add_column(col, justify="left" if col in ("workload", "GPU", "precision") else "right")
+    for f in d["fleet"]:
+        t.add_row(f["workload"], f["gpu"], str(f["tp"]), f"{f['weights']}/{f['kv_dtype']}",
+                  str(f["max_batch"]), str(f["replicas"]), str(f["gpus"]),
+                  _fmt(f["usd_per_hour"], 2), _fmt(f["rate_per_replica_rps"], 2),
+                  _fmt(f["predicted"]["ttft_p99_ms"]), _fmt(f["predicted"]["tpot_p99_ms"], 1),
+                  _fmt(f["usd_per_million_output_tokens"], 3))
+    c.print(t)
+    tot, s = d["totals"], d["solver"]
+    c.print(f"total: {tot['gpus']} GPUs, ${tot['usd_per_hour']:.2f}/h, {tot['power_kw']:.1f} kW"
+            f" | {s['solver']} {s['status']}, objective {s['objective']}, bound "
+            f"{s['best_bound']}, gap {s['gap']}, build {s['build_s'] * 1e3:.0f} ms, solve "
+            f"{s['solve_s'] * 1e3:.0f} ms")
+    for b in d["binding"]:
+        c.print(f"binding: {b}")
+    for m in d["slo_marginal_cost"]:
+        delta = m["delta_usd_per_hour"]
+        c.print(f"tightening {m['workload']} {m['slo']} {m['from']:g} -> {m['to']:g} ms: "
+                + ("infeasible" if delta is None else f"{delta:+.2f} $/h"))
+
+
+def compare_table(rows: list[dict[str, Any]]) -> None:
+    t = Table(title="Best plan per GPU")
+    for col in ("GPU", "replicas", "TP", "precision", "max batch", "GPUs", "$/h",
+                "TTFT p99 ms", "TPOT p99 ms", "$/M out tok", "note"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["gpu"], str(r.get("replicas") or "-"), str(r.get("tp") or "-"),
+                  str(r.get("precision") or "-"), str(r.get("max_batch") or "-"),
+                  str(r.get("gpus") or "-"), _fmt(r.get("usd_per_hour"), 2),
+                  _fmt(r.get("ttft_p99_ms")), _fmt(r.get("tpot_p99_ms"), 1),
+                  _fmt(r.get("usd_per_million_output_tokens"), 3), r.get("note", ""))
+    _console().print(t)

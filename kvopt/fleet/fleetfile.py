@@ -1,0 +1,158 @@
+"""``fleet.yaml``: many workloads and constraints in one file (docs/fleet-yaml.md).
+
+Validation reports ``FILE:LINE: path: problem (fix)`` using the YAML node positions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kvopt.errors import InputError, KvoptError
+from kvopt.fleet.problem import OBJECTIVES, FleetProblem
+from kvopt.serving.capacity import Slo
+from kvopt.serving.lengths import LengthDist, fixed, parse_dist
+from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Space, Workload
+
+TOP_KEYS = {"objective", "budget_usd_h", "power_cap_kw", "allow_mixing", "engine", "gpus",
+            "tps", "precisions", "batches", "availability", "prices_usd_h", "workloads"}
+WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_dist",
+           "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
+
+
+class FleetFileError(InputError):
+    def __init__(self, origin: str, line: int, path: str, problem: str) -> None:
+        KvoptError.__init__(self, f"{origin}:{line}: {path}: {problem}")
+        self.field, self.value, self.rule, self.fix = path, None, problem, ""
+
+
+def _lines(node: yaml.Node) -> dict[str, Any]:
+    """Map of key -> (value node) for a mapping node."""
+    return {k.value: v for k, v in node.value} if isinstance(node, yaml.MappingNode) else {}
+
+
+def load_fleet_file(path: str | Path) -> FleetProblem:
+    p = Path(path)
+    origin = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError("fleet file", origin, f"cannot read it ({exc.strerror})") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FleetFileError(origin, (mark.line + 1) if mark else 1, "(file)",
+                             f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if root is None or not isinstance(data, dict):
+        raise FleetFileError(origin, 1, "(file)", "expected a mapping with 'workloads'")
+    nodes = _lines(root)
+
+    def fail(key: str, problem: str, node: yaml.Node | None = None) -> FleetFileError:
+        n = node if node is not None else nodes.get(key, root)
+        return FleetFileError(origin, n.start_mark.line + 1, key, problem)
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise fail(str(key), f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}",
+                       next(k for k, _ in root.value if k.value == key))
+    if "workloads" not in data or not isinstance(data["workloads"], list) or \
+            not data["workloads"]:
+        raise fail("workloads", "a non-empty list of workloads is required")
+    objective = data.get("objective", "cost")
+    if objective not in OBJECTIVES:
+        raise fail("objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
+
+    def num(key: str, value: Any, node: yaml.Node, positive: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+                positive and not value > 0):
+            raise FleetFileError(origin, node.start_mark.line + 1, key,
+                                 f"{value!r} must be a {'positive ' if positive else ''}number")
+        return float(value)
+
+    def str_list(key: str) -> tuple[str, ...] | None:
+        if key not in data:
+            return None
+        v = data[key]
+        if not isinstance(v, list) or not all(isinstance(x, str | int) for x in v):
+            raise fail(key, "must be a list")
+        return tuple(str(x) for x in v)
+
+    gpus = str_list("gpus")
+    if not gpus:
+        raise fail("gpus", "list the candidate GPUs (e.g. [H100-SXM, A100-SXM-80GB])")
+    precisions = DEFAULT_PRECISIONS
+    if "precisions" in data:
+        precisions = tuple(tuple(s.split("/")) if "/" in s else (s, s)  # type: ignore[misc]
+                           for s in str_list("precisions") or ())
+    tps = tuple(int(x) for x in (str_list("tps") or ("1", "2", "4", "8")))
+    batches = tuple(int(x) for x in (str_list("batches") or map(str, DEFAULT_BATCHES)))
+    avail: list[tuple[str, int]] = []
+    for key in ("availability", "prices_usd_h"):
+        if key in data and not isinstance(data[key], dict):
+            raise fail(key, "must map GPU id -> number")
+    for g, n in (data.get("availability") or {}).items():
+        avail.append((str(g), int(num(f"availability.{g}", n, nodes["availability"],
+                                      positive=False))))
+    prices = tuple((str(g), num(f"prices_usd_h.{g}", v, nodes["prices_usd_h"]))
+                   for g, v in (data.get("prices_usd_h") or {}).items())
+    wl_nodes = nodes["workloads"].value
+    workloads = []
+    for i, (wd, wn) in enumerate(zip(data["workloads"], wl_nodes, strict=True)):
+        where = f"workloads[{i}]"
+        if not isinstance(wd, dict):
+            raise FleetFileError(origin, wn.start_mark.line + 1, where, "must be a mapping")
+        wnodes = _lines(wn)
+        for key in wd:
+            if key not in WL_KEYS:
+                raise FleetFileError(origin, wnodes[key].start_mark.line + 1,
+                                     f"{where}.{key}", "unknown key; allowed: "
+                                     + ", ".join(sorted(WL_KEYS)))
+        for key in ("name", "model", "rate_rps"):
+            if key not in wd:
+                raise FleetFileError(origin, wn.start_mark.line + 1, f"{where}.{key}",
+                                     "is required")
+        rate = num(f"{where}.rate_rps", wd["rate_rps"], wnodes["rate_rps"])
+
+        def dist(kind: str, wd: dict[str, Any] = wd, wnodes: dict[str, Any] = wnodes,
+                 where: str = where, wn: yaml.Node = wn) -> LengthDist:
+            fixed_key, dist_key = f"{kind}_len", f"{kind}_len_dist"
+            if (fixed_key in wd) == (dist_key in wd):
+                raise FleetFileError(origin, wn.start_mark.line + 1, f"{where}.{fixed_key}",
+                                     f"give exactly one of {fixed_key} and {dist_key}")
+            try:
+                if fixed_key in wd:
+                    return fixed(int(num(f"{where}.{fixed_key}", wd[fixed_key],
+                                         wnodes[fixed_key])))
+                return parse_dist(str(wd[dist_key]), field=f"{where}.{dist_key}")
+            except InputError as exc:
+                key = fixed_key if fixed_key in wd else dist_key
+                raise FleetFileError(origin, wnodes[key].start_mark.line + 1,
+                                     f"{where}.{key}", exc.rule) from None
+
+        slo_d = wd.get("slo") or {}
+        if not isinstance(slo_d, dict) or set(slo_d) - {"ttft_p99_ms", "tpot_p99_ms"}:
+            raise FleetFileError(origin, wnodes["slo"].start_mark.line + 1, f"{where}.slo",
+                                 "allowed keys: ttft_p99_ms, tpot_p99_ms")
+        slo = Slo(**{k: num(f"{where}.slo.{k}", v, wnodes["slo"]) for k, v in slo_d.items()})
+        q = wd.get("max_quality_loss_pct")
+        workloads.append(Workload(
+            name=str(wd["name"]), model=str(wd["model"]), rate_rps=rate,
+            input_dist=dist("input"), output_dist=dist("output"), slo=slo,
+            redundancy=int(wd.get("redundancy", 0)),
+            max_quality_loss_pct=None if q is None else num(f"{where}.max_quality_loss_pct",
+                                                            q, wnodes["max_quality_loss_pct"],
+                                                            positive=False)))
+    return FleetProblem(
+        workloads=tuple(workloads),
+        space=Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
+                    engine=str(data.get("engine", "vllm")), prices_usd_h=prices),
+        availability=tuple(avail),
+        budget_usd_h=None if data.get("budget_usd_h") is None else num(
+            "budget_usd_h", data["budget_usd_h"], nodes["budget_usd_h"]),
+        power_cap_kw=None if data.get("power_cap_kw") is None else num(
+            "power_cap_kw", data["power_cap_kw"], nodes["power_cap_kw"]),
+        objective=str(objective), allow_mixing=bool(data.get("allow_mixing", False)))

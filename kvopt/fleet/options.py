@@ -1,0 +1,60 @@
+"""The discrete options of the MILP: each workload's candidates at their operating points.
+
+Throughput versus batch and tail latency are nonlinear; they are evaluated here, per
+option, with the serving model, and the MILP selects options with binaries (see
+docs/formulation.md, "linearization").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvopt.errors import InfeasiblePlanError
+from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound, slo_ratio
+from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import steady_model
+from kvopt.space import Candidate, CandidateSet, Workload, evaluate
+
+
+@dataclass(frozen=True)
+class OptionSet:
+    options: list[Option]
+    candidates: list[CandidateSet]  # per workload
+
+
+def operating_point(w: Workload, c: Candidate, rate_rps: float) -> tuple[float, float, bool]:
+    """(TTFT p99 ms, TPOT p99 ms, saturated) of one replica of ``c`` at ``rate_rps``."""
+    rep = build_replica(model=w.model, gpu=c.gpu, tp=c.tp, weights=c.weights,
+                        kv_dtype=c.kv_dtype, engine=c.engine)
+    st = steady_model(rep, w.input_dist, w.output_dist, max_num_seqs=c.max_batch).poisson(
+        rate_rps)
+    return st.ttft_s[3] * 1e3, st.tpot_s[3] * 1e3, st.saturated
+
+
+def build_options(problem: FleetProblem) -> OptionSet:
+    levels = LOAD_LEVELS if problem.objective in ("latency", "balanced") else (1.0,)
+    options: list[Option] = []
+    sets: list[CandidateSet] = []
+    for wi, w in enumerate(problem.workloads):
+        cs = evaluate(w, problem.space)
+        sets.append(cs)
+        if not cs.candidates:
+            reasons = "; ".join(f"{n} configurations: {r}" for r, n in cs.excluded.most_common())
+            raise InfeasiblePlanError(
+                f"workload '{w.name}': no candidate configuration can serve it ({reasons}); "
+                "add GPUs or TP degrees, allow more precisions, or relax the SLO")
+        for c in cs.candidates:
+            for lv in levels:
+                rate = c.goodput_rps * lv
+                if lv == 1.0:
+                    ttft, tpot = c.ttft_p99_ms, c.tpot_p99_ms
+                else:
+                    ttft, tpot, _ = operating_point(w, c, rate)
+                upper = replica_bound(w, rate, c.tp, problem, c.gpu)
+                if upper <= 0:
+                    continue
+                options.append(Option(
+                    index=len(options), workload=wi, candidate=c, level=lv, rate_cap_rps=rate,
+                    ttft_p99_ms=ttft, tpot_p99_ms=tpot, slo_ratio=slo_ratio(w, ttft, tpot),
+                    upper=upper))
+    return OptionSet(options, sets)

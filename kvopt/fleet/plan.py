@@ -1,0 +1,210 @@
+"""Solve a sizing problem end to end: options -> model -> HiGHS -> plan, with explanations.
+
+The plan is JSON with a versioned schema (``kvopt.plan/1``, docs/plan-schema.md), written
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kvopt._version import __version__
+from kvopt.errors import InfeasiblePlanError, InputError
+from kvopt.fleet.build import build_model
+from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
+from kvopt.fleet.options import OptionSet, build_options, operating_point
+from kvopt.fleet.problem import FleetProblem, Option
+from kvopt.fleet.solve import SolveReport, solve_model
+from kvopt.space import Workload
+
+SCHEMA = "kvopt.plan/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetEntry:
+    workload: str
+    option: Option
+    replicas: int
+    rate_per_replica_rps: float
+    ttft_p99_ms: float
+    tpot_p99_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetPlan:
+    problem: FleetProblem
+    entries: tuple[FleetEntry, ...]
+    report: SolveReport
+    binding: tuple[str, ...] = ()
+    slo_marginal_cost: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def usd_per_hour(self) -> float:
+        return sum(e.option.candidate.usd_per_hour * e.replicas for e in self.entries)
+
+    @property
+    def gpus(self) -> int:
+        return sum(e.option.candidate.gpus * e.replicas for e in self.entries)
+
+    @property
+    def power_kw(self) -> float:
+        return sum(e.option.candidate.power_kw * e.replicas for e in self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        fleet = []
+        for e in self.entries:
+            c = e.option.candidate
+            w = next(w for w in self.problem.workloads if w.name == e.workload)
+            out_tok_s = e.rate_per_replica_rps * w.output_dist.mean * e.replicas
+            fleet.append({
+                "workload": e.workload, "model": w.model, "gpu": c.gpu, "tp": c.tp,
+                "weights": c.weights, "kv_dtype": c.kv_dtype, "engine": c.engine,
+                "max_batch": c.max_batch, "replicas": e.replicas, "gpus": c.gpus * e.replicas,
+                "usd_per_hour": c.usd_per_hour * e.replicas,
+                "usd_per_million_output_tokens": c.usd_per_hour * e.replicas
+                / (out_tok_s * 3600) * 1e6 if out_tok_s > 0 else None,
+                "rate_per_replica_rps": e.rate_per_replica_rps,
+                "goodput_per_replica_rps": c.goodput_rps,
+                "predicted": {"ttft_p99_ms": e.ttft_p99_ms, "tpot_p99_ms": e.tpot_p99_ms},
+                "headroom": {
+                    "ttft_p99": 1 - e.ttft_p99_ms / w.slo.ttft_p99_ms
+                    if w.slo.ttft_p99_ms else None,
+                    "tpot_p99": 1 - e.tpot_p99_ms / w.slo.tpot_p99_ms
+                    if w.slo.tpot_p99_ms else None,
+                    "rate": 1 - e.rate_per_replica_rps / c.goodput_rps},
+                "memory_per_gpu_gib": c.memory_per_gpu_gib,
+                "gpu_memory_gib": c.gpu_memory_gib,
+                "quality_loss_pct": c.quality_loss_pct,
+            })
+        p = self.problem
+        out: dict[str, Any] = _finite({
+            "schema": SCHEMA, "kvopt_version": __version__,
+            "inputs": {
+                "objective": p.objective, "budget_usd_h": p.budget_usd_h,
+                "power_cap_kw": p.power_cap_kw, "availability": dict(p.availability),
+                "allow_mixing": p.allow_mixing,
+                "workloads": [_workload_dict(w) for w in p.workloads],
+                "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
+                          "precisions": [list(x) for x in p.space.precisions],
+                          "batches": list(p.space.batches), "engine": p.space.engine}},
+            "fleet": fleet,
+            "totals": {"usd_per_hour": self.usd_per_hour, "gpus": self.gpus,
+                       "power_kw": self.power_kw},
+            "solver": self.report.to_dict(),
+            "binding": list(self.binding),
+            "slo_marginal_cost": list(self.slo_marginal_cost),
+            "notes": list(self.notes),
+        })
+        return out
+
+
+def _workload_dict(w: Workload) -> dict[str, Any]:
+    return {"name": w.name, "model": w.model, "rate_rps": w.rate_rps,
+            "input_len": w.input_dist.label, "output_len": w.output_dist.label,
+            "slo": {"ttft_p99_ms": w.slo.ttft_p99_ms, "tpot_p99_ms": w.slo.tpot_p99_ms},
+            "redundancy": w.redundancy, "max_quality_loss_pct": w.max_quality_loss_pct}
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def solve_problem(problem: FleetProblem, *, solver: str = "highs",
+                  time_limit_s: float | None = None, mip_gap: float | None = None,
+                  options: OptionSet | None = None) -> tuple[FleetPlan | None, OptionSet]:
+    """Build and solve; None when the MILP is infeasible (see :func:`plan_fleet`)."""
+    opts = options or build_options(problem)
+    cost_ref = None
+    if problem.objective == "balanced":  # normalize cost by the cheapest feasible fleet
+        cheap, _ = solve_problem(replace(problem, objective="cost"), solver=solver,
+                                 time_limit_s=time_limit_s, mip_gap=mip_gap, options=opts)
+        if cheap is None:
+            return None, opts
+        cost_ref = cheap.usd_per_hour
+    model, _, build_s = build_model(problem, opts.options, cost_ref=cost_ref)
+    report = solve_model(model, solver=solver, time_limit_s=time_limit_s, mip_gap=mip_gap,
+                         build_s=build_s)
+    if report.objective is None:
+        return None, opts
+    entries = []
+    x = {j: round(model.x[j].value or 0) for j in model.J}
+    for j, n in x.items():
+        if n <= 0:
+            continue
+        o = opts.options[j]
+        w = problem.workloads[o.workload]
+        # the rate a chosen option's replicas actually carry (load spread by their caps)
+        total_cap = sum(opts.options[i].rate_cap_rps * x[i] for i in x
+                        if opts.options[i].workload == o.workload and x[i] > 0)
+        rate = w.rate_rps * o.rate_cap_rps / total_cap
+        ttft, tpot, _ = operating_point(w, o.candidate, rate)
+        entries.append(FleetEntry(workload=w.name, option=o, replicas=n,
+                                  rate_per_replica_rps=rate, ttft_p99_ms=ttft,
+                                  tpot_p99_ms=tpot))
+    plan = FleetPlan(problem=problem, entries=tuple(entries), report=report,
+                     binding=tuple(binding_constraints(model, problem, opts.options)))
+    return plan, opts
+
+
+def plan_fleet(problem: FleetProblem, *, solver: str = "highs",
+               time_limit_s: float | None = None, mip_gap: float | None = None,
+               explain: bool = True) -> FleetPlan:
+    """The optimal fleet, or :class:`InfeasiblePlanError` saying the smallest change that
+    makes the problem feasible. ``explain`` adds the marginal cost of tightening each SLO."""
+    plan, opts = solve_problem(problem, solver=solver, time_limit_s=time_limit_s,
+                               mip_gap=mip_gap)
+    if plan is None:
+        raise elastic_shortfall(problem, opts.options, solver=solver)
+    if explain:
+        plan = replace(plan, slo_marginal_cost=tuple(_slo_sweep(problem, plan, solver)))
+    return plan
+
+
+def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict[str, Any]]:
+    """Re-solve with each SLO 10% tighter: the extra $/h it costs (None: infeasible)."""
+    out = []
+    for wi, w in enumerate(problem.workloads):
+        for attr in ("ttft_p99_ms", "tpot_p99_ms"):
+            value = getattr(w.slo, attr)
+            if value is None:
+                continue
+            tight = replace(w, slo=replace(w.slo, **{attr: value * 0.9}))
+            wls = tuple(tight if i == wi else x for i, x in enumerate(problem.workloads))
+            try:
+                alt, _ = solve_problem(replace(problem, workloads=wls, objective="cost"),
+                                       solver=solver)
+            except (InfeasiblePlanError, InputError):
+                alt = None
+            out.append({"workload": w.name, "slo": attr, "from": value, "to": value * 0.9,
+                        "usd_per_hour": alt.usd_per_hour if alt else None,
+                        "delta_usd_per_hour": alt.usd_per_hour - plan.usd_per_hour
+                        if alt else None})
+    return out
+
+
+def write_json_atomic(data: Any, path: str | Path) -> None:
+    """Write JSON to ``path`` via a temporary file and an atomic rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
