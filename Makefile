@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXAMPLE := estimate --model Llama-3.1-8B --gpu H100-SXM --input-len 1024 --output-len 256 --batch 32
+EXAMPLE := plan --model Llama-3.1-8B --rps 20 --input-len 1024 --output-len 256 --gpus H100-SXM,A100-SXM-80GB,L40S --slo-ttft-p99-ms 500 --slo-tpot-p99-ms 50 --batches 32,128,512
 
 .PHONY: run test lint venv-run venv-dev clean
 

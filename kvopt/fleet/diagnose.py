@@ -4,10 +4,11 @@ elastic re-solve that finds the smallest change that makes it feasible."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from kvopt.errors import InfeasiblePlanError
-from kvopt.fleet.problem import FleetProblem, Option
+from kvopt.fleet.problem import FleetProblem, Option, replica_bound
 
 _TOL = 1e-6
 
@@ -51,9 +52,11 @@ def elastic_shortfall(problem: FleetProblem, opts: list[Option], *,
     from kvopt.fleet.build import build_model
     from kvopt.fleet.solve import solve_model
 
-    relaxed = type(problem)(**{**problem.__dict__, "budget_usd_h": None,
-                               "power_cap_kw": None, "availability": (),
-                               "objective": "cost"})
+    relaxed = replace(problem, budget_usd_h=None, power_cap_kw=None, availability=(),
+                      objective="cost")
+    opts = [replace(o, upper=replica_bound(relaxed.workloads[o.workload], o.rate_cap_rps,
+                                           o.candidate.tp, relaxed, o.candidate.gpu))
+            for o in opts]
     model, _, _ = build_model(relaxed, opts)
     report = solve_model(model, solver=solver)
     if report.objective is None:

@@ -51,8 +51,6 @@ def build_options(problem: FleetProblem) -> OptionSet:
                 else:
                     ttft, tpot, _ = operating_point(w, c, rate)
                 upper = replica_bound(w, rate, c.tp, problem, c.gpu)
-                if upper <= 0:
-                    continue
                 options.append(Option(
                     index=len(options), workload=wi, candidate=c, level=lv, rate_cap_rps=rate,
                     ttft_p99_ms=ttft, tpot_p99_ms=tpot, slo_ratio=slo_ratio(w, ttft, tpot),

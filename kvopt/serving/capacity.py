@@ -55,9 +55,9 @@ class CapacityResult:
 def _meets(st: SteadyState, slo: Slo) -> tuple[bool, str]:
     if st.saturated:
         return False, "saturation"
-    if slo.ttft_p99_ms is not None and st.ttft_s[3] * 1e3 > slo.ttft_p99_ms:
+    if slo.ttft_p99_ms is not None and not st.ttft_s[3] * 1e3 <= slo.ttft_p99_ms:
         return False, "ttft_p99 SLO"
-    if slo.tpot_p99_ms is not None and st.tpot_s[3] * 1e3 > slo.tpot_p99_ms:
+    if slo.tpot_p99_ms is not None and not st.tpot_s[3] * 1e3 <= slo.tpot_p99_ms:
         return False, "tpot_p99 SLO"
     return True, ""
 

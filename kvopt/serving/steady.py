@@ -95,7 +95,10 @@ _D = _draws()
 
 
 def _stats(x: Array) -> tuple[float, float, float, float]:
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    """Mean and p50/p90/p99; infinite draws (a queue that never drains) stay infinite."""
+    finite = np.where(np.isfinite(x), x, 1e300)
+    p50, p90, p99 = (v if v < 1e299 else math.inf
+                     for v in np.percentile(finite, [50, 90, 99], method="higher"))
     return float(np.mean(x)), float(p50), float(p90), float(p99)
 
 
@@ -328,7 +331,10 @@ class SteadyModel:
         if lam >= cap:
             return self._saturated("rps", lam, cap, limit)
         t = self._step_at(lam)
-        return self._metrics("rps", lam, lam, t, cap, limit, closed=False)
+        st = self._metrics("rps", lam, lam, t, cap, limit, closed=False)
+        if not math.isfinite(st.ttft_s[0]):  # slots always full: the queue grows
+            return self._saturated("rps", lam, cap, limit)
+        return st
 
     def _closed_point(self, run: float) -> tuple[float, float]:
         """(request rate, step time) of a closed loop keeping ``run`` sequences busy:
@@ -452,8 +458,10 @@ class SteadyModel:
         wait = np.zeros(_QUAD)
         if not closed:  # queueing for a sequence slot (Erlang C) and for token budget (M/D/1)
             offered = lam * e2e_core
-            pw = erlang_c(self.slots, offered)
-            if pw > 0 and offered < self.slots:
+            if offered >= self.slots:  # every slot busy on average: the queue never drains
+                wait = np.full(_QUAD, np.inf)
+            else:
+                pw = erlang_c(self.slots, offered)
                 rate = self.slots / e2e_core - lam
                 wait = np.where(_D["u2"] < pw, _D["e"] / rate, 0.0)
             rho_b = lam * t * self.i_new / self.budget
@@ -492,7 +500,11 @@ class SteadyModel:
 
     def _saturated(self, mode: str, value: float, cap: float, limit: str) -> SteadyState:
         inf = (math.inf,) * 4
-        at_cap = self.poisson(cap * 0.999) if cap > 0 else None
+        at_cap = None
+        if cap > 0:  # the operating point at capacity (its queue may not drain)
+            lam = cap * 0.999
+            at_cap = self._metrics(mode, lam, lam, self._step_at(lam), cap, limit,
+                                   closed=False)
         return SteadyState(
             mode=mode, value=value, saturated=True, capacity_rps=cap, throughput_rps=cap,
             output_tok_s=cap * self.o_mean, total_tok_s=cap * (self.i_mean + self.o_mean),

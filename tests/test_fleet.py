@@ -1,0 +1,273 @@
+"""Fleet sizing MILP: brute force agreement, independent checks, known cases, structure,
+docs table and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kvopt import InfeasiblePlanError, InputError
+from kvopt.fleet.build import build_model, objective_terms
+from kvopt.fleet.check import check_plan
+from kvopt.fleet.fleetfile import load_fleet_file
+from kvopt.fleet.options import build_options
+from kvopt.fleet.plan import plan_fleet, solve_problem
+from kvopt.fleet.problem import FleetProblem
+from kvopt.serving.capacity import Slo
+from kvopt.serving.lengths import fixed
+from kvopt.space import Space, Workload
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = Workload(name="chat", model="Llama-3.1-8B", rate_rps=12, input_dist=fixed(1000),
+                output_dist=fixed(200), slo=Slo(ttft_p99_ms=800, tpot_p99_ms=40), redundancy=1)
+SUM = Workload(name="sum", model="Qwen2.5-7B", rate_rps=4, input_dist=fixed(3000),
+               output_dist=fixed(300), slo=Slo(ttft_p99_ms=2000, tpot_p99_ms=60))
+SPACE = Space(gpus=("H100-SXM", "L40S", "A100-SXM-80GB"), tps=(1, 2),
+              precisions=(("bf16", "bf16"), ("fp8", "fp8")), batches=(32, 256))
+BASE = FleetProblem(workloads=(CHAT, SUM), space=SPACE, max_replicas=4,
+                    availability=(("H100-SXM", 4),))
+
+
+@pytest.fixture(scope="module")
+def options_cost():
+    return build_options(BASE)
+
+
+@pytest.fixture(scope="module")
+def options_latency():
+    return build_options(replace(BASE, objective="latency", budget_usd_h=40))
+
+
+def brute_force(problem: FleetProblem, opts, cost_ref: float | None = None) -> float:
+    """Best objective over every fleet with one option per workload, counted directly."""
+    terms = objective_terms(problem, opts, cost_ref)
+    per_w: list[list[tuple[int, int]]] = []
+    for wi in range(len(problem.workloads)):
+        choices = []
+        for o in opts:
+            if o.workload != wi:
+                continue
+            for n in range(1, o.upper + 1):
+                choices.append((o.index, n))
+        per_w.append(choices)
+    best = math.inf
+    avail = dict(problem.availability)
+    for combo in itertools.product(*per_w):
+        cost = gpus_h100 = power = 0.0
+        ok = True
+        z = 0.0
+        quality = 0.0
+        for (j, n) in combo:
+            o = opts[j]
+            w = problem.workloads[o.workload]
+            c = o.candidate
+            if o.rate_cap_rps * (n - w.redundancy) < w.rate_rps - 1e-9 or n < w.redundancy + 1:
+                ok = False
+            if c.memory_per_gpu_gib > c.gpu_memory_gib:
+                ok = False
+            if (w.slo.ttft_p99_ms is not None and o.ttft_p99_ms > w.slo.ttft_p99_ms) or (
+                    w.slo.tpot_p99_ms is not None and o.tpot_p99_ms > w.slo.tpot_p99_ms):
+                ok = False
+            cost += c.usd_per_hour * n
+            power += c.power_kw * n
+            if c.gpu in avail:
+                gpus_h100 += c.gpus * n
+            z = max(z, o.slo_ratio)
+            quality += c.quality_loss_pct
+        if not ok:
+            continue
+        if problem.budget_usd_h is not None and cost > problem.budget_usd_h + 1e-9:
+            continue
+        if "H100-SXM" in avail and gpus_h100 > avail["H100-SXM"]:
+            continue
+        if problem.power_cap_kw is not None and power > problem.power_cap_kw + 1e-9:
+            continue
+        value = sum(terms.per_replica[j] * n for j, n in combo) + terms.worst_ratio * z
+        if problem.objective == "quality":
+            value += quality
+        best = min(best, value)
+    return best
+
+
+@pytest.mark.parametrize("objective,extra", [
+    ("cost", {}), ("gpus", {}), ("power", {}), ("quality", {}),
+    ("cost", {"budget_usd_h": 30.0}), ("cost", {"power_cap_kw": 3.0}),
+    ("throughput", {"budget_usd_h": 30.0}),
+])
+def test_milp_matches_brute_force(options_cost, objective, extra) -> None:
+    problem = replace(BASE, objective=objective, **extra)
+    plan, opts = solve_problem(problem, options=options_cost)
+    expected = brute_force(problem, opts.options)
+    if math.isinf(expected):
+        assert plan is None
+        return
+    assert plan is not None and plan.report.status == "optimal"
+    assert plan.report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["latency", "balanced"])
+def test_latency_objectives_match_brute_force(options_latency, objective) -> None:
+    problem = replace(BASE, objective=objective, budget_usd_h=40)
+    plan, opts = solve_problem(problem, options=options_latency)
+    ref = None
+    if objective == "balanced":
+        cheap, _ = solve_problem(replace(problem, objective="cost"), options=options_latency)
+        ref = cheap.usd_per_hour
+    expected = brute_force(problem, opts.options, ref)
+    assert plan is not None
+    assert plan.report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_plan_passes_the_independent_checker(options_cost) -> None:
+    plan, _ = solve_problem(BASE, options=options_cost)
+    d = plan.to_dict()
+    assert check_plan(d, BASE) == []
+    assert d["solver"]["gap"] is not None and d["solver"]["gap"] <= 1e-4
+    # the checker can fail: overload one entry
+    bad = json.loads(json.dumps(d))
+    bad["fleet"][0]["rate_per_replica_rps"] *= 50
+    assert check_plan(bad, BASE)
+
+
+def test_structure_without_solver(options_cost) -> None:
+    problem = replace(BASE, budget_usd_h=50.0, power_cap_kw=10.0)
+    model, counts, _ = build_model(problem, options_cost.options)
+    n = len(options_cost.options)
+    assert counts["link"] == n and len(model.link) == n
+    assert counts["demand"] == 2 and len(model.demand) == 2
+    n_chat = sum(1 for o in options_cost.options if o.workload == 0)
+    assert counts["redundancy"] == n_chat  # only chat has k = 1
+    assert counts["one_config"] == 2 and counts["memory"] == n
+    assert counts["slo"] == 2 * n and len(model.ttft_slo) == n and len(model.tpot_slo) == n
+    assert counts["budget"] == 1 and counts["power"] == 1
+    assert counts["inventory"] == 1 and list(model.inventory) == ["H100-SXM"]
+    assert len(model.x) == n and len(model.y) == n
+    mixing = replace(problem, allow_mixing=True)
+    _, c2, _ = build_model(mixing, options_cost.options)
+    assert c2["one_config"] == 0
+
+
+def test_docs_table_lists_every_component(options_latency) -> None:
+    problem = replace(BASE, objective="latency", budget_usd_h=40, power_cap_kw=10.0)
+    model, _, _ = build_model(problem, options_latency.options)
+    import pyomo.environ as pyo
+
+    names = {c.name for c in model.component_objects((pyo.Constraint, pyo.Objective))}
+    readme = (ROOT / "README.md").read_text()
+    table = set(re.findall(r"\| `(\w+)` \| `kvopt\.fleet\.[\w.]+` \|", readme))
+    assert names == table, (names ^ table)
+    import kvopt.fleet.constraints as cf
+    for builder in re.findall(r"`kvopt\.fleet\.constraints\.(\w+)`", readme):
+        assert hasattr(cf, builder), builder
+
+
+def test_infeasible_budget_reports_shortfall(options_cost) -> None:
+    problem = replace(BASE, budget_usd_h=5.0)
+    with pytest.raises(InfeasiblePlanError, match=r"budget short by \$") as info:
+        _plan(problem, options_cost)
+    cheapest = solve_problem(BASE, options=options_cost)[0].usd_per_hour
+    assert info.value.data["budget_shortfall_usd_per_hour"] == pytest.approx(cheapest - 5.0)
+
+
+def _plan(problem, opts):
+    from kvopt.fleet.diagnose import elastic_shortfall
+
+    plan, _ = solve_problem(problem, options=opts)
+    if plan is None:
+        raise elastic_shortfall(problem, opts.options)
+    return plan
+
+
+def test_inventory_shortfall_named(options_cost) -> None:
+    problem = replace(BASE, availability=(("H100-SXM", 0), ("L40S", 0), ("A100-SXM-80GB", 1)))
+    with pytest.raises(InfeasiblePlanError, match=r"more .* GPUs"):
+        _plan(replace(problem, max_replicas=None), build_options(replace(problem,
+                                                                          max_replicas=None)))
+
+
+ONE = Workload(name="w", model="Llama-3.1-8B", rate_rps=8, input_dist=fixed(1000),
+               output_dist=fixed(200), slo=Slo(ttft_p99_ms=1000, tpot_p99_ms=40))
+SMALL = Space(gpus=("H100-SXM", "L40S"), tps=(1, 2), precisions=(("bf16", "bf16"),
+                                                                ("fp8", "fp8")), batches=(64,))
+
+
+def _cost(workload: Workload, space: Space = SMALL) -> float:
+    return plan_fleet(FleetProblem(workloads=(workload,), space=space),
+                      explain=False).usd_per_hour
+
+
+def test_known_monotone_cases() -> None:
+    base = _cost(ONE)
+    tighter = _cost(replace(ONE, slo=Slo(ttft_p99_ms=1000, tpot_p99_ms=20)))
+    assert tighter >= base
+    doubled = _cost(replace(ONE, rate_rps=16))
+    assert doubled >= base
+    more_gpus = _cost(ONE, replace(SMALL, gpus=("H100-SXM", "L40S", "A100-SXM-80GB")))
+    assert more_gpus <= base
+
+
+def test_model_that_fits_no_single_gpu_gets_tp_or_bigger_gpu() -> None:
+    w = replace(ONE, model="Llama-3.1-70B", rate_rps=1,
+                slo=Slo(ttft_p99_ms=3000, tpot_p99_ms=100))
+    plan = plan_fleet(FleetProblem(workloads=(w,), space=Space(
+        gpus=("L40S", "H100-SXM"), tps=(1, 2, 4), precisions=(("bf16", "bf16"),),
+        batches=(64,))), explain=False)
+    e = plan.entries[0]
+    assert e.option.candidate.tp >= 2  # 141 GB of bf16 weights fit no single 48/80 GB GPU
+
+
+def test_bad_input(tmp_path: Path, run_cli) -> None:
+    with pytest.raises(InputError, match="rate_rps"):
+        replace(ONE, rate_rps=-1)
+    with pytest.raises(InputError, match="physical minimum"):
+        plan_fleet(FleetProblem(workloads=(replace(ONE, slo=Slo(ttft_p99_ms=1)),),
+                                space=SMALL), explain=False)
+    with pytest.raises(InputError, match="candidate set is empty"):
+        Space(gpus=())
+    f = tmp_path / "fleet.yaml"
+    f.write_text("gpus: [H100-SXM]\nworkloads:\n  - name: a\n    model: Llama-3.1-8B\n"
+                 "    rate_rps: -3\n    input_len: 100\n    output_len: 10\n")
+    with pytest.raises(InputError, match=r"fleet\.yaml:5: workloads\[0\]\.rate_rps"):
+        load_fleet_file(f)
+    f.write_text("gpus: [H100-SMX]\nworkloads:\n  - name: a\n    model: Llama-3.1-8B\n"
+                 "    rate_rps: 3\n    input_len: 100\n    output_len: 10\n")
+    res = run_cli("size", str(f), "--no-explain")
+    assert res.exit_code == 1 and "H100-SXM" in res.stderr
+    f.write_text("gpus: [H100-SXM]\nbudget: 3\nworkloads: []\n")
+    with pytest.raises(InputError, match=r"fleet\.yaml:2: budget: unknown key"):
+        load_fleet_file(f)
+
+
+def test_plan_cli_writes_json_atomically(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "plan.json"
+    res = run_cli("plan", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpus", "H100-SXM,L40S", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--slo-tpot-p99-ms", "40",
+                  "--output", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())
+    assert d["schema"] == "kvopt.plan/1" and d["fleet"] and d["solver"]["status"] == "optimal"
+    assert d["slo_marginal_cost"] and d["binding"]
+    assert not list(tmp_path.glob(".plan.json.*"))  # no temp file left behind
+    res = run_cli("compare", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpus", "H100-SXM,L4", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--json")
+    rows = json.loads(res.stdout)
+    assert [r["gpu"] for r in rows] == ["H100-SXM", "L4"]
+
+
+def test_unavailable_solver_is_a_clear_error(options_cost) -> None:
+    from kvopt.errors import SolverError
+    from kvopt.fleet.solve import solve_model
+
+    model, _, _ = build_model(BASE, options_cost.options)
+    try:
+        solve_model(model, solver="gurobi")
+    except SolverError as exc:
+        assert "not installed" in str(exc)
