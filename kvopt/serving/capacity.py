@@ -104,7 +104,24 @@ def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
              spec: SpecDecode | None = None, max_num_seqs: int | None = None,
              rel_tol: float = 0.005) -> CapacityResult:
     """Goodput of ``replica`` for a length mix under ``slo``."""
+    key = (replica, input_dist.label, output_dist.label, slo, prefix, spec, max_num_seqs,
+           rel_tol)
+    if key in _CACHE:
+        return _CACHE[key]
     check_context(replica, input_dist, output_dist)
+    if len(_CACHE) > 65536:
+        _CACHE.clear()
+    _CACHE[key] = _capacity(replica, input_dist, output_dist, slo, prefix, spec, max_num_seqs,
+                            rel_tol)
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple[object, ...], CapacityResult] = {}
+
+
+def _capacity(replica: Any, input_dist: LengthDist, output_dist: LengthDist, slo: Slo | None,
+              prefix: PrefixCache | None, spec: SpecDecode | None, max_num_seqs: int | None,
+              rel_tol: float) -> CapacityResult:
     if not replica.fits:
         return CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
                               ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
