@@ -56,6 +56,16 @@ class Workload:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Region:
+    """A region (or provider) with its own GPU prices and caps. Inventory keys become
+    ``region:GPU``."""
+
+    name: str
+    prices_usd_h: tuple[tuple[str, float], ...] = ()
+    availability: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Space:
     """What to consider: GPUs, TP degrees, (weights, KV) precisions, max batch levels."""
 
@@ -65,6 +75,7 @@ class Space:
     batches: tuple[int, ...] = DEFAULT_BATCHES
     engine: str = "vllm"
     prices_usd_h: tuple[tuple[str, float], ...] = ()  # per-GPU-hour overrides
+    regions: tuple[Region, ...] = ()  # when given, candidates are offered per region
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -96,11 +107,17 @@ class Candidate:
     tpot_p99_ms: float
     quality_loss_pct: float
     steady_state_batch: float
+    region: str = ""
 
     @property
     def label(self) -> str:
+        where = f" @{self.region}" if self.region else ""
         return (f"{self.gpu} tp{self.tp} {self.weights}/{self.kv_dtype} "
-                f"batch<={self.max_batch}")
+                f"batch<={self.max_batch}{where}")
+
+    @property
+    def inventory_key(self) -> str:
+        return f"{self.region}:{self.gpu}" if self.region else self.gpu
 
 
 @dataclass(frozen=True)
@@ -166,7 +183,29 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
                 quality_loss_pct=loss, steady_state_batch=res.steady_state_batch))
     if not out:
         _check_physical_minimum(workload, fastest)
-    return CandidateSet(_dedupe(out), excluded)
+    out = _dedupe(out)
+    if space.regions:
+        out = _per_region(out, space)
+    return CandidateSet(out, excluded)
+
+
+def _per_region(cands: list[Candidate], space: Space) -> list[Candidate]:
+    """Offer each candidate in every region that prices its GPU (region price, else the
+    price book)."""
+    from dataclasses import replace
+
+    out = []
+    for region in space.regions:
+        prices = dict(region.prices_usd_h)
+        for c in cands:
+            price = prices.get(c.gpu)
+            if price is None:
+                p = price_for(c.gpu)
+                price = p.usd_per_gpu_hour if p else None
+            if price is None:
+                continue
+            out.append(replace(c, region=region.name, usd_per_hour=price * c.tp))
+    return out
 
 
 def _track_minimum(fastest: dict[str, tuple[float, str]], rep: Any, w: Workload) -> None:

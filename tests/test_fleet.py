@@ -271,3 +271,30 @@ def test_unavailable_solver_is_a_clear_error(options_cost) -> None:
         solve_model(model, solver="gurobi")
     except SolverError as exc:
         assert "not installed" in str(exc)
+
+
+def test_unreachable_slo_names_a_feasible_one() -> None:
+    # 22.44 ms is one decode step at batch 1 on an L40S; the p99 under any load is above it
+    w = replace(ONE, rate_rps=2, slo=Slo(tpot_p99_ms=22.45))
+    space = Space(gpus=("L40S",), tps=(1,), precisions=(("bf16", "bf16"),), batches=(64,))
+    with pytest.raises(InfeasiblePlanError,
+                       match=r"TPOT p99 22\.45 ms is unreachable; TPOT p99 \d+ ms is feasible "
+                             r"at \$[\d.]+/h on \d+x L40S") as info:
+        plan_fleet(FleetProblem(workloads=(w,), space=space), explain=False)
+    assert info.value.data["feasible_slo"]["tpot_p99_ms"] > 22.45
+
+
+def test_regions_have_their_own_prices_and_caps() -> None:
+    from kvopt.space import Region
+
+    space = replace(SMALL, gpus=("H100-SXM",), regions=(
+        Region(name="east", prices_usd_h=(("H100-SXM", 2.0),), availability=(("H100-SXM", 1),)),
+        Region(name="west", prices_usd_h=(("H100-SXM", 3.0),))))
+    problem = FleetProblem(workloads=(replace(ONE, rate_rps=30),), space=space,
+                           allow_mixing=True)
+    plan = plan_fleet(problem, explain=False)
+    d = plan.to_dict()
+    by_region = {e["region"]: e for e in d["fleet"]}
+    assert by_region["east"]["gpus"] <= 1  # capped region is used up first (cheaper)
+    assert "west" in by_region
+    assert check_plan(d, problem) == []

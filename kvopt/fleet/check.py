@@ -20,6 +20,7 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
     bad: list[str] = []
     wl = {w.name: w for w in problem.workloads}
     prices = dict(problem.space.prices_usd_h)
+    regions = {r.name: r.prices_usd_h for r in problem.space.regions}
     cost = power = 0.0
     gpus: dict[str, int] = defaultdict(int)
     served: dict[str, float] = defaultdict(float)
@@ -56,13 +57,16 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
             if mem / GIB + rep.engine.runtime_overhead_gib > rep.gpu.memory_gib:
                 bad.append(f"{where}: {mem / GIB:.1f} GiB per GPU exceeds "
                            f"{rep.gpu.memory_gib} GiB ({label})")
-        price = prices.get(e["gpu"])
+        region = e.get("region") or ""
+        price = dict(regions.get(region, ())).get(e["gpu"]) if region else None
+        if price is None:
+            price = prices.get(e["gpu"])
         if price is None:
             p = price_for(e["gpu"])
             price = p.usd_per_gpu_hour if p else float("nan")
         cost += price * e["tp"] * n
         power += load_gpu(e["gpu"]).tdp_w * e["tp"] * n / 1000.0
-        gpus[e["gpu"]] += e["tp"] * n
+        gpus[f"{region}:{e['gpu']}" if region else e["gpu"]] += e["tp"] * n
     for w in problem.workloads:
         if served[w.name] < w.rate_rps * (1 - 1e-6):
             bad.append(f"{w.name}: serves {served[w.name]:.3g} of {w.rate_rps} req/s")
@@ -72,7 +76,7 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
         bad.append(f"cost ${cost:.2f}/h exceeds the budget ${problem.budget_usd_h}/h")
     if problem.power_cap_kw is not None and power > problem.power_cap_kw * (1 + 1e-9):
         bad.append(f"power {power:.1f} kW exceeds the cap {problem.power_cap_kw} kW")
-    for gpu, cap in problem.availability:
+    for gpu, cap in problem.inventory.items():
         if gpus.get(gpu, 0) > cap:
             bad.append(f"uses {gpus[gpu]} {gpu}, only {cap} available")
     if abs(cost - plan["totals"]["usd_per_hour"]) > 1e-6 * max(cost, 1.0):

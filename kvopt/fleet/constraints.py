@@ -88,12 +88,13 @@ def add_budget(m: Any, opts: list[Option], problem: FleetProblem) -> int:
 
 
 def add_inventory(m: Any, opts: list[Option], problem: FleetProblem) -> int:
-    """inventory[G]: sum_{j: G(j) = G} n_j x_j <= A_G — GPUs of each type on hand."""
-    avail = dict(problem.availability)
+    """inventory[G]: sum_{j: G(j) = G} n_j x_j <= A_G — GPUs of each type on hand (per
+    region when regions are given: G = ``region:GPU``)."""
+    avail = problem.inventory
     by_g: dict[str, list[int]] = defaultdict(list)
     for o in opts:
-        if o.candidate.gpu in avail:
-            by_g[o.candidate.gpu].append(o.index)
+        if o.candidate.inventory_key in avail:
+            by_g[o.candidate.inventory_key].append(o.index)
     gpus = sorted(by_g)
     m.inventory = pyo.Constraint(gpus, rule=lambda m, g: sum(
         opts[j].candidate.gpus * m.x[j] for j in by_g[g]) <= avail[g])

@@ -25,8 +25,8 @@ def binding_constraints(model: Any, problem: FleetProblem, opts: list[Option]) -
         out.append(f"power: {power:.1f} kW of {problem.power_cap_kw:.1f} kW")
     used: dict[str, int] = defaultdict(int)
     for j, n in x.items():
-        used[opts[j].candidate.gpu] += opts[j].candidate.gpus * n
-    for gpu, cap in problem.availability:
+        used[opts[j].candidate.inventory_key] += opts[j].candidate.gpus * n
+    for gpu, cap in problem.inventory.items():
         if used.get(gpu, 0) >= cap and cap > 0:
             out.append(f"inventory: all {cap} {gpu} in use")
     for j, n in x.items():
@@ -53,9 +53,11 @@ def elastic_shortfall(problem: FleetProblem, opts: list[Option], *,
     from kvopt.fleet.solve import solve_model
 
     relaxed = replace(problem, budget_usd_h=None, power_cap_kw=None, availability=(),
-                      objective="cost")
+                      objective="cost", space=replace(problem.space, regions=tuple(
+                          replace(r, availability=()) for r in problem.space.regions)))
     opts = [replace(o, upper=replica_bound(relaxed.workloads[o.workload], o.rate_cap_rps,
-                                           o.candidate.tp, relaxed, o.candidate.gpu))
+                                           o.candidate.tp, relaxed,
+                                           o.candidate.inventory_key))
             for o in opts]
     model, _, _ = build_model(relaxed, opts)
     report = solve_model(model, solver=solver)
@@ -68,7 +70,7 @@ def elastic_shortfall(problem: FleetProblem, opts: list[Option], *,
     power = sum(opts[j].candidate.power_kw * n for j, n in x.items())
     used: dict[str, int] = defaultdict(int)
     for j, n in x.items():
-        used[opts[j].candidate.gpu] += opts[j].candidate.gpus * n
+        used[opts[j].candidate.inventory_key] += opts[j].candidate.gpus * n
     parts: list[str] = []
     data: dict[str, Any] = {"cheapest_usd_per_hour": cost, "fleet": {
         opts[j].candidate.label: n for j, n in x.items() if n}}
@@ -80,7 +82,7 @@ def elastic_shortfall(problem: FleetProblem, opts: list[Option], *,
     if problem.power_cap_kw is not None and power > problem.power_cap_kw + _TOL:
         parts.append(f"power cap short by {power - problem.power_cap_kw:.1f} kW")
         data["power_shortfall_kw"] = power - problem.power_cap_kw
-    for gpu, cap in problem.availability:
+    for gpu, cap in problem.inventory.items():
         if used.get(gpu, 0) > cap:
             parts.append(f"needs {used[gpu] - cap} more {gpu} GPUs")
             data.setdefault("inventory_shortfall", {})[gpu] = used[gpu] - cap

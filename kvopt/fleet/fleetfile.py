@@ -14,10 +14,11 @@ from kvopt.errors import InputError, KvoptError
 from kvopt.fleet.problem import OBJECTIVES, FleetProblem
 from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import LengthDist, fixed, parse_dist
-from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Space, Workload
+from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Region, Space, Workload
 
 TOP_KEYS = {"objective", "budget_usd_h", "power_cap_kw", "allow_mixing", "engine", "gpus",
-            "tps", "precisions", "batches", "availability", "prices_usd_h", "workloads"}
+            "tps", "precisions", "batches", "availability", "prices_usd_h", "regions",
+            "workloads"}
 WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_dist",
            "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
 
@@ -99,6 +100,23 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
                                       positive=False))))
     prices = tuple((str(g), num(f"prices_usd_h.{g}", v, nodes["prices_usd_h"]))
                    for g, v in (data.get("prices_usd_h") or {}).items())
+    regions = []
+    if "regions" in data:
+        if not isinstance(data["regions"], dict):
+            raise fail("regions", "must map region -> {prices_usd_h, availability}")
+        rnodes = _lines(nodes["regions"])
+        for rname, rd in data["regions"].items():
+            rn = rnodes[rname]
+            if not isinstance(rd, dict) or set(rd) - {"prices_usd_h", "availability"}:
+                raise FleetFileError(origin, rn.start_mark.line + 1, f"regions.{rname}",
+                                     "allowed keys: prices_usd_h, availability")
+            regions.append(Region(
+                name=str(rname),
+                prices_usd_h=tuple((str(g), num(f"regions.{rname}.prices_usd_h.{g}", v, rn))
+                                   for g, v in (rd.get("prices_usd_h") or {}).items()),
+                availability=tuple((str(g), int(num(f"regions.{rname}.availability.{g}", v,
+                                                    rn, positive=False)))
+                                   for g, v in (rd.get("availability") or {}).items())))
     wl_nodes = nodes["workloads"].value
     workloads = []
     for i, (wd, wn) in enumerate(zip(data["workloads"], wl_nodes, strict=True)):
@@ -149,7 +167,8 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
     return FleetProblem(
         workloads=tuple(workloads),
         space=Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
-                    engine=str(data.get("engine", "vllm")), prices_usd_h=prices),
+                    engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
+                    regions=tuple(regions)),
         availability=tuple(avail),
         budget_usd_h=None if data.get("budget_usd_h") is None else num(
             "budget_usd_h", data["budget_usd_h"], nodes["budget_usd_h"]),

@@ -42,7 +42,9 @@ def build_options(problem: FleetProblem) -> OptionSet:
             reasons = "; ".join(f"{n} configurations: {r}" for r, n in cs.excluded.most_common())
             raise InfeasiblePlanError(
                 f"workload '{w.name}': no candidate configuration can serve it ({reasons}); "
-                "add GPUs or TP degrees, allow more precisions, or relax the SLO")
+                "add GPUs or TP degrees, allow more precisions, or relax the SLO",
+                data={"workload": w.name, "excluded": dict(cs.excluded),
+                      "slo_excluded": any(r.startswith("SLO") for r in cs.excluded)})
         for c in cs.candidates:
             for lv in levels:
                 rate = c.goodput_rps * lv
@@ -50,7 +52,7 @@ def build_options(problem: FleetProblem) -> OptionSet:
                     ttft, tpot = c.ttft_p99_ms, c.tpot_p99_ms
                 else:
                     ttft, tpot, _ = operating_point(w, c, rate)
-                upper = replica_bound(w, rate, c.tp, problem, c.gpu)
+                upper = replica_bound(w, rate, c.tp, problem, c.inventory_key)
                 options.append(Option(
                     index=len(options), workload=wi, candidate=c, level=lv, rate_cap_rps=rate,
                     ttft_p99_ms=ttft, tpot_p99_ms=tpot, slo_ratio=slo_ratio(w, ttft, tpot),

@@ -21,7 +21,7 @@ from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
 from kvopt.fleet.options import OptionSet, build_options, operating_point
 from kvopt.fleet.problem import FleetProblem, Option
 from kvopt.fleet.solve import SolveReport, solve_model
-from kvopt.space import Workload
+from kvopt.space import Workload, evaluate
 
 SCHEMA = "kvopt.plan/1"
 
@@ -64,7 +64,8 @@ class FleetPlan:
             w = next(w for w in self.problem.workloads if w.name == e.workload)
             out_tok_s = e.rate_per_replica_rps * w.output_dist.mean * e.replicas
             fleet.append({
-                "workload": e.workload, "model": w.model, "gpu": c.gpu, "tp": c.tp,
+                "workload": e.workload, "model": w.model, "gpu": c.gpu, "region": c.region,
+                "usd_per_gpu_hour": c.usd_per_hour / c.tp, "tp": c.tp,
                 "weights": c.weights, "kv_dtype": c.kv_dtype, "engine": c.engine,
                 "max_batch": c.max_batch, "replicas": e.replicas, "gpus": c.gpus * e.replicas,
                 "usd_per_hour": c.usd_per_hour * e.replicas,
@@ -88,7 +89,7 @@ class FleetPlan:
             "schema": SCHEMA, "kvopt_version": __version__,
             "inputs": {
                 "objective": p.objective, "budget_usd_h": p.budget_usd_h,
-                "power_cap_kw": p.power_cap_kw, "availability": dict(p.availability),
+                "power_cap_kw": p.power_cap_kw, "availability": p.inventory,
                 "allow_mixing": p.allow_mixing,
                 "workloads": [_workload_dict(w) for w in p.workloads],
                 "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
@@ -164,13 +165,64 @@ def plan_fleet(problem: FleetProblem, *, solver: str = "highs",
                explain: bool = True) -> FleetPlan:
     """The optimal fleet, or :class:`InfeasiblePlanError` saying the smallest change that
     makes the problem feasible. ``explain`` adds the marginal cost of tightening each SLO."""
-    plan, opts = solve_problem(problem, solver=solver, time_limit_s=time_limit_s,
-                               mip_gap=mip_gap)
+    try:
+        plan, opts = solve_problem(problem, solver=solver, time_limit_s=time_limit_s,
+                                   mip_gap=mip_gap)
+    except InfeasiblePlanError as exc:
+        if exc.data.get("slo_excluded"):
+            raise _slo_relaxation(problem, str(exc.data["workload"]), solver) from None
+        raise
     if plan is None:
         raise elastic_shortfall(problem, opts.options, solver=solver)
     if explain:
         plan = replace(plan, slo_marginal_cost=tuple(_slo_sweep(problem, plan, solver)))
     return plan
+
+
+def _slo_relaxation(problem: FleetProblem, name: str, solver: str) -> InfeasiblePlanError:
+    """The SLO a workload can reach: its best p99s at light load over every candidate, and
+    the cheapest fleet at that SLO (+5%)."""
+    wi = next(i for i, w in enumerate(problem.workloads) if w.name == name)
+    w = problem.workloads[wi]
+    loose = replace(w, slo=replace(w.slo, ttft_p99_ms=None, tpot_p99_ms=None))
+    free = evaluate(loose, problem.space)
+    best_ttft = best_tpot = math.inf
+    for c in free.candidates:
+        ttft, tpot, sat = operating_point(loose, c, c.goodput_rps * 0.05)
+        if not sat:
+            best_ttft, best_tpot = min(best_ttft, ttft), min(best_tpot, tpot)
+    if not math.isfinite(best_ttft):
+        return InfeasiblePlanError(f"workload '{name}': no candidate can serve it at any SLO",
+                                   data={"workload": name})
+    parts, new = [], {}
+    for attr, best, label in (("ttft_p99_ms", best_ttft, "TTFT p99"),
+                              ("tpot_p99_ms", best_tpot, "TPOT p99")):
+        want = getattr(w.slo, attr)
+        if want is not None and want < best * 1.05:
+            new[attr] = math.ceil(best * 1.05)
+            parts.append((label, want, new[attr]))
+        elif want is not None:
+            new[attr] = want
+    relaxed = replace(w, slo=replace(w.slo, **new))
+    wls = tuple(relaxed if i == wi else x for i, x in enumerate(problem.workloads))
+    what = ("; ".join(f"{label} {old:g} ms is unreachable" for label, old, _ in parts)
+            or "the SLOs are unreachable together")
+    try:
+        alt, _ = solve_problem(replace(problem, workloads=wls), solver=solver)
+    except (InfeasiblePlanError, InputError):
+        alt = None
+    data: dict[str, Any] = {"workload": name, "feasible_slo": new}
+    if alt is None:
+        return InfeasiblePlanError(f"workload '{name}': {what}; even "
+                                   + ", ".join(f"{lab} {v} ms" for lab, _, v in parts)
+                                   + " is infeasible with the other limits", data=data)
+    fleet = ", ".join(f"{e.replicas}x {e.option.candidate.label}" for e in alt.entries
+                      if e.workload == name)
+    data["usd_per_hour"] = alt.usd_per_hour
+    return InfeasiblePlanError(
+        f"workload '{name}': {what}; "
+        + ", ".join(f"{lab} {v} ms" for lab, _, v in parts)
+        + f" is feasible at ${alt.usd_per_hour:.2f}/h on {fleet}", data=data)
 
 
 def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict[str, Any]]:

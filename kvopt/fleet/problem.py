@@ -25,6 +25,15 @@ class FleetProblem:
     allow_mixing: bool = False  # several configurations per workload
     max_replicas: int | None = None  # per option, on top of the data-derived bound
 
+    @property
+    def inventory(self) -> dict[str, int]:
+        """GPU caps by inventory key (``GPU`` or ``region:GPU``)."""
+        caps = dict(self.availability)
+        for r in self.space.regions:
+            for gpu, n in r.availability:
+                caps[f"{r.name}:{gpu}"] = n
+        return caps
+
     def __post_init__(self) -> None:
         if not self.workloads:
             raise InputError("workloads", (), "at least one workload is needed")
@@ -78,10 +87,11 @@ def slo_ratio(w: Workload, ttft_p99_ms: float, tpot_p99_ms: float) -> float:
 
 def replica_bound(w: Workload, rate_cap: float, tp: int, problem: FleetProblem,
                   gpu: str) -> int:
+    """``gpu`` is the candidate's inventory key (``GPU`` or ``region:GPU``)."""
     """Big-M for one option, from data: enough replicas for the demand plus redundancy,
     never more than the GPU inventory (or the user's cap) allows."""
     need = math.ceil(w.rate_rps / rate_cap - 1e-9) + w.redundancy
-    avail = dict(problem.availability)
+    avail = problem.inventory
     if gpu in avail:
         need = min(need, avail[gpu] // tp)
     if problem.max_replicas is not None:
