@@ -209,3 +209,21 @@ def compare_table(rows: list[dict[str, Any]]) -> None:
                   _fmt(r.get("ttft_p99_ms")), _fmt(r.get("tpot_p99_ms"), 1),
                   _fmt(r.get("usd_per_million_output_tokens"), 3), r.get("note", ""))
     _console().print(t)
+
+
+def pareto_report(meta: dict[str, Any], data: list[dict[str, Any]],
+                  objectives: tuple[str, ...]) -> None:
+    c = _console()
+    t = Table(title=f"Pareto front: {meta['points']} points ({meta['method']})")
+    for col in ("GPU", "TP", "precision", "batch", "replicas", *objectives, "knee"):
+        t.add_column(col, justify="left" if col in ("GPU", "precision") else "right")
+    for r in sorted(data, key=lambda r: r[objectives[0]]):
+        t.add_row(r["gpu"], str(r["tp"]), f"{r['weights']}/{r['kv_dtype']}",
+                  str(r["max_batch"]), str(r["replicas"]),
+                  *(_fmt(r[o], 2) for o in objectives), "*" if r["knee"] else "")
+    c.print(t)
+    hv = meta["hv_ratio_to_exact"]
+    c.print(f"table {meta['table_s']:.1f} s ({meta['valid_configs']}/{meta['configs']} configs "
+            f"valid); search {meta['search_s']:.2f} s, {meta['evaluations']} evaluations "
+            f"({meta['evaluations_per_s']:.0f}/s); hypervolume ratio to the exact front: "
+            + ("-" if hv is None else f"{hv:.4f}"))

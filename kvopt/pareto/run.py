@@ -1,0 +1,76 @@
+"""`pareto`: build the table, search (NSGA-II or exact), compare with the exact front, and
+report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kvopt.pareto.search import (
+    Front,
+    Normalizer,
+    check_objectives,
+    enumerate_all,
+    hypervolume,
+    run_nsga2,
+)
+from kvopt.pareto.table import ConfigTable, build_table
+from kvopt.space import Space, Workload
+
+
+@dataclass
+class ParetoResult:
+    front: Front
+    exact: Front | None
+    table: ConfigTable
+    objectives: tuple[str, ...]
+    norm: Normalizer
+    table_s: float
+    hv_ratio: float | None
+    hv_history: list[float] = field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        f = self.front
+        return {
+            "method": f.method, "points": int(f.F.shape[0]), "evaluations": f.evaluations,
+            "search_s": f.seconds, "evaluations_per_s": f.evaluations / max(f.seconds, 1e-9),
+            "table_s": self.table_s, "configs": int(self.table.valid.size),
+            "valid_configs": int(self.table.valid.sum()),
+            "exact_points": int(self.exact.F.shape[0]) if self.exact else None,
+            "exact_s": self.exact.seconds if self.exact else None,
+            "hv_ratio_to_exact": self.hv_ratio, "hv_per_generation": self.hv_history,
+        }
+
+
+def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
+           method: str = "nsga2", max_replicas: int = 16, budget_usd_h: float | None = None,
+           pop: int = 100, gens: int = 100, seed: int = 0, compare_exact: bool = True,
+           progress: Any = None) -> ParetoResult:
+    check_objectives(objectives)
+    t0 = time.perf_counter()
+    table = build_table(workload, space)
+    table_s = time.perf_counter() - t0
+    exact = None
+    if method == "exact" or compare_exact:
+        exact = enumerate_all(table, workload, objectives, max_replicas, budget_usd_h)
+    if method == "exact":
+        assert exact is not None
+        front = exact
+    else:
+        front = run_nsga2(table, workload, objectives, max_replicas=max_replicas,
+                          budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed,
+                          progress=progress)
+    refs = [front.F] + ([exact.F] if exact is not None else [])
+    norm = Normalizer.of(*refs) if any(r.size for r in refs) else Normalizer(
+        np.zeros(len(objectives)), np.ones(len(objectives)))
+    hv_ratio = None
+    history: list[float] = []
+    if exact is not None and exact.F.size:
+        ref_hv = hypervolume(exact.F, norm)
+        hv_ratio = hypervolume(front.F, norm) / ref_hv if ref_hv > 0 else None
+        for gen_f in getattr(front, "_history", []):
+            history.append(hypervolume(gen_f, norm) / ref_hv if ref_hv > 0 else 0.0)
+    return ParetoResult(front, exact, table, objectives, norm, table_s, hv_ratio, history)

@@ -1,0 +1,227 @@
+"""The Pareto problem: decisions -> objectives and normalized constraints (vectorized), the
+exact front by enumeration, NSGA-II with pymoo's mixed-variable GA, hypervolume and knee."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kvopt.errors import InputError
+from kvopt.pareto.table import ConfigTable, interp_p99
+from kvopt.space import Workload
+
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+OBJECTIVES = {
+    "cost": "$/h of the fleet",
+    "ttft_p99": "TTFT p99 in ms at the planned rate",
+    "tpot_p99": "TPOT p99 in ms at the planned rate",
+    "quality": "accuracy loss vs BF16 in percentage points",
+    "throughput": "minus the fleet's output capacity in tokens/s (minimized)",
+    "gpus": "GPUs in the fleet",
+}
+BIG = 1e9
+
+
+def check_objectives(names: tuple[str, ...]) -> None:
+    if len(names) < 2:
+        raise InputError("--objectives", ",".join(names), "a front needs at least two",
+                         f"choose from: {', '.join(OBJECTIVES)}")
+    for n in names:
+        if n not in OBJECTIVES:
+            raise InputError("--objectives", n, "unknown objective",
+                             f"valid: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise InputError("--objectives", ",".join(names), "objectives repeat")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    F: Array  # (N, k) objectives, all minimized
+    G: Array  # (N, m) constraints, feasible where <= 0
+    metrics: dict[str, Array]  # derived per point
+
+
+def evaluate(table: ConfigTable, w: Workload, idx: IntArray, objectives: tuple[str, ...],
+             budget_usd_h: float | None) -> Evaluation:
+    """``idx`` columns: gpu, tp, precision, batch, replicas (N, 5)."""
+    gi, ti, pi, bi, n = (idx[:, k] for k in range(5))
+    key = (gi, ti, pi, bi)
+    valid = table.valid[key]
+    n_f = n.astype(np.float64)
+    cap = np.where(valid, table.capacity_rps[key], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(valid, w.rate_rps / (n_f * cap), np.inf)
+    ttft = np.where(valid, interp_p99(table.ttft_p99_ms[key], np.nan_to_num(frac, posinf=9)),
+                    np.inf)
+    tpot = np.where(valid, interp_p99(table.tpot_p99_ms[key], np.nan_to_num(frac, posinf=9)),
+                    np.inf)
+    cost = np.where(valid, table.usd_per_hour[key] * n_f, np.inf)
+    gpus = np.where(valid, table.gpus_per_replica[key] * n_f, np.inf)
+    quality = np.where(valid, table.quality_loss_pct[key], np.inf)
+    capacity_tok_s = np.where(valid, cap * n_f * table.output_len_mean, 0.0)
+    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
+              "throughput": -capacity_tok_s, "gpus": gpus}
+    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
+    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(frac), frac - 0.995, BIG)]
+    if w.slo.ttft_p99_ms is not None:
+        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
+    if w.slo.tpot_p99_ms is not None:
+        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
+    if budget_usd_h is not None:
+        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
+    out_tok_s = w.rate_rps * table.output_len_mean
+    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
+               "quality_loss_pct": quality, "capacity_rps": cap * n_f,
+               "output_capacity_tok_s": capacity_tok_s,
+               "rate_per_replica_rps": w.rate_rps / n_f,
+               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
+    return Evaluation(F, np.stack(cons, 1), metrics)
+
+
+def non_dominated(F: Array) -> IntArray:
+    """Indices of the non-dominated rows of F (duplicates kept once)."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    if F.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(F, axis=0, return_index=True)
+    first = np.sort(first)
+    front = NonDominatedSorting().do(F[first], only_non_dominated_front=True)
+    return np.asarray(first[np.asarray(front, dtype=np.int64)], dtype=np.int64)
+
+
+@dataclass
+class Front:
+    """A front: decision indices, objectives, metrics, and how it was found."""
+
+    idx: IntArray
+    F: Array
+    metrics: dict[str, Array]
+    method: str
+    evaluations: int
+    seconds: float
+    hv_history: list[float] = field(default_factory=list)
+
+
+def enumerate_all(table: ConfigTable, w: Workload, objectives: tuple[str, ...],
+                  max_replicas: int, budget_usd_h: float | None) -> Front:
+    """Exact front: every configuration x replica count, evaluated vectorized."""
+    t0 = time.perf_counter()
+    g, t, p, b = np.nonzero(table.valid)
+    n_cfg = g.size
+    reps = np.arange(1, max_replicas + 1)
+    idx = np.column_stack([np.repeat(g, reps.size), np.repeat(t, reps.size),
+                           np.repeat(p, reps.size), np.repeat(b, reps.size),
+                           np.tile(reps, n_cfg)]).astype(np.int64)
+    ev = evaluate(table, w, idx, objectives, budget_usd_h)
+    feas = np.all(ev.G <= 0, axis=1)
+    keep = np.nonzero(feas)[0]
+    nd = keep[non_dominated(ev.F[keep])]
+    return Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()}, "exact",
+                 idx.shape[0], time.perf_counter() - t0)
+
+
+def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
+              max_replicas: int, budget_usd_h: float | None, pop: int, gens: int, seed: int,
+              progress: Callable[[int, int], None] | None = None) -> Front:
+    """NSGA-II (pymoo MixedVariableGA with rank-and-crowding survival), seeded."""
+    from pymoo.algorithms.moo.nsga2 import RankAndCrowding
+    from pymoo.core.callback import Callback
+    from pymoo.core.mixed import MixedVariableGA
+    from pymoo.core.problem import ElementwiseProblem
+    from pymoo.core.variable import Choice, Integer
+    from pymoo.optimize import minimize
+
+    if pop < 2:
+        raise InputError("--pop", pop, "needs at least 2 individuals")
+    if gens < 1:
+        raise InputError("--gens", gens, "needs at least 1 generation")
+    probe = np.array([[0, 0, 0, 0, 1]], dtype=np.int64)
+    n_con = evaluate(table, w, probe, objectives, budget_usd_h).G.shape[1]
+    G_, T_, P_, B_ = table.shape
+
+    class Problem(ElementwiseProblem):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(vars={"gpu": Choice(options=list(range(G_))),
+                                   "tp": Choice(options=list(range(T_))),
+                                   "precision": Choice(options=list(range(P_))),
+                                   "batch": Choice(options=list(range(B_))),
+                                   "replicas": Integer(bounds=(1, max_replicas))},
+                             n_obj=len(objectives), n_ieq_constr=n_con)
+
+        def _evaluate(self, x: dict[str, Any], out: dict[str, Any], *a: Any, **k: Any) -> None:
+            row = np.array([[x["gpu"], x["tp"], x["precision"], x["batch"], x["replicas"]]],
+                           dtype=np.int64)
+            ev = evaluate(table, w, row, objectives, budget_usd_h)
+            out["F"] = ev.F[0]
+            out["G"] = ev.G[0]
+
+    history: list[Array] = []
+
+    class Record(Callback):  # type: ignore[misc]
+        def notify(self, algorithm: Any) -> None:
+            opt = algorithm.opt
+            feas = (np.asarray(opt.get("CV"), dtype=np.float64).ravel() <= 0)
+            history.append(np.asarray(opt.get("F")[feas], dtype=np.float64))
+            if progress is not None:
+                progress(algorithm.n_gen, gens)
+
+    t0 = time.perf_counter()
+    algo = MixedVariableGA(pop_size=pop, survival=RankAndCrowding())
+    res = minimize(Problem(), algo, ("n_gen", gens), seed=seed, callback=Record(),
+                   verbose=False)
+    pop_x = res.pop.get("X")
+    X = [res.X] if isinstance(res.X, dict) else list(res.X if res.X is not None else [])
+    X = X + [x for x in pop_x]
+    idx = np.array([[x["gpu"], x["tp"], x["precision"], x["batch"], x["replicas"]]
+                    for x in X], dtype=np.int64)
+    ev = evaluate(table, w, idx, objectives, budget_usd_h)
+    feas = np.nonzero(np.all(ev.G <= 0, axis=1))[0]
+    nd = feas[non_dominated(ev.F[feas])]
+    front = Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()}, "nsga2",
+                  int(res.algorithm.evaluator.n_eval), time.perf_counter() - t0)
+    front.hv_history = [float("nan")] * len(history)
+    front._history = history  # type: ignore[attr-defined]
+    return front
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Maps objectives to [0, 1] with the ideal and nadir of a reference set; the
+    hypervolume reference point is 1.1 in every objective."""
+
+    ideal: Array
+    nadir: Array
+
+    @classmethod
+    def of(cls, *fronts: Array) -> Normalizer:
+        allf = np.vstack([f for f in fronts if f.size])
+        ideal, nadir = allf.min(axis=0), allf.max(axis=0)
+        return cls(ideal, np.where(nadir > ideal, nadir, ideal + 1.0))
+
+    def __call__(self, F: Array) -> Array:
+        return np.asarray((F - self.ideal) / (self.nadir - self.ideal), dtype=np.float64)
+
+
+def hypervolume(F: Array, norm: Normalizer) -> float:
+    """Hypervolume of F (normalized) w.r.t. the reference point 1.1 (pymoo's HV)."""
+    from pymoo.indicators.hv import HV
+
+    if F.size == 0:
+        return 0.0
+    k = F.shape[1]
+    Fn = np.minimum(norm(F), 1.1)
+    return float(HV(ref_point=np.full(k, 1.1))(Fn))
+
+
+def knee(F: Array, norm: Normalizer) -> int:
+    """The balanced pick: the point closest (Euclidean) to the ideal point once every
+    objective is scaled to [0, 1] over the front."""
+    local = Normalizer.of(F)
+    return int(np.argmin(np.linalg.norm(local(F), axis=1)))
