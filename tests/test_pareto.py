@@ -171,3 +171,16 @@ def test_pareto_cli_json(run_cli, tmp_path: Path) -> None:
     assert d["report"]["hv_ratio_to_exact"] is not None
     assert len(d["report"]["hv_per_generation"]) == 10
     assert all({"cost", "tpot_p99", "gpu", "replicas"} <= set(r) for r in d["front"])
+
+
+def test_mixed_fleets_extend_the_single_type_front(table, fronts) -> None:
+    from kvopt.pareto.search import evaluate_mixed
+
+    exact, _ = fronts
+    mixed = run_nsga2(table, W, OBJ, max_replicas=12, budget_usd_h=None, pop=100, gens=60,
+                      seed=0, mixed=True)
+    assert np.all(evaluate_mixed(table, W, mixed.idx, OBJ, None).G <= 0)
+    norm = Normalizer.of(exact.F, mixed.F)
+    assert hypervolume(mixed.F, norm) >= 0.98 * hypervolume(exact.F, norm)
+    data = export.rows(mixed, table, OBJ, norm)
+    assert {"gpu_b", "replicas_b"} <= set(data[0])

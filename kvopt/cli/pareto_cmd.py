@@ -28,6 +28,8 @@ from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--method", type=click.Choice(["nsga2", "exact"]), default="nsga2",
               show_default=True)
+@click.option("--fleet", type=click.Choice(["single", "mixed"]), default="single",
+              show_default=True, help="mixed: heterogeneous fleets of two GPU configurations.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="front.csv | front.json | front.parquet")
 @click.option("--png", type=click.Path(dir_okay=False))
@@ -65,7 +67,7 @@ def pareto_cmd(**kw: Any) -> None:
 
     res = pareto(w, space, objectives, method=kw["method"], max_replicas=kw["max_replicas"],
                  budget_usd_h=kw["budget_usd_h"], pop=kw["pop"], gens=kw["gens"],
-                 seed=kw["seed"], progress=progress)
+                 seed=kw["seed"], progress=progress, mixed=kw["fleet"] == "mixed")
     if res.front.F.shape[0] == 0:
         from kvopt.errors import InfeasiblePlanError
 

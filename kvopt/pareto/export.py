@@ -25,11 +25,18 @@ def rows(front: Front, table: ConfigTable, objectives: tuple[str, ...],
     flags, and whether it is the knee (balanced pick)."""
     k = knee(front.F, norm) if front.F.shape[0] else -1
     out = []
-    for i, (g, t, p, b, n) in enumerate(front.idx.tolist()):
+    for i, dec in enumerate(front.idx.tolist()):
+        g, t, p, b, n = dec[:5]
         w, kv = table.precisions[p]
         tp, batch = table.tps[t], table.batches[b]
         row: dict[str, Any] = {"gpu": table.gpus[g], "tp": tp, "weights": w, "kv_dtype": kv,
                                "max_batch": batch, "replicas": n}
+        if len(dec) == 10:  # heterogeneous fleet: the second group
+            g2, t2, p2, b2, n2 = dec[5:]
+            row.update({"gpu_b": table.gpus[g2] if n2 else "", "tp_b": table.tps[t2],
+                        "weights_b": table.precisions[p2][0],
+                        "kv_dtype_b": table.precisions[p2][1],
+                        "max_batch_b": table.batches[b2], "replicas_b": n2})
         for j, o in enumerate(objectives):
             row[o] = float(front.F[i, j])
         for name, arr in front.metrics.items():

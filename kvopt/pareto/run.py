@@ -48,7 +48,10 @@ class ParetoResult:
 def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
            method: str = "nsga2", max_replicas: int = 16, budget_usd_h: float | None = None,
            pop: int = 100, gens: int = 100, seed: int = 0, compare_exact: bool = True,
-           progress: Any = None) -> ParetoResult:
+           progress: Any = None, mixed: bool = False) -> ParetoResult:
+    """Front for one workload. ``mixed``: heterogeneous fleets of two configuration groups
+    (NSGA-II only: enumeration explodes); its hypervolume is reported relative to the exact
+    single-configuration front (above 1 when mixing helps)."""
     check_objectives(objectives)
     t0 = time.perf_counter()
     table = build_table(workload, space)
@@ -57,12 +60,17 @@ def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
     if method == "exact" or compare_exact:
         exact = enumerate_all(table, workload, objectives, max_replicas, budget_usd_h)
     if method == "exact":
+        if mixed:
+            from kvopt.errors import InputError
+
+            raise InputError("--method", "exact", "mixed fleets are searched by NSGA-II "
+                             "(enumeration explodes)", "use --method nsga2")
         assert exact is not None
         front = exact
     else:
         front = run_nsga2(table, workload, objectives, max_replicas=max_replicas,
                           budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed,
-                          progress=progress)
+                          progress=progress, mixed=mixed)
     refs = [front.F] + ([exact.F] if exact is not None else [])
     norm = Normalizer.of(*refs) if any(r.size for r in refs) else Normalizer(
         np.zeros(len(objectives)), np.ones(len(objectives)))

@@ -84,6 +84,61 @@ def evaluate(table: ConfigTable, w: Workload, idx: IntArray, objectives: tuple[s
     return Evaluation(F, np.stack(cons, 1), metrics)
 
 
+def evaluate_mixed(table: ConfigTable, w: Workload, idx: IntArray,
+                   objectives: tuple[str, ...], budget_usd_h: float | None) -> Evaluation:
+    """Heterogeneous fleets: ``idx`` columns are two (gpu, tp, precision, batch, replicas)
+    groups; the second may have 0 replicas. Traffic splits in proportion to capacity, so
+    both groups run at the same load fraction; p99s and quality are the worse group's
+    (a conservative fleet-level figure), cost/GPUs/capacity add up."""
+    a = evaluate(table, w, idx[:, :5], objectives, budget_usd_h)
+    n_b = idx[:, 9]
+    b_idx = idx[:, 5:10].copy()
+    b_idx[:, 4] = np.maximum(n_b, 1)
+    b = evaluate(table, w, b_idx, objectives, budget_usd_h)
+    use_b = n_b > 0
+    key_a = tuple(idx[:, k] for k in range(4))
+    key_b = tuple(idx[:, 5 + k] for k in range(4))
+    valid = table.valid[key_a] & (~use_b | table.valid[key_b])
+    cap_a = np.where(table.valid[key_a], table.capacity_rps[key_a], 0.0) * idx[:, 4]
+    cap_b = np.where(use_b & table.valid[key_b], table.capacity_rps[key_b], 0.0) * n_b
+    total = cap_a + cap_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(valid & (total > 0), w.rate_rps / total, np.inf)
+    safe = np.nan_to_num(frac, posinf=9)
+
+    def p99(curves: Array, key: tuple[IntArray, ...], on: npt.NDArray[np.bool_]) -> Array:
+        return np.where(on, interp_p99(curves[key], safe), 0.0)
+
+    ttft = np.where(valid, np.maximum(p99(table.ttft_p99_ms, key_a, table.valid[key_a]),
+                                      p99(table.ttft_p99_ms, key_b, use_b
+                                          & table.valid[key_b])), np.inf)
+    tpot = np.where(valid, np.maximum(p99(table.tpot_p99_ms, key_a, table.valid[key_a]),
+                                      p99(table.tpot_p99_ms, key_b, use_b
+                                          & table.valid[key_b])), np.inf)
+    cost = np.where(valid, a.metrics["usd_per_hour"]
+                    + np.where(use_b, b.metrics["usd_per_hour"], 0.0), np.inf)
+    gpus = np.where(valid, a.metrics["gpus"] + np.where(use_b, b.metrics["gpus"], 0.0), np.inf)
+    quality = np.where(valid, np.maximum(a.metrics["quality_loss_pct"], np.where(
+        use_b, b.metrics["quality_loss_pct"], 0.0)), np.inf)
+    cap_tok = np.where(valid, total * table.output_len_mean, 0.0)
+    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
+              "throughput": -cap_tok, "gpus": gpus}
+    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
+    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(frac), frac - 0.995, BIG)]
+    if w.slo.ttft_p99_ms is not None:
+        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
+    if w.slo.tpot_p99_ms is not None:
+        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
+    if budget_usd_h is not None:
+        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
+    out_tok_s = w.rate_rps * table.output_len_mean
+    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
+               "quality_loss_pct": quality, "capacity_rps": total,
+               "output_capacity_tok_s": cap_tok,
+               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
+    return Evaluation(F, np.stack(cons, 1), metrics)
+
+
 def non_dominated(F: Array) -> IntArray:
     """Indices of the non-dominated rows of F (duplicates kept once)."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -129,8 +184,10 @@ def enumerate_all(table: ConfigTable, w: Workload, objectives: tuple[str, ...],
 
 def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
               max_replicas: int, budget_usd_h: float | None, pop: int, gens: int, seed: int,
-              progress: Callable[[int, int], None] | None = None) -> Front:
-    """NSGA-II (pymoo MixedVariableGA with rank-and-crowding survival), seeded."""
+              progress: Callable[[int, int], None] | None = None,
+              mixed: bool = False) -> Front:
+    """NSGA-II (pymoo MixedVariableGA with rank-and-crowding survival), seeded. ``mixed``
+    searches heterogeneous fleets of two configuration groups."""
     from pymoo.algorithms.moo.nsga2 import RankAndCrowding
     from pymoo.core.callback import Callback
     from pymoo.core.mixed import MixedVariableGA
@@ -145,20 +202,28 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     probe = np.array([[0, 0, 0, 0, 1]], dtype=np.int64)
     n_con = evaluate(table, w, probe, objectives, budget_usd_h).G.shape[1]
     G_, T_, P_, B_ = table.shape
+    names = ["gpu", "tp", "precision", "batch", "replicas"]
+    if mixed:
+        names += ["gpu_b", "tp_b", "precision_b", "batch_b", "replicas_b"]
+    evaluator = evaluate_mixed if mixed else evaluate
+
+    def variables() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for suffix in ("", "_b") if mixed else ("",):
+            out["gpu" + suffix] = Choice(options=list(range(G_)))
+            out["tp" + suffix] = Choice(options=list(range(T_)))
+            out["precision" + suffix] = Choice(options=list(range(P_)))
+            out["batch" + suffix] = Choice(options=list(range(B_)))
+            out["replicas" + suffix] = Integer(bounds=(0 if suffix else 1, max_replicas))
+        return out
 
     class Problem(ElementwiseProblem):  # type: ignore[misc]
         def __init__(self) -> None:
-            super().__init__(vars={"gpu": Choice(options=list(range(G_))),
-                                   "tp": Choice(options=list(range(T_))),
-                                   "precision": Choice(options=list(range(P_))),
-                                   "batch": Choice(options=list(range(B_))),
-                                   "replicas": Integer(bounds=(1, max_replicas))},
-                             n_obj=len(objectives), n_ieq_constr=n_con)
+            super().__init__(vars=variables(), n_obj=len(objectives), n_ieq_constr=n_con)
 
         def _evaluate(self, x: dict[str, Any], out: dict[str, Any], *a: Any, **k: Any) -> None:
-            row = np.array([[x["gpu"], x["tp"], x["precision"], x["batch"], x["replicas"]]],
-                           dtype=np.int64)
-            ev = evaluate(table, w, row, objectives, budget_usd_h)
+            row = np.array([[x[n] for n in names]], dtype=np.int64)
+            ev = evaluator(table, w, row, objectives, budget_usd_h)
             out["F"] = ev.F[0]
             out["G"] = ev.G[0]
 
@@ -179,12 +244,12 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     pop_x = res.pop.get("X")
     X = [res.X] if isinstance(res.X, dict) else list(res.X if res.X is not None else [])
     X = X + [x for x in pop_x]
-    idx = np.array([[x["gpu"], x["tp"], x["precision"], x["batch"], x["replicas"]]
-                    for x in X], dtype=np.int64)
-    ev = evaluate(table, w, idx, objectives, budget_usd_h)
+    idx = np.array([[x[n] for n in names] for x in X], dtype=np.int64)
+    ev = evaluator(table, w, idx, objectives, budget_usd_h)
     feas = np.nonzero(np.all(ev.G <= 0, axis=1))[0]
     nd = feas[non_dominated(ev.F[feas])]
-    front = Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()}, "nsga2",
+    front = Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()},
+                  "nsga2-mixed" if mixed else "nsga2",
                   int(res.algorithm.evaluator.n_eval), time.perf_counter() - t0)
     front.hv_history = [float("nan")] * len(history)
     front._history = history  # type: ignore[attr-defined]
