@@ -190,8 +190,9 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     searches heterogeneous fleets of two configuration groups."""
     from pymoo.algorithms.moo.nsga2 import RankAndCrowding
     from pymoo.core.callback import Callback
-    from pymoo.core.mixed import MixedVariableGA
-    from pymoo.core.problem import ElementwiseProblem
+    from pymoo.core.duplicate import HashDuplicateElimination
+    from pymoo.core.mixed import MixedVariableGA, MixedVariableMating
+    from pymoo.core.problem import Problem as PymooProblem
     from pymoo.core.variable import Choice, Integer
     from pymoo.optimize import minimize
 
@@ -217,15 +218,18 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
             out["replicas" + suffix] = Integer(bounds=(0 if suffix else 1, max_replicas))
         return out
 
-    class Problem(ElementwiseProblem):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(vars=variables(), n_obj=len(objectives), n_ieq_constr=n_con)
+    class Problem(PymooProblem):  # type: ignore[misc]
+        """Vectorized: a whole population of mixed-variable dicts per call."""
 
-        def _evaluate(self, x: dict[str, Any], out: dict[str, Any], *a: Any, **k: Any) -> None:
-            row = np.array([[x[n] for n in names]], dtype=np.int64)
-            ev = evaluator(table, w, row, objectives, budget_usd_h)
-            out["F"] = ev.F[0]
-            out["G"] = ev.G[0]
+        def __init__(self) -> None:
+            super().__init__(vars=variables(), n_obj=len(objectives), n_ieq_constr=n_con,
+                             elementwise=False)
+
+        def _evaluate(self, X: Any, out: dict[str, Any], *a: Any, **k: Any) -> None:
+            rows = np.array([[x[n] for n in names] for x in X], dtype=np.int64)
+            ev = evaluator(table, w, rows, objectives, budget_usd_h)
+            out["F"] = ev.F
+            out["G"] = ev.G
 
     history: list[Array] = []
 
@@ -238,7 +242,13 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
                 progress(algorithm.n_gen, gens)
 
     t0 = time.perf_counter()
-    algo = MixedVariableGA(pop_size=pop, survival=RankAndCrowding())
+    def key(ind: Any) -> Any:  # exact duplicates by their decisions, hashed (O(n))
+        return ind if isinstance(ind, tuple) else tuple(ind.X[n] for n in names)
+
+    dedupe = HashDuplicateElimination(func=key)
+    algo = MixedVariableGA(pop_size=pop, survival=RankAndCrowding(),
+                           mating=MixedVariableMating(eliminate_duplicates=dedupe),
+                           eliminate_duplicates=dedupe)
     res = minimize(Problem(), algo, ("n_gen", gens), seed=seed, callback=Record(),
                    verbose=False)
     pop_x = res.pop.get("X")
