@@ -143,14 +143,14 @@ def test_structure_without_solver(options_cost) -> None:
     assert counts["demand"] == 2 and len(model.demand) == 2
     n_chat = sum(1 for o in options_cost.options if o.workload == 0)
     assert counts["redundancy"] == n_chat  # only chat has k = 1
-    assert counts["one_config"] == 2 and counts["memory"] == n
+    assert counts["one_config"] == 2 and counts["memory"] == n and counts["cover"] == n
     assert counts["slo"] == 2 * n and len(model.ttft_slo) == n and len(model.tpot_slo) == n
     assert counts["budget"] == 1 and counts["power"] == 1
     assert counts["inventory"] == 1 and list(model.inventory) == ["H100-SXM"]
     assert len(model.x) == n and len(model.y) == n
     mixing = replace(problem, allow_mixing=True)
     _, c2, _ = build_model(mixing, options_cost.options)
-    assert c2["one_config"] == 0
+    assert c2["one_config"] == 0 and c2["cover"] == 0
 
 
 def test_docs_table_lists_every_component(options_latency) -> None:

@@ -13,7 +13,8 @@ from kvopt.fleet.problem import FleetProblem, Option
 
 FAMILIES = (
     ("link", cf.add_link), ("demand", cf.add_demand), ("redundancy", cf.add_redundancy),
-    ("one_config", cf.add_choice), ("memory", cf.add_memory), ("slo", cf.add_slo),
+    ("one_config", cf.add_choice), ("cover", cf.add_cover), ("memory", cf.add_memory),
+    ("slo", cf.add_slo),
     ("budget", cf.add_budget), ("inventory", cf.add_inventory), ("power", cf.add_power),
 )
 

@@ -9,6 +9,7 @@ L_w request rate, k_w redundancy, U_j the data-derived replica bound.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -53,6 +54,21 @@ def add_choice(m: Any, opts: list[Option], problem: FleetProblem) -> int:
     by_w = _by_workload(opts)
     m.one_config = pyo.Constraint(m.W, rule=lambda m, w: sum(m.y[j] for j in by_w[w]) <= 1)
     return len(problem.workloads)
+
+
+def add_cover(m: Any, opts: list[Option], problem: FleetProblem) -> int:
+    """cover[j]: x_j >= ceil(L_w / g_j + k_w) y_j — with one configuration per workload the
+    chosen option alone covers the demand (a valid inequality that makes the LP relaxation
+    tight; absent when mixing is allowed)."""
+    if problem.allow_mixing:
+        return 0
+
+    def need(j: int) -> int:
+        w = problem.workloads[opts[j].workload]
+        return math.ceil(w.rate_rps / opts[j].rate_cap_rps + w.redundancy - 1e-9)
+
+    m.cover = pyo.Constraint(m.J, rule=lambda m, j: m.x[j] >= need(j) * m.y[j])
+    return len(opts)
 
 
 def add_memory(m: Any, opts: list[Option], problem: FleetProblem) -> int:
