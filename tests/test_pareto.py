@@ -184,3 +184,19 @@ def test_mixed_fleets_extend_the_single_type_front(table, fronts) -> None:
     assert hypervolume(mixed.F, norm) >= 0.98 * hypervolume(exact.F, norm)
     data = export.rows(mixed, table, OBJ, norm)
     assert {"gpu_b", "replicas_b"} <= set(data[0])
+
+
+def test_disaggregated_pools_searched_by_nsga2() -> None:
+    from kvopt.pareto.search import evaluate_disagg
+
+    w = Workload(name="w", model="Llama-3.1-8B", rate_rps=10, input_dist=fixed(3000),
+                 output_dist=fixed(200), slo=Slo(tpot_p99_ms=40))
+    space = Space(gpus=("H100-SXM", "L40S"), tps=(1,), precisions=(("fp8", "fp8"),),
+                  batches=(64, 256))
+    pre, dec = build_table(w, space, "prefill"), build_table(w, space, "decode")
+    front = run_nsga2(pre, w, ("cost", "ttft_p99", "tpot_p99"), max_replicas=6,
+                      budget_usd_h=None, pop=40, gens=20, seed=0, decode_table=dec)
+    assert front.F.shape[0] > 0 and front.method == "nsga2-disagg"
+    ev = evaluate_disagg(pre, dec, w, front.idx, ("cost", "ttft_p99", "tpot_p99"), None)
+    assert np.all(ev.G <= 0)
+    assert np.all(ev.metrics["kv_transfer_ms"] > 0)

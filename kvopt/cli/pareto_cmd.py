@@ -28,8 +28,9 @@ from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--method", type=click.Choice(["nsga2", "exact"]), default="nsga2",
               show_default=True)
-@click.option("--fleet", type=click.Choice(["single", "mixed"]), default="single",
-              show_default=True, help="mixed: heterogeneous fleets of two GPU configurations.")
+@click.option("--fleet", type=click.Choice(["single", "mixed", "disagg"]), default="single",
+              show_default=True, help="mixed: heterogeneous fleets of two GPU configurations; "
+              "disagg: separate prefill (group a) and decode (group b) pools.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="front.csv | front.json | front.parquet")
 @click.option("--png", type=click.Path(dir_okay=False))
@@ -67,7 +68,8 @@ def pareto_cmd(**kw: Any) -> None:
 
     res = pareto(w, space, objectives, method=kw["method"], max_replicas=kw["max_replicas"],
                  budget_usd_h=kw["budget_usd_h"], pop=kw["pop"], gens=kw["gens"],
-                 seed=kw["seed"], progress=progress, mixed=kw["fleet"] == "mixed")
+                 seed=kw["seed"], progress=progress, mixed=kw["fleet"] == "mixed",
+                 disagg=kw["fleet"] == "disagg")
     if res.front.F.shape[0] == 0:
         from kvopt.errors import InfeasiblePlanError
 

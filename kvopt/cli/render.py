@@ -215,11 +215,24 @@ def pareto_report(meta: dict[str, Any], data: list[dict[str, Any]],
                   objectives: tuple[str, ...]) -> None:
     c = _console()
     t = Table(title=f"Pareto front: {meta['points']} points ({meta['method']})")
-    for col in ("GPU", "TP", "precision", "batch", "replicas", *objectives, "knee"):
-        t.add_column(col, justify="left" if col in ("GPU", "precision") else "right")
+    two = bool(data) and "gpu_b" in data[0]
+    label = {"nsga2-disagg": ("prefill pool", "decode pool")}.get(meta["method"],
+                                                                  ("group a", "group b"))
+    for col in ("GPU", "TP", "precision", "batch", "replicas"):
+        t.add_column(col if not two else f"{label[0]}: {col}",
+                     justify="left" if col in ("GPU", "precision") else "right")
+    if two:
+        t.add_column(f"{label[1]}: config", justify="left")
+    for col in (*objectives, "knee"):
+        t.add_column(col, justify="right")
     for r in sorted(data, key=lambda r: r[objectives[0]]):
+        extra = []
+        if two:
+            extra = [f"{r['replicas_b']}x {r['gpu_b']} tp{r['tp_b']} "
+                     f"{r['weights_b']}/{r['kv_dtype_b']} b{r['max_batch_b']}"
+                     if r["replicas_b"] else "-"]
         t.add_row(r["gpu"], str(r["tp"]), f"{r['weights']}/{r['kv_dtype']}",
-                  str(r["max_batch"]), str(r["replicas"]),
+                  str(r["max_batch"]), str(r["replicas"]), *extra,
                   *(_fmt(r[o], 2) for o in objectives), "*" if r["knee"] else "")
     c.print(t)
     hv = meta["hv_ratio_to_exact"]

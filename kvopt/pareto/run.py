@@ -48,10 +48,11 @@ class ParetoResult:
 def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
            method: str = "nsga2", max_replicas: int = 16, budget_usd_h: float | None = None,
            pop: int = 100, gens: int = 100, seed: int = 0, compare_exact: bool = True,
-           progress: Any = None, mixed: bool = False) -> ParetoResult:
+           progress: Any = None, mixed: bool = False, disagg: bool = False) -> ParetoResult:
     """Front for one workload. ``mixed``: heterogeneous fleets of two configuration groups
     (NSGA-II only: enumeration explodes); its hypervolume is reported relative to the exact
-    single-configuration front (above 1 when mixing helps)."""
+    single-configuration front (above 1 when mixing helps). ``disagg``: disaggregated
+    prefill/decode pools (group a = prefill pool, group b = decode pool), likewise."""
     check_objectives(objectives)
     t0 = time.perf_counter()
     table = build_table(workload, space)
@@ -60,7 +61,7 @@ def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
     if method == "exact" or compare_exact:
         exact = enumerate_all(table, workload, objectives, max_replicas, budget_usd_h)
     if method == "exact":
-        if mixed:
+        if mixed or disagg:
             from kvopt.errors import InputError
 
             raise InputError("--method", "exact", "mixed fleets are searched by NSGA-II "
@@ -68,9 +69,13 @@ def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
         assert exact is not None
         front = exact
     else:
-        front = run_nsga2(table, workload, objectives, max_replicas=max_replicas,
+        pre = dec = None
+        if disagg:
+            pre = build_table(workload, space, role="prefill")
+            dec = build_table(workload, space, role="decode")
+        front = run_nsga2(pre or table, workload, objectives, max_replicas=max_replicas,
                           budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed,
-                          progress=progress, mixed=mixed)
+                          progress=progress, mixed=mixed, decode_table=dec)
     refs = [front.F] + ([exact.F] if exact is not None else [])
     norm = Normalizer.of(*refs) if any(r.size for r in refs) else Normalizer(
         np.zeros(len(objectives)), np.ones(len(objectives)))

@@ -139,6 +139,53 @@ def evaluate_mixed(table: ConfigTable, w: Workload, idx: IntArray,
     return Evaluation(F, np.stack(cons, 1), metrics)
 
 
+def evaluate_disagg(pre: ConfigTable, dec: ConfigTable, w: Workload, idx: IntArray,
+                    objectives: tuple[str, ...], budget_usd_h: float | None) -> Evaluation:
+    """Disaggregated pools: ``idx`` = prefill (gpu, tp, precision, batch, replicas) then
+    decode (same). TTFT = prefill-pool TTFT + KV transfer (inter-node RDMA) + the decode
+    pool's first step; TPOT from the decode pool; the fleet's capacity is the smaller
+    pool's; p99s add (an upper bound)."""
+    kp = tuple(idx[:, k] for k in range(4))
+    kd = tuple(idx[:, 5 + k] for k in range(4))
+    n_p, n_d = idx[:, 4].astype(np.float64), idx[:, 9].astype(np.float64)
+    valid = pre.valid[kp] & dec.valid[kd]
+    cap_p = np.where(valid, pre.capacity_rps[kp], 0.0) * n_p
+    cap_d = np.where(valid, dec.capacity_rps[kd], 0.0) * n_d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_p = np.where(valid, w.rate_rps / cap_p, np.inf)
+        f_d = np.where(valid, w.rate_rps / cap_d, np.inf)
+    sp, sd = np.nan_to_num(f_p, posinf=9), np.nan_to_num(f_d, posinf=9)
+    xfer = pre.kv_transfer_ms[kp] if pre.kv_transfer_ms is not None else 0.0
+    ttft = np.where(valid, interp_p99(pre.ttft_p99_ms[kp], sp) + xfer
+                    + interp_p99(dec.ttft_p99_ms[kd], sd), np.inf)
+    tpot = np.where(valid, interp_p99(dec.tpot_p99_ms[kd], sd), np.inf)
+    cost = np.where(valid, pre.usd_per_hour[kp] * n_p + dec.usd_per_hour[kd] * n_d, np.inf)
+    gpus = np.where(valid, pre.gpus_per_replica[kp] * n_p + dec.gpus_per_replica[kd] * n_d,
+                    np.inf)
+    quality = np.where(valid, np.maximum(pre.quality_loss_pct[kp], dec.quality_loss_pct[kd]),
+                       np.inf)
+    cap = np.minimum(cap_p, cap_d)
+    cap_tok = np.where(valid, cap * dec.output_len_mean, 0.0)
+    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
+              "throughput": -cap_tok, "gpus": gpus}
+    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
+    worst = np.maximum(f_p, f_d)
+    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(worst), worst - 0.995, BIG)]
+    if w.slo.ttft_p99_ms is not None:
+        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
+    if w.slo.tpot_p99_ms is not None:
+        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
+    if budget_usd_h is not None:
+        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
+    out_tok_s = w.rate_rps * dec.output_len_mean
+    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
+               "quality_loss_pct": quality, "capacity_rps": cap,
+               "output_capacity_tok_s": cap_tok,
+               "kv_transfer_ms": np.where(valid, xfer, np.inf),
+               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
+    return Evaluation(F, np.stack(cons, 1), metrics)
+
+
 def non_dominated(F: Array) -> IntArray:
     """Indices of the non-dominated rows of F (duplicates kept once)."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -185,9 +232,10 @@ def enumerate_all(table: ConfigTable, w: Workload, objectives: tuple[str, ...],
 def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
               max_replicas: int, budget_usd_h: float | None, pop: int, gens: int, seed: int,
               progress: Callable[[int, int], None] | None = None,
-              mixed: bool = False) -> Front:
+              mixed: bool = False, decode_table: ConfigTable | None = None) -> Front:
     """NSGA-II (pymoo MixedVariableGA with rank-and-crowding survival), seeded. ``mixed``
-    searches heterogeneous fleets of two configuration groups."""
+    searches heterogeneous fleets of two configuration groups; ``decode_table`` makes
+    ``table`` the prefill pool and searches disaggregated prefill/decode pools."""
     from pymoo.algorithms.moo.nsga2 import RankAndCrowding
     from pymoo.core.callback import Callback
     from pymoo.core.duplicate import HashDuplicateElimination
@@ -204,18 +252,26 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     n_con = evaluate(table, w, probe, objectives, budget_usd_h).G.shape[1]
     G_, T_, P_, B_ = table.shape
     names = ["gpu", "tp", "precision", "batch", "replicas"]
-    if mixed:
+    two = mixed or decode_table is not None
+    if two:
         names += ["gpu_b", "tp_b", "precision_b", "batch_b", "replicas_b"]
-    evaluator = evaluate_mixed if mixed else evaluate
+    evaluator: Callable[..., Evaluation] = evaluate_mixed if mixed else evaluate
+    if decode_table is not None:
+        dt = decode_table
+
+        def evaluator(table: ConfigTable, w: Workload, idx: IntArray,
+                      objectives: tuple[str, ...], budget: float | None) -> Evaluation:
+            return evaluate_disagg(table, dt, w, idx, objectives, budget)
 
     def variables() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for suffix in ("", "_b") if mixed else ("",):
+        for suffix in ("", "_b") if two else ("",):
             out["gpu" + suffix] = Choice(options=list(range(G_)))
             out["tp" + suffix] = Choice(options=list(range(T_)))
             out["precision" + suffix] = Choice(options=list(range(P_)))
             out["batch" + suffix] = Choice(options=list(range(B_)))
-            out["replicas" + suffix] = Integer(bounds=(0 if suffix else 1, max_replicas))
+            low = 0 if (suffix and mixed) else 1  # a decode pool needs a replica
+            out["replicas" + suffix] = Integer(bounds=(low, max_replicas))
         return out
 
     class Problem(PymooProblem):  # type: ignore[misc]
@@ -259,7 +315,7 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     feas = np.nonzero(np.all(ev.G <= 0, axis=1))[0]
     nd = feas[non_dominated(ev.F[feas])]
     front = Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()},
-                  "nsga2-mixed" if mixed else "nsga2",
+                  "nsga2-mixed" if mixed else "nsga2-disagg" if two else "nsga2",
                   int(res.algorithm.evaluator.n_eval), time.perf_counter() - t0)
     front.hv_history = [float("nan")] * len(history)
     front._history = history  # type: ignore[attr-defined]

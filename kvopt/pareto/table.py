@@ -19,7 +19,10 @@ from kvopt.catalog.prices import price_for
 from kvopt.errors import KvoptError
 from kvopt.physics.quality import quality_loss_pct
 from kvopt.serving.replica import build_replica
-from kvopt.serving.serve import steady_model
+from kvopt.serving.disagg import kv_transfer_s
+from kvopt.serving.lengths import fixed
+from kvopt.serving.serve import step_cost_for, steady_model
+from kvopt.serving.steady import SteadyModel
 from kvopt.space import Space, Workload
 
 Array = npt.NDArray[np.float64]
@@ -42,21 +45,27 @@ class ConfigTable:
     tpot_p99_ms: Array
     output_len_mean: float
     engine: str
+    role: str = "colocated"  # colocated | prefill | decode (disaggregated pools)
+    kv_transfer_ms: Array | None = None  # prefill tables: one prompt's KV to a decode pool
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.gpus), len(self.tps), len(self.precisions), len(self.batches))
 
 
-def build_table(workload: Workload, space: Space) -> ConfigTable:
+def build_table(workload: Workload, space: Space, role: str = "colocated") -> ConfigTable:
     """Evaluate every configuration of ``space`` for ``workload`` (SLOs are not applied:
-    they are constraints of the search)."""
+    they are constraints of the search). ``role``: ``prefill`` pools serve requests of one
+    output token; ``decode`` pools receive prompts with their KV already cached."""
+    if role not in ("colocated", "prefill", "decode"):
+        raise ValueError(f"unknown role {role!r}")
     shape = (len(space.gpus), len(space.tps), len(space.precisions), len(space.batches))
     valid = np.zeros(shape, dtype=bool)
     cost = np.full(shape, np.nan)
     gpus_r = np.zeros(shape)
     cap = np.zeros(shape)
     quality = np.zeros(shape)
+    xfer = np.full(shape, np.inf)
     ttft = np.full((*shape, FRACTIONS.size), np.inf)
     tpot = np.full((*shape, FRACTIONS.size), np.inf)
     reason: dict[tuple[int, int, int, int], str] = {}
@@ -82,8 +91,16 @@ def build_table(workload: Workload, space: Space) -> ConfigTable:
             if not rep.fits:
                 reason[key] = "weights do not fit"
                 continue
-            model = steady_model(rep, workload.input_dist, workload.output_dist,
-                                 max_num_seqs=b)
+            if role == "colocated":
+                model = steady_model(rep, workload.input_dist, workload.output_dist,
+                                     max_num_seqs=b)
+            else:
+                model = SteadyModel(step_cost_for(rep), workload.input_dist,
+                                    fixed(1) if role == "prefill" else workload.output_dist,
+                                    prompt_cached=role == "decode", max_num_seqs=b)
+                if role == "prefill":
+                    xfer[key] = kv_transfer_s(rep, rep, workload.input_dist.mean,
+                                              same_node=False) * 1e3
             c, _ = model.capacity()
             if c <= 0:
                 reason[key] = "no sustainable rate"
@@ -102,7 +119,8 @@ def build_table(workload: Workload, space: Space) -> ConfigTable:
         gpus=tuple(space.gpus), tps=tuple(space.tps), precisions=tuple(space.precisions),
         batches=tuple(space.batches), valid=valid, reason=reason, usd_per_hour=cost,
         gpus_per_replica=gpus_r, capacity_rps=cap, quality_loss_pct=quality, ttft_p99_ms=ttft,
-        tpot_p99_ms=tpot, output_len_mean=workload.output_dist.mean, engine=space.engine)
+        tpot_p99_ms=tpot, output_len_mean=workload.output_dist.mean, engine=space.engine,
+        role=role, kv_transfer_ms=xfer if role == "prefill" else None)
 
 
 def interp_p99(curves: Array, frac: Array) -> Array:
