@@ -18,10 +18,10 @@ import numpy.typing as npt
 from kvopt.catalog.prices import price_for
 from kvopt.errors import KvoptError
 from kvopt.physics.quality import quality_loss_pct
-from kvopt.serving.replica import build_replica
 from kvopt.serving.disagg import kv_transfer_s
 from kvopt.serving.lengths import fixed
-from kvopt.serving.serve import step_cost_for, steady_model
+from kvopt.serving.replica import build_replica
+from kvopt.serving.serve import steady_model, step_cost_for
 from kvopt.serving.steady import SteadyModel
 from kvopt.space import Space, Workload
 
