@@ -24,6 +24,16 @@ from kvopt.serving.serve import estimate_under_load, step_cost_for
 from kvopt.serving.sim import simulate
 
 
+def clear_caches() -> None:
+    """Forget step-cost tables, steady models, step-time curves and capacities."""
+    from kvopt.serving import capacity, serve, steady
+
+    step_cost_for.cache_clear()
+    serve._MODELS.clear()
+    steady._CURVES.clear()
+    capacity._CACHE.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=300, help="candidate configs to size")
@@ -33,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # one config, cold: replica + step-cost table + steady state
     times = []
     for tp in (1, 2, 4, 8) * 3:
-        step_cost_for.cache_clear()
+        clear_caches()
         t0 = time.perf_counter()
         rep = build_replica(model="Llama-3.1-70B", gpu="H100-SXM", tp=tp, weights="fp8")
         estimate_under_load(rep, load=Load(mode="rps", value=1.0), input_dist=inp,
@@ -61,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         reps.append(rep)
         if len(reps) >= args.configs:
             break
-    step_cost_for.cache_clear()
+    clear_caches()
     t0 = time.perf_counter()
     capacity_many(reps, input_dist=inp, output_dist=out, slo=Slo(tpot_p99_ms=50))
     el = time.perf_counter() - t0

@@ -21,6 +21,7 @@ from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
 from kvopt.fleet.options import OptionSet, build_options, operating_point
 from kvopt.fleet.problem import FleetProblem, Option
 from kvopt.fleet.solve import SolveReport, solve_model
+from kvopt.report import finite as _finite
 from kvopt.space import Workload, evaluate
 
 SCHEMA = "kvopt.plan/1"
@@ -111,16 +112,6 @@ def _workload_dict(w: Workload) -> dict[str, Any]:
             "input_len": w.input_dist.label, "output_len": w.output_dist.label,
             "slo": {"ttft_p99_ms": w.slo.ttft_p99_ms, "tpot_p99_ms": w.slo.tpot_p99_ms},
             "redundancy": w.redundancy, "max_quality_loss_pct": w.max_quality_loss_pct}
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def solve_problem(problem: FleetProblem, *, solver: str = "highs",

@@ -47,6 +47,33 @@ class Evaluation:
     metrics: dict[str, Array]  # derived per point
 
 
+def _assemble(w: Workload, objectives: tuple[str, ...], budget_usd_h: float | None, *,
+              valid: npt.NDArray[np.bool_], load_frac: Array, ttft: Array, tpot: Array,
+              cost: Array, gpus: Array, quality: Array, cap_rps: Array,
+              output_len_mean: float, extra: dict[str, Array] | None = None) -> Evaluation:
+    """Objectives, normalized constraints (valid, below saturation, SLOs, budget) and the
+    derived metrics, shared by single, mixed and disaggregated fleets."""
+    cap_tok = np.where(valid, cap_rps * output_len_mean, 0.0)
+    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
+              "throughput": -cap_tok, "gpus": gpus}
+    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
+    cons = [np.where(valid, -1.0, 1.0),
+            np.where(np.isfinite(load_frac), load_frac - 0.995, BIG)]
+    if w.slo.ttft_p99_ms is not None:
+        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
+    if w.slo.tpot_p99_ms is not None:
+        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
+    if budget_usd_h is not None:
+        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
+    out_tok_s = w.rate_rps * output_len_mean
+    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
+               "quality_loss_pct": quality, "capacity_rps": cap_rps,
+               "output_capacity_tok_s": cap_tok,
+               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6,
+               **(extra or {})}
+    return Evaluation(F, np.stack(cons, 1), metrics)
+
+
 def evaluate(table: ConfigTable, w: Workload, idx: IntArray, objectives: tuple[str, ...],
              budget_usd_h: float | None) -> Evaluation:
     """``idx`` columns: gpu, tp, precision, batch, replicas (N, 5)."""
@@ -64,24 +91,10 @@ def evaluate(table: ConfigTable, w: Workload, idx: IntArray, objectives: tuple[s
     cost = np.where(valid, table.usd_per_hour[key] * n_f, np.inf)
     gpus = np.where(valid, table.gpus_per_replica[key] * n_f, np.inf)
     quality = np.where(valid, table.quality_loss_pct[key], np.inf)
-    capacity_tok_s = np.where(valid, cap * n_f * table.output_len_mean, 0.0)
-    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
-              "throughput": -capacity_tok_s, "gpus": gpus}
-    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
-    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(frac), frac - 0.995, BIG)]
-    if w.slo.ttft_p99_ms is not None:
-        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
-    if w.slo.tpot_p99_ms is not None:
-        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
-    if budget_usd_h is not None:
-        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
-    out_tok_s = w.rate_rps * table.output_len_mean
-    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
-               "quality_loss_pct": quality, "capacity_rps": cap * n_f,
-               "output_capacity_tok_s": capacity_tok_s,
-               "rate_per_replica_rps": w.rate_rps / n_f,
-               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
-    return Evaluation(F, np.stack(cons, 1), metrics)
+    return _assemble(w, objectives, budget_usd_h, valid=valid, load_frac=frac, ttft=ttft,
+                     tpot=tpot, cost=cost, gpus=gpus, quality=quality, cap_rps=cap * n_f,
+                     output_len_mean=table.output_len_mean,
+                     extra={"rate_per_replica_rps": w.rate_rps / n_f})
 
 
 def evaluate_mixed(table: ConfigTable, w: Workload, idx: IntArray,
@@ -120,23 +133,10 @@ def evaluate_mixed(table: ConfigTable, w: Workload, idx: IntArray,
     gpus = np.where(valid, a.metrics["gpus"] + np.where(use_b, b.metrics["gpus"], 0.0), np.inf)
     quality = np.where(valid, np.maximum(a.metrics["quality_loss_pct"], np.where(
         use_b, b.metrics["quality_loss_pct"], 0.0)), np.inf)
-    cap_tok = np.where(valid, total * table.output_len_mean, 0.0)
-    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
-              "throughput": -cap_tok, "gpus": gpus}
-    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
-    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(frac), frac - 0.995, BIG)]
-    if w.slo.ttft_p99_ms is not None:
-        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
-    if w.slo.tpot_p99_ms is not None:
-        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
-    if budget_usd_h is not None:
-        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
-    out_tok_s = w.rate_rps * table.output_len_mean
-    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
-               "quality_loss_pct": quality, "capacity_rps": total,
-               "output_capacity_tok_s": cap_tok,
-               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
-    return Evaluation(F, np.stack(cons, 1), metrics)
+    return _assemble(w, objectives, budget_usd_h, valid=valid, load_frac=frac, ttft=ttft,
+                     tpot=tpot, cost=cost, gpus=gpus, quality=quality,
+                     cap_rps=np.asarray(total, dtype=np.float64),
+                     output_len_mean=table.output_len_mean)
 
 
 def evaluate_disagg(pre: ConfigTable, dec: ConfigTable, w: Workload, idx: IntArray,
@@ -164,26 +164,11 @@ def evaluate_disagg(pre: ConfigTable, dec: ConfigTable, w: Workload, idx: IntArr
                     np.inf)
     quality = np.where(valid, np.maximum(pre.quality_loss_pct[kp], dec.quality_loss_pct[kd]),
                        np.inf)
-    cap = np.minimum(cap_p, cap_d)
-    cap_tok = np.where(valid, cap * dec.output_len_mean, 0.0)
-    values = {"cost": cost, "ttft_p99": ttft, "tpot_p99": tpot, "quality": quality,
-              "throughput": -cap_tok, "gpus": gpus}
-    F = np.stack([np.where(np.isfinite(values[o]), values[o], BIG) for o in objectives], 1)
-    worst = np.maximum(f_p, f_d)
-    cons = [np.where(valid, -1.0, 1.0), np.where(np.isfinite(worst), worst - 0.995, BIG)]
-    if w.slo.ttft_p99_ms is not None:
-        cons.append(np.minimum(ttft / w.slo.ttft_p99_ms - 1.0, BIG))
-    if w.slo.tpot_p99_ms is not None:
-        cons.append(np.minimum(tpot / w.slo.tpot_p99_ms - 1.0, BIG))
-    if budget_usd_h is not None:
-        cons.append(np.minimum(cost / budget_usd_h - 1.0, BIG))
-    out_tok_s = w.rate_rps * dec.output_len_mean
-    metrics = {"usd_per_hour": cost, "gpus": gpus, "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
-               "quality_loss_pct": quality, "capacity_rps": cap,
-               "output_capacity_tok_s": cap_tok,
-               "kv_transfer_ms": np.where(valid, xfer, np.inf),
-               "usd_per_million_output_tokens": cost / (out_tok_s * 3600) * 1e6}
-    return Evaluation(F, np.stack(cons, 1), metrics)
+    return _assemble(w, objectives, budget_usd_h, valid=valid,
+                     load_frac=np.maximum(f_p, f_d), ttft=ttft, tpot=tpot, cost=cost, gpus=gpus,
+                     quality=quality, cap_rps=np.minimum(cap_p, cap_d),
+                     output_len_mean=dec.output_len_mean,
+                     extra={"kv_transfer_ms": np.where(valid, xfer, np.inf)})
 
 
 def non_dominated(F: Array) -> IntArray:
