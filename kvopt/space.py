@@ -108,6 +108,7 @@ class Candidate:
     quality_loss_pct: float
     steady_state_batch: float
     region: str = ""
+    e2e_p99_ms: float = 0.0
 
     @property
     def label(self) -> str:
@@ -180,7 +181,8 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
                                             + workload.output_dist.mean / 2) / GIB,
                 gpu_memory_gib=rep.gpu.memory_gib,
                 ttft_p99_ms=res.ttft_p99_ms or 0.0, tpot_p99_ms=res.tpot_p99_ms or 0.0,
-                quality_loss_pct=loss, steady_state_batch=res.steady_state_batch))
+                quality_loss_pct=loss, steady_state_batch=res.steady_state_batch,
+                e2e_p99_ms=res.e2e_p99_ms or 0.0))
     if not out:
         _check_physical_minimum(workload, fastest)
     out = _dedupe(out)

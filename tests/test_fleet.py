@@ -298,3 +298,16 @@ def test_regions_have_their_own_prices_and_caps() -> None:
     assert by_region["east"]["gpus"] <= 1  # capped region is used up first (cheaper)
     assert "west" in by_region
     assert check_plan(d, problem) == []
+
+
+def test_end_to_end_slo() -> None:
+    w = replace(ONE, slo=Slo(e2e_p99_ms=6000))
+    problem = FleetProblem(workloads=(w,), space=SMALL)
+    plan = plan_fleet(problem, explain=False)
+    d = plan.to_dict()
+    assert check_plan(d, problem) == []
+    tighter = plan_fleet(replace(problem, workloads=(replace(w, slo=Slo(e2e_p99_ms=3000)),)),
+                         explain=False)
+    assert tighter.usd_per_hour >= plan.usd_per_hour
+    model, counts, _ = build_model(problem, build_options(problem).options)
+    assert len(model.e2e_slo) == counts["slo"] > 0

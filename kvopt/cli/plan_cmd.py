@@ -50,6 +50,8 @@ def workload_options(f: Any) -> Any:
         click.option("--rps", type=float, required=True, help="Request rate to serve."),
         click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True)),
         click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True)),
+        click.option("--slo-e2e-p99-ms", type=click.FloatRange(min=0, min_open=True),
+                     help="End-to-end p99 (TTFT + all output tokens)."),
         click.option("--redundancy", type=click.IntRange(min=0), default=0,
                      help="N+k: spare replicas per workload."),
         click.option("--max-quality-loss-pct", type=click.FloatRange(min=0), default=None,
@@ -100,7 +102,8 @@ def _problem(kw: dict[str, Any], gpus: tuple[str, ...], goal: str) -> Any:
                      kw["output_len_dist"])
     w = Workload(name=kw["model"], model=kw["model"], rate_rps=kw["rps"], input_dist=inp,
                  output_dist=out, slo=Slo(ttft_p99_ms=kw["slo_ttft_p99_ms"],
-                                          tpot_p99_ms=kw["slo_tpot_p99_ms"]),
+                                          tpot_p99_ms=kw["slo_tpot_p99_ms"],
+                                          e2e_p99_ms=kw["slo_e2e_p99_ms"]),
                  redundancy=kw["redundancy"], max_quality_loss_pct=kw["max_quality_loss_pct"])
     space = Space(gpus=gpus, tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),

@@ -48,7 +48,8 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
                 bad.append(f"{where}: saturated at {r:.3g} req/s per replica ({label})")
                 continue
             for name, val, slo in (("TTFT p99", st.ttft_s[3] * 1e3, w.slo.ttft_p99_ms),
-                                   ("TPOT p99", st.tpot_s[3] * 1e3, w.slo.tpot_p99_ms)):
+                                   ("TPOT p99", st.tpot_s[3] * 1e3, w.slo.tpot_p99_ms),
+                                   ("E2E p99", st.e2e_p99_s * 1e3, w.slo.e2e_p99_ms)):
                 if slo is not None and val > slo * (1 + rel_tol):
                     bad.append(f"{where}: {name} {val:.1f} ms > SLO {slo} ms ({label})")
             kv = st.steady_state_batch * (w.input_dist.mean + w.output_dist.mean / 2) \

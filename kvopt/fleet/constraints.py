@@ -80,18 +80,21 @@ def add_memory(m: Any, opts: list[Option], problem: FleetProblem) -> int:
 
 
 def add_slo(m: Any, opts: list[Option], problem: FleetProblem) -> int:
-    """ttft_slo[j]: T_j y_j <= S^ttft_w and tpot_slo[j]: P_j y_j <= S^tpot_w — the p99 of a
-    chosen option at its operating point meets the workload's SLOs."""
+    """ttft_slo[j]: T_j y_j <= S^ttft_w, tpot_slo[j]: P_j y_j <= S^tpot_w and
+    e2e_slo[j]: E_j y_j <= S^e2e_w — the p99s of a chosen option at its operating point meet
+    the workload's SLOs."""
     def idx(attr: str) -> list[int]:
         return [j for j in m.J if getattr(problem.workloads[opts[j].workload].slo, attr)
                 is not None]
 
-    t_idx, p_idx = idx("ttft_p99_ms"), idx("tpot_p99_ms")
+    t_idx, p_idx, e_idx = idx("ttft_p99_ms"), idx("tpot_p99_ms"), idx("e2e_p99_ms")
     m.ttft_slo = pyo.Constraint(t_idx, rule=lambda m, j: opts[j].ttft_p99_ms * m.y[j]
                                 <= problem.workloads[opts[j].workload].slo.ttft_p99_ms)
     m.tpot_slo = pyo.Constraint(p_idx, rule=lambda m, j: opts[j].tpot_p99_ms * m.y[j]
                                 <= problem.workloads[opts[j].workload].slo.tpot_p99_ms)
-    return len(t_idx) + len(p_idx)
+    m.e2e_slo = pyo.Constraint(e_idx, rule=lambda m, j: opts[j].e2e_p99_ms * m.y[j]
+                               <= problem.workloads[opts[j].workload].slo.e2e_p99_ms)
+    return len(t_idx) + len(p_idx) + len(e_idx)
 
 
 def add_budget(m: Any, opts: list[Option], problem: FleetProblem) -> int:

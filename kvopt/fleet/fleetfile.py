@@ -152,9 +152,10 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
                                      f"{where}.{key}", exc.rule) from None
 
         slo_d = wd.get("slo") or {}
-        if not isinstance(slo_d, dict) or set(slo_d) - {"ttft_p99_ms", "tpot_p99_ms"}:
+        if not isinstance(slo_d, dict) or set(slo_d) - {"ttft_p99_ms", "tpot_p99_ms",
+                                                         "e2e_p99_ms"}:
             raise FleetFileError(origin, wnodes["slo"].start_mark.line + 1, f"{where}.slo",
-                                 "allowed keys: ttft_p99_ms, tpot_p99_ms")
+                                 "allowed keys: ttft_p99_ms, tpot_p99_ms, e2e_p99_ms")
         slo = Slo(**{k: num(f"{where}.slo.{k}", v, wnodes["slo"]) for k, v in slo_d.items()})
         q = wd.get("max_quality_loss_pct")
         workloads.append(Workload(

@@ -24,11 +24,18 @@ class OptionSet:
 
 def operating_point(w: Workload, c: Candidate, rate_rps: float) -> tuple[float, float, bool]:
     """(TTFT p99 ms, TPOT p99 ms, saturated) of one replica of ``c`` at ``rate_rps``."""
+    ttft, tpot, _, sat = operating_point_e2e(w, c, rate_rps)
+    return ttft, tpot, sat
+
+
+def operating_point_e2e(w: Workload, c: Candidate, rate_rps: float
+                        ) -> tuple[float, float, float, bool]:
+    """(TTFT p99, TPOT p99, end-to-end p99 in ms, saturated) at ``rate_rps`` per replica."""
     rep = build_replica(model=w.model, gpu=c.gpu, tp=c.tp, weights=c.weights,
                         kv_dtype=c.kv_dtype, engine=c.engine)
     st = steady_model(rep, w.input_dist, w.output_dist, max_num_seqs=c.max_batch).poisson(
         rate_rps)
-    return st.ttft_s[3] * 1e3, st.tpot_s[3] * 1e3, st.saturated
+    return st.ttft_s[3] * 1e3, st.tpot_s[3] * 1e3, st.e2e_p99_s * 1e3, st.saturated
 
 
 def build_options(problem: FleetProblem) -> OptionSet:
@@ -49,12 +56,13 @@ def build_options(problem: FleetProblem) -> OptionSet:
             for lv in levels:
                 rate = c.goodput_rps * lv
                 if lv == 1.0:
-                    ttft, tpot = c.ttft_p99_ms, c.tpot_p99_ms
+                    ttft, tpot, e2e = c.ttft_p99_ms, c.tpot_p99_ms, c.e2e_p99_ms
                 else:
-                    ttft, tpot, _ = operating_point(w, c, rate)
+                    ttft, tpot, e2e, _ = operating_point_e2e(w, c, rate)
                 upper = replica_bound(w, rate, c.tp, problem, c.inventory_key)
                 options.append(Option(
                     index=len(options), workload=wi, candidate=c, level=lv, rate_cap_rps=rate,
-                    ttft_p99_ms=ttft, tpot_p99_ms=tpot, slo_ratio=slo_ratio(w, ttft, tpot),
+                    ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
+                    slo_ratio=slo_ratio(w, ttft, tpot, e2e),
                     upper=upper))
     return OptionSet(options, sets)

@@ -110,7 +110,8 @@ class FleetPlan:
 def _workload_dict(w: Workload) -> dict[str, Any]:
     return {"name": w.name, "model": w.model, "rate_rps": w.rate_rps,
             "input_len": w.input_dist.label, "output_len": w.output_dist.label,
-            "slo": {"ttft_p99_ms": w.slo.ttft_p99_ms, "tpot_p99_ms": w.slo.tpot_p99_ms},
+            "slo": {"ttft_p99_ms": w.slo.ttft_p99_ms, "tpot_p99_ms": w.slo.tpot_p99_ms,
+                    "e2e_p99_ms": w.slo.e2e_p99_ms},
             "redundancy": w.redundancy, "max_quality_loss_pct": w.max_quality_loss_pct}
 
 
@@ -220,7 +221,7 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict
     """Re-solve with each SLO 10% tighter: the extra $/h it costs (None: infeasible)."""
     out = []
     for wi, w in enumerate(problem.workloads):
-        for attr in ("ttft_p99_ms", "tpot_p99_ms"):
+        for attr in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"):
             value = getattr(w.slo, attr)
             if value is None:
                 continue

@@ -51,7 +51,8 @@ class FleetProblem:
                 raise InputError(f"availability[{gpu}]", n, "must be >= 0")
         if self.objective in ("latency", "balanced"):
             for w in self.workloads:
-                if w.slo.ttft_p99_ms is None and w.slo.tpot_p99_ms is None:
+                if (w.slo.ttft_p99_ms is None and w.slo.tpot_p99_ms is None
+                        and w.slo.e2e_p99_ms is None):
                     raise InputError(f"workload {w.name}: slo", None,
                                      f"the '{self.objective}' objective minimizes the worst "
                                      "SLO ratio", "give a TTFT or TPOT p99 SLO")
@@ -72,12 +73,16 @@ class Option:
     rate_cap_rps: float
     ttft_p99_ms: float  # at rate_cap_rps per replica
     tpot_p99_ms: float
+    e2e_p99_ms: float
     slo_ratio: float  # max(p99 / SLO) over the workload's SLOs at that point
     upper: int  # big-M: most replicas the option can usefully take (from data)
 
 
-def slo_ratio(w: Workload, ttft_p99_ms: float, tpot_p99_ms: float) -> float:
+def slo_ratio(w: Workload, ttft_p99_ms: float, tpot_p99_ms: float,
+              e2e_p99_ms: float = 0.0) -> float:
     ratios = []
+    if w.slo.e2e_p99_ms is not None:
+        ratios.append(e2e_p99_ms / w.slo.e2e_p99_ms)
     if w.slo.ttft_p99_ms is not None:
         ratios.append(ttft_p99_ms / w.slo.ttft_p99_ms)
     if w.slo.tpot_p99_ms is not None:

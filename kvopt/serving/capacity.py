@@ -25,9 +25,10 @@ class Slo:
 
     ttft_p99_ms: float | None = None
     tpot_p99_ms: float | None = None
+    e2e_p99_ms: float | None = None  # whole request: TTFT + all output tokens
 
     def __post_init__(self) -> None:
-        for name in ("ttft_p99_ms", "tpot_p99_ms"):
+        for name in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise InputError(name, value, "must be > 0")
@@ -45,6 +46,7 @@ class CapacityResult:
     output_tok_s: float
     binding: str  # what limits the goodput
     feasible: bool  # False: even an idle replica misses the SLO
+    e2e_p99_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -59,6 +61,8 @@ def _meets(st: SteadyState, slo: Slo) -> tuple[bool, str]:
         return False, "ttft_p99 SLO"
     if slo.tpot_p99_ms is not None and not st.tpot_s[3] * 1e3 <= slo.tpot_p99_ms:
         return False, "tpot_p99 SLO"
+    if slo.e2e_p99_ms is not None and not st.e2e_p99_s * 1e3 <= slo.e2e_p99_ms:
+        return False, "e2e_p99 SLO"
     return True, ""
 
 
@@ -96,7 +100,8 @@ def _result(st: SteadyState, cap: float, binding: str) -> CapacityResult:
     return CapacityResult(goodput_rps=st.throughput_rps, saturation_rps=cap,
                           steady_state_batch=st.steady_state_batch,
                           ttft_p99_ms=st.ttft_s[3] * 1e3, tpot_p99_ms=st.tpot_s[3] * 1e3,
-                          output_tok_s=st.output_tok_s, binding=binding, feasible=True)
+                          output_tok_s=st.output_tok_s, binding=binding, feasible=True,
+                          e2e_p99_ms=st.e2e_p99_s * 1e3)
 
 
 def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,

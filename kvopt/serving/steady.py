@@ -57,6 +57,7 @@ class SteadyState:
     ttft_s: tuple[float, float, float, float]  # mean, p50, p90, p99
     tpot_s: tuple[float, float, float, float]
     e2e_mean_s: float
+    e2e_p99_s: float = math.inf  # TTFT + output tokens x TPOT, per request
     limit: str  # what bounds the capacity: compute/memory step time, max_num_seqs, kv, budget
 
 
@@ -415,6 +416,7 @@ class SteadyModel:
             steady_state_batch=float(conc), utilization=1.0,
             queue_s=float(np.mean((idx // conc) * wave)), ttft_s=_stats(ttft),
             tpot_s=(t_dec / self.E,) * 4, e2e_mean_s=float(np.mean(ttft)) + dec * t_dec,
+            e2e_p99_s=_stats(ttft)[3] + dec * t_dec,
             limit=limit)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -496,7 +498,8 @@ class SteadyModel:
             steady_state_batch=lam * e2e_core,
             utilization=min(1.0, lam / cap) if cap > 0 else 1.0, queue_s=float(np.mean(queue)),
             ttft_s=_stats(ttft), tpot_s=_stats(tpot),
-            e2e_mean_s=float(np.mean(ttft)) + dec * t, limit=limit)
+            e2e_mean_s=float(np.mean(ttft)) + dec * t, limit=limit,
+            e2e_p99_s=_stats(ttft + np.maximum(o_me - 1.0, 0.0) * tpot)[3])
 
     def _saturated(self, mode: str, value: float, cap: float, limit: str) -> SteadyState:
         inf = (math.inf,) * 4
