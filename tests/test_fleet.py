@@ -44,9 +44,10 @@ def options_latency():
     return build_options(replace(BASE, objective="latency", budget_usd_h=40))
 
 
-def brute_force(problem: FleetProblem, opts, cost_ref: float | None = None) -> float:
-    """Best objective over every fleet with one option per workload, counted directly."""
-    terms = objective_terms(problem, opts, cost_ref)
+def brute_force(problem: FleetProblem, opts, ranges=None, detail: bool = False):
+    """Best objective over every fleet with one option per workload, counted directly
+    (``detail``: also its cost and worst SLO ratio)."""
+    terms = objective_terms(problem, opts, ranges)
     per_w: list[list[tuple[int, int]]] = []
     for wi in range(len(problem.workloads)):
         choices = []
@@ -91,7 +92,10 @@ def brute_force(problem: FleetProblem, opts, cost_ref: float | None = None) -> f
         value = sum(terms.per_replica[j] * n for j, n in combo) + terms.worst_ratio * z
         if problem.objective == "quality":
             value += quality
-        best = min(best, value)
+        if value < best:
+            best, best_cost, best_z = value, cost, z
+    if detail:
+        return (best, best_cost, best_z) if math.isfinite(best) else (best, None, None)
     return best
 
 
@@ -115,11 +119,14 @@ def test_milp_matches_brute_force(options_cost, objective, extra) -> None:
 def test_latency_objectives_match_brute_force(options_latency, objective) -> None:
     problem = replace(BASE, objective=objective, budget_usd_h=40)
     plan, opts = solve_problem(problem, options=options_latency)
-    ref = None
-    if objective == "balanced":
-        cheap, _ = solve_problem(replace(problem, objective="cost"), options=options_latency)
-        ref = cheap.usd_per_hour
-    expected = brute_force(problem, opts.options, ref)
+    ranges = None
+    if objective == "balanced":  # the front's ends, found by brute force too
+        _, c_min, z_at_cmin = brute_force(replace(problem, objective="cost"), opts.options,
+                                          detail=True)
+        _, c_at_zmin, z_min = brute_force(replace(problem, objective="latency"), opts.options,
+                                          detail=True)
+        ranges = (c_min, c_at_zmin, z_min, z_at_cmin)
+    expected = brute_force(problem, opts.options, ranges)
     assert plan is not None
     assert plan.report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)
 

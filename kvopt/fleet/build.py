@@ -29,7 +29,7 @@ class Objective:
 
 
 def objective_terms(problem: FleetProblem, opts: list[Option],
-                    cost_ref: float | None = None) -> Objective:
+                    ranges: tuple[float, float, float, float] | None = None) -> Objective:
     """Coefficients of the objective. Secondary terms break ties toward cheaper fleets with
     a weight too small to trade against the primary term (``eps x total cost < 1 unit``)."""
     cost = [o.candidate.usd_per_hour for o in opts]
@@ -53,12 +53,18 @@ def objective_terms(problem: FleetProblem, opts: list[Option],
                          "-(capacity / demand)")
     if kind == "quality":  # least quality loss; the cost breaks ties
         return Objective([eps * c for c in cost], 0.0, "quality loss (pct points)")
-    ref = cost_ref or 1.0  # balanced: cost relative to the cheapest fleet + worst ratio
-    return Objective([c / ref for c in cost], 1.0, "cost/cheapest + worst p99/SLO ratio")
+    # balanced: the knee of the (cost, worst ratio) front — each objective scaled to [0, 1]
+    # by its range over the front, summed (kvopt.pareto.search.knee uses the same rule)
+    c_min, c_max, z_min, z_max = ranges or (0.0, 1.0, 0.0, 1.0)
+    c_span = c_max - c_min if c_max > c_min else 1.0
+    z_span = z_max - z_min if z_max > z_min else 1.0
+    return Objective([c / c_span for c in cost], 1.0 / z_span,
+                     "cost and worst p99/SLO ratio, each scaled by its range on the front")
 
 
 def build_model(problem: FleetProblem, opts: list[Option], *,
-                cost_ref: float | None = None) -> tuple[Any, dict[str, int], float]:
+                ranges: tuple[float, float, float, float] | None = None
+                ) -> tuple[Any, dict[str, int], float]:
     """(model, constraint count per family, build seconds)."""
     t0 = time.perf_counter()
     m = pyo.ConcreteModel(name="kvopt_fleet")
@@ -68,7 +74,7 @@ def build_model(problem: FleetProblem, opts: list[Option], *,
                   bounds=lambda m, j: (0, opts[j].upper))
     m.y = pyo.Var(m.J, domain=pyo.Binary)
     counts = {name: builder(m, opts, problem) for name, builder in FAMILIES}
-    obj = objective_terms(problem, opts, cost_ref)
+    obj = objective_terms(problem, opts, ranges)
     expr = sum(a * m.x[j] for j, a in enumerate(obj.per_replica))
     if problem.objective == "quality":
         expr = expr + sum(opts[j].candidate.quality_loss_pct * m.y[j] for j in m.J)

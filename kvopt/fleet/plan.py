@@ -51,6 +51,11 @@ class FleetPlan:
         return sum(e.option.candidate.usd_per_hour * e.replicas for e in self.entries)
 
     @property
+    def worst_ratio(self) -> float:
+        """The worst p99/SLO ratio over the chosen options (at their operating points)."""
+        return max((e.option.slo_ratio for e in self.entries), default=0.0)
+
+    @property
     def gpus(self) -> int:
         return sum(e.option.candidate.gpus * e.replicas for e in self.entries)
 
@@ -120,14 +125,18 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
                   options: OptionSet | None = None) -> tuple[FleetPlan | None, OptionSet]:
     """Build and solve; None when the MILP is infeasible (see :func:`plan_fleet`)."""
     opts = options or build_options(problem)
-    cost_ref = None
-    if problem.objective == "balanced":  # normalize cost by the cheapest feasible fleet
-        cheap, _ = solve_problem(replace(problem, objective="cost"), solver=solver,
-                                 time_limit_s=time_limit_s, mip_gap=mip_gap, options=opts)
-        if cheap is None:
-            return None, opts
-        cost_ref = cheap.usd_per_hour
-    model, _, build_s = build_model(problem, opts.options, cost_ref=cost_ref)
+    ranges = None
+    if problem.objective == "balanced":  # the front's ends: cheapest and fastest fleets
+        ends = []
+        for goal in ("cost", "latency"):
+            end, _ = solve_problem(replace(problem, objective=goal), solver=solver,
+                                   time_limit_s=time_limit_s, mip_gap=mip_gap, options=opts)
+            if end is None:
+                return None, opts
+            ends.append(end)
+        cheap, fast = ends
+        ranges = (cheap.usd_per_hour, fast.usd_per_hour, fast.worst_ratio, cheap.worst_ratio)
+    model, _, build_s = build_model(problem, opts.options, ranges=ranges)
     report = solve_model(model, solver=solver, time_limit_s=time_limit_s, mip_gap=mip_gap,
                          build_s=build_s)
     if report.objective is None:

@@ -56,7 +56,7 @@ class FleetProblem:
                     raise InputError(f"workload {w.name}: slo", None,
                                      f"the '{self.objective}' objective minimizes the worst "
                                      "SLO ratio", "give a TTFT or TPOT p99 SLO")
-        if self.objective in ("latency", "throughput") and self.budget_usd_h is None:
+        if self.objective == "throughput" and self.budget_usd_h is None:
             raise InputError("budget_usd_h", None,
                              f"the '{self.objective}' objective spends a budget",
                              "give --budget-usd-h")

@@ -337,7 +337,8 @@ def hypervolume(F: Array, norm: Normalizer) -> float:
 
 
 def knee(F: Array, norm: Normalizer) -> int:
-    """The balanced pick: the point closest (Euclidean) to the ideal point once every
-    objective is scaled to [0, 1] over the front."""
+    """The balanced pick: the front point with the least sum of its objectives, each scaled
+    to [0, 1] by its range over the front (the L1 distance to the ideal point). ``plan
+    --goal balanced`` picks by the same rule on the (cost, worst p99/SLO ratio) front."""
     local = Normalizer.of(F)
-    return int(np.argmin(np.linalg.norm(local(F), axis=1)))
+    return int(np.argmin(local(F).sum(axis=1)))
