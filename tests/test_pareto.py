@@ -154,7 +154,9 @@ def test_bad_input(run_cli) -> None:
     res = run_cli(*base, "--pop", "0")
     assert res.exit_code == 1 and "--pop" in res.stderr
     res = run_cli(*base, "--slo-tpot-p99-ms", "1")
-    assert res.exit_code == 1 and "violates the SLO" in res.stderr
+    assert res.exit_code == 1 and "TPOT p99 SLO 1 ms exclude every point" in res.stderr
+    res = run_cli(*base, "--budget-usd-h", "0.5", "--objectives", "cost,tpot_p99")
+    assert res.exit_code == 1 and "budget $0.5/h" in res.stderr
     res = run_cli(*base, "--gpus", "RTX-4090", "--model", "Llama-3.1-70B",
                   "--precisions", "bf16/bf16")
     assert res.exit_code == 1 and "no configuration of the space can run" in res.stderr

@@ -72,15 +72,17 @@ def pareto_cmd(**kw: Any) -> None:
                  disagg=kw["fleet"] == "disagg")
     if res.front.F.shape[0] == 0:
         from kvopt.errors import InfeasiblePlanError
+        from kvopt.pareto.search import emptying_constraints
 
-        g = res.exact
-        raise InfeasiblePlanError(
-            "no feasible point: "
-            + ("no configuration of the space can run the model (memory/precision/TP)"
-               if not res.table.valid.any() else
-               "every valid configuration violates the SLO or budget at this rate, even with "
-               f"{kw['max_replicas']} replicas; relax the SLO/budget or raise --max-replicas")
-            + ("" if g is None else f" ({g.evaluations} points enumerated)"))
+        if not res.table.valid.any():
+            why = ("no configuration of the space can run the model (memory, precision "
+                   "support or TP); add larger GPUs, TP degrees or lower precisions")
+        else:
+            culprits = emptying_constraints(res.table, w, objectives, kw["max_replicas"],
+                                            kw["budget_usd_h"])
+            why = (f"the constraint(s) {'; '.join(culprits)} exclude every point with up to "
+                   f"{kw['max_replicas']} replicas; relax them or raise --max-replicas")
+        raise InfeasiblePlanError(f"no feasible point: {why}")
     data = export.rows(res.front, res.table, objectives, res.norm)
     meta = {"model": w.model, "rps": w.rate_rps, "objectives": list(objectives),
             **res.report()}

@@ -171,6 +171,36 @@ def evaluate_disagg(pre: ConfigTable, dec: ConfigTable, w: Workload, idx: IntArr
                      extra={"kv_transfer_ms": np.where(valid, xfer, np.inf)})
 
 
+def constraint_names(w: Workload, budget_usd_h: float | None) -> list[str]:
+    """Names of the constraint columns of :func:`evaluate`, in order."""
+    names = ["runs at all (memory, precision, TP)", "below saturation"]
+    if w.slo.ttft_p99_ms is not None:
+        names.append(f"TTFT p99 SLO {w.slo.ttft_p99_ms:g} ms")
+    if w.slo.tpot_p99_ms is not None:
+        names.append(f"TPOT p99 SLO {w.slo.tpot_p99_ms:g} ms")
+    if budget_usd_h is not None:
+        names.append(f"budget ${budget_usd_h:g}/h")
+    return names
+
+
+def emptying_constraints(table: ConfigTable, w: Workload, objectives: tuple[str, ...],
+                         max_replicas: int, budget_usd_h: float | None) -> list[str]:
+    """Which constraints empty the space: each that, dropped alone, would leave feasible
+    points (or all that fail together)."""
+    g, t, p, b = np.nonzero(table.valid)
+    if g.size == 0:
+        return ["runs at all (memory, precision, TP)"]
+    reps = np.arange(1, max_replicas + 1)
+    idx = np.column_stack([np.repeat(g, reps.size), np.repeat(t, reps.size),
+                           np.repeat(p, reps.size), np.repeat(b, reps.size),
+                           np.tile(reps, g.size)]).astype(np.int64)
+    G = evaluate(table, w, idx, objectives, budget_usd_h).G
+    names = constraint_names(w, budget_usd_h)
+    alone = [names[c] for c in range(G.shape[1])
+             if np.any(np.all(np.delete(G, c, axis=1) <= 0, axis=1))]
+    return alone or [n for c, n in enumerate(names) if not np.any(G[:, c] <= 0)] or names
+
+
 def non_dominated(F: Array) -> IntArray:
     """Indices of the non-dominated rows of F (duplicates kept once)."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
