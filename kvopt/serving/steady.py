@@ -278,7 +278,7 @@ class SteadyModel:
         lo = np.full_like(lam, math.log(1e-6))
         hi = np.full_like(lam, math.log(_MAX_STEP_S))
         ok = self.step_seen(lam, np.exp(hi)) <= np.exp(hi)
-        for _ in range(22):  # bisection in log(t): relative precision ~1e-5
+        for _ in range(20):  # bisection in log(t): relative precision ~2e-5
             mid = (lo + hi) / 2
             above = self.step_seen(lam, np.exp(mid)) > np.exp(mid)
             lo = np.where(above, mid, lo)
@@ -304,22 +304,29 @@ class SteadyModel:
             return hit[1]
         base = float(self._step(1.0, 0.0))
         scale = 1.0 / (base * max(self.dec_steps, 1.0))
-        grid = np.geomspace(1e-4, 1e4, 48) * scale
-        for _ in range(4):  # bracket the divergence, then refine
-            t = self.tpot(grid)
-            bad = ~np.isfinite(t)
-            if not bad.any():
-                lo, hi = float(grid[-1]), float(grid[-1]) * 4
-            elif bad.all():
-                lo, hi = 0.0, float(grid[0])
-            else:
-                first = int(np.nonzero(bad)[0].min())
-                lo, hi = float(grid[max(first - 1, 0)]), float(grid[first])
-            grid = np.linspace(max(lo, 1e-12), hi, 24)
-        lam_div = lo
-        fine = np.geomspace(lam_div * 1e-5, lam_div * (1 - 1e-9), 96) if lam_div > 0 \
-            else np.array([1e-12, 2e-12])
-        curve = (lam_div, np.log(fine), np.log(self.tpot(fine)))
+        # bracket the divergence on a wide geometric grid, then refine inside the bracket;
+        # every finite point solved on the way is kept for the interpolation curve
+        coarse = np.geomspace(1e-5, 1e4, 40) * scale
+        t_coarse = self.tpot(coarse)
+        bad = ~np.isfinite(t_coarse)
+        if not bad.any():
+            lo, hi = float(coarse[-1]), float(coarse[-1]) * 4
+        elif bad.all():
+            lo, hi = 0.0, float(coarse[0])
+        else:
+            first = int(np.nonzero(bad)[0].min())
+            lo, hi = float(coarse[max(first - 1, 0)]), float(coarse[first])
+        fine_grid = lo + (hi - lo) * (1 - np.geomspace(1, 1e-4, 32)) if hi > lo else coarse[:0]
+        t_fine = self.tpot(fine_grid)
+        lam = np.concatenate([coarse, fine_grid])
+        ts = np.concatenate([t_coarse, t_fine])
+        ok = np.isfinite(ts) & (lam > 0)
+        lam_div = float(lam[ok].max()) if ok.any() else 0.0
+        order = np.argsort(lam[ok])
+        xs, ys = np.log(lam[ok][order]), np.log(ts[ok][order])
+        if xs.size < 2:
+            xs, ys = np.log(np.array([1e-12, 2e-12])), np.log(np.array([base, base]))
+        curve = (lam_div, xs, ys)
         if len(_CURVES) > 4096:
             _CURVES.clear()
         _CURVES[self._phys_key] = (self.sc, curve)
