@@ -383,23 +383,38 @@ class SteadyModel:
 
     def _closed_point(self, run: float) -> tuple[float, float]:
         """(request rate, step time) of a closed loop keeping ``run`` sequences busy:
-        lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E."""
+        lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E.
+        Solved as a fixed point in the step time t on two vectorized grids."""
         dec = self.dec_steps
-        t = float(self._step(1.0, 0.0))
-        lam = run / max((dec + 1.0) * t, 1e-12)
-        for _ in range(200):
-            # a closed-loop request arrives at a step end and is prefilled in the next step
-            # with the others that finished in this one
-            ttft = float(self._step(max(run - 1.0, 0.0) * dec * t / max(dec * t + t, 1e-12),
-                                    min(self.i_new * max(1.0, lam * t), self.budget)))
-            e2e = ttft + dec * t
-            others = np.array(max(run - 1.0, 0.0) * dec * t / e2e)
-            t_new = float(self.step_seen(np.array(lam), np.array(t), others))
-            lam_new = run / (ttft + dec * t_new)
-            if abs(t_new - t) <= 1e-6 * t and abs(lam_new - lam) <= 1e-6 * lam:
-                break
-            t, lam = 0.5 * (t + t_new), 0.5 * (lam + lam_new)
-        return lam, t
+        others_max = max(run - 1.0, 0.0)
+
+        def excess(t: Array) -> tuple[Array, Array]:
+            lam = run / ((dec + 1.0) * t)
+            ttft = t
+            for _ in range(4):
+                # a closed-loop request arrives at a step end and is prefilled in the next
+                # step with the others that finished in this one
+                ttft = self._step(others_max * dec * t / (dec * t + ttft),
+                                  np.minimum(self.i_new * np.maximum(1.0, lam * t),
+                                             self.budget))
+                lam = run / (ttft + dec * t)
+            others = others_max * dec * t / (ttft + dec * t)
+            return self.step_seen(lam, t, others) - t, lam
+
+        base = float(self._step(1.0, 0.0))
+        grid = np.geomspace(base * 0.25, _MAX_STEP_S, 48)
+        for _ in range(3):
+            h, lam = excess(grid)
+            neg = np.nonzero(h <= 0)[0]
+            if neg.size == 0:
+                return float(lam[-1]), float(grid[-1])
+            i = int(neg[0])
+            if i == 0:
+                return float(lam[0]), float(grid[0])
+            grid = np.linspace(grid[i - 1], grid[i], 24)
+        h, lam = excess(grid)
+        i = int(np.argmin(np.abs(h)))
+        return float(lam[i]), float(grid[i])
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
                slots: float | None = None) -> SteadyState:
