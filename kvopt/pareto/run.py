@@ -84,6 +84,6 @@ def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
     if exact is not None and exact.F.size:
         ref_hv = hypervolume(exact.F, norm)
         hv_ratio = hypervolume(front.F, norm) / ref_hv if ref_hv > 0 else None
-        for gen_f in getattr(front, "_history", []):
+        for gen_f in front.generations:
             history.append(hypervolume(gen_f, norm) / ref_hv if ref_hv > 0 else 0.0)
     return ParetoResult(front, exact, table, objectives, norm, table_s, hv_ratio, history)

@@ -224,6 +224,7 @@ class Front:
     evaluations: int
     seconds: float
     hv_history: list[float] = field(default_factory=list)
+    generations: list[Array] = field(default_factory=list)  # feasible F of each generation
 
 
 def enumerate_all(table: ConfigTable, w: Workload, objectives: tuple[str, ...],
@@ -332,8 +333,7 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
     front = Front(idx[nd], ev.F[nd], {k: v[nd] for k, v in ev.metrics.items()},
                   "nsga2-mixed" if mixed else "nsga2-disagg" if two else "nsga2",
                   int(res.algorithm.evaluator.n_eval), time.perf_counter() - t0)
-    front.hv_history = [float("nan")] * len(history)
-    front._history = history  # type: ignore[attr-defined]
+    front.generations = history
     return front
 
 
