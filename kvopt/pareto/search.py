@@ -223,7 +223,6 @@ class Front:
     method: str
     evaluations: int
     seconds: float
-    hv_history: list[float] = field(default_factory=list)
     generations: list[Array] = field(default_factory=list)  # feasible F of each generation
 
 
