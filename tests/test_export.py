@@ -107,7 +107,7 @@ def test_bad_plan_files(tmp_path: Path, run_cli) -> None:
     old = _plan() | {"schema": "kvopt.plan/0"}
     f = tmp_path / "old.json"
     f.write_text(json.dumps(old))
-    with pytest.raises(InputError, match="schema 'kvopt.plan/0'"):
+    with pytest.raises(InputError, match=r"schema 'kvopt\.plan/0'"):
         load_plan(f)
     g = tmp_path / "bad.json"
     g.write_text("{nope")

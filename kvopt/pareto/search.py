@@ -301,8 +301,10 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
             ev = evaluator(table, w, rows, objectives, budget_usd_h)
             out["F"] = ev.F
             out["G"] = ev.G
+            archive.append(rows[np.all(ev.G <= 0, axis=1)])
 
     history: list[Array] = []
+    archive: list[IntArray] = []  # every feasible point evaluated (an external archive)
 
     class Record(Callback):  # type: ignore[misc]
         def notify(self, algorithm: Any) -> None:
@@ -322,10 +324,10 @@ def run_nsga2(table: ConfigTable, w: Workload, objectives: tuple[str, ...], *,
                            eliminate_duplicates=dedupe)
     res = minimize(Problem(), algo, ("n_gen", gens), seed=seed, callback=Record(),
                    verbose=False)
-    pop_x = res.pop.get("X")
-    X = [res.X] if isinstance(res.X, dict) else list(res.X if res.X is not None else [])
-    X = X + [x for x in pop_x]
-    idx = np.array([[x[n] for n in names] for x in X], dtype=np.int64)
+    # the front: non-dominated points of every feasible evaluation (the archive keeps the
+    # good points the last population's crowding discarded; no extra evaluations)
+    idx = np.unique(np.vstack(archive), axis=0) if archive else np.zeros((0, len(names)),
+                                                                           dtype=np.int64)
     ev = evaluator(table, w, idx, objectives, budget_usd_h)
     feas = np.nonzero(np.all(ev.G <= 0, axis=1))[0]
     nd = feas[non_dominated(ev.F[feas])]
