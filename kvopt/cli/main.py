@@ -114,7 +114,13 @@ def show_model(name: str, as_json: bool) -> None:
         render.detail_table(f"Model {model.name}", data)
 
 
-from kvopt.cli import estimate_cmd, export_cmd, pareto_cmd, plan_cmd  # noqa: E402
+from kvopt.cli import (  # noqa: E402  (registers the commands)
+    estimate_cmd,
+    export_cmd,
+    pareto_cmd,
+    plan_cmd,
+    validate_cmd,
+)
 
 cli.add_command(estimate_cmd.estimate_cmd)
 cli.add_command(estimate_cmd.simulate_cmd)
@@ -125,6 +131,7 @@ cli.add_command(plan_cmd.compare_cmd)
 cli.add_command(plan_cmd.size_cmd)
 cli.add_command(pareto_cmd.pareto_cmd)
 cli.add_command(export_cmd.export_cmd)
+cli.add_command(validate_cmd.validate_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,2 @@
+"""Measurements against real servers: the benchmark result format and validation of
+predictions against it."""
