@@ -77,7 +77,8 @@ def _sum(st: StepTime, times: float) -> StepTime:
 
 def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | None = None,
              output_len: int | None = None, batch: int | None = None, tp: int = 1,
-             weights: str = "bf16", kv_dtype: str | None = None, engine: str = "vllm",
+             weights: str = "bf16", kv_dtype: str | None = None,
+             engine: str | EngineProfile = "vllm",
              price_usd_h: float | None = None, price_file: str | None = None,
              load: Load | None = None, input_dist: LengthDist | str | None = None,
              output_dist: LengthDist | str | None = None, prefix: PrefixCache | None = None,

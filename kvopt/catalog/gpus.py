@@ -51,6 +51,8 @@ class GpuSpec:
     max_gpus_per_node: int
     tdp_w: float
     laptop: LaptopProfile | None = None
+    # (compute, memory) multipliers on the fitted efficiencies, from a calibration
+    efficiency_scale: tuple[float, float] = (1.0, 1.0)
     aliases: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)
     notes: str = ""
@@ -67,9 +69,10 @@ class GpuSpec:
 
     @property
     def bandwidth_bytes_s(self) -> float:
-        """Spec memory bandwidth, times the laptop sustained factor for laptop parts."""
+        """Spec memory bandwidth, times the laptop sustained factor for laptop parts (and a
+        calibration's memory-efficiency scale)."""
         factor = self.laptop.bandwidth_sustained_factor if self.laptop else 1.0
-        return self.memory_bandwidth_gb_s * GB * factor
+        return self.memory_bandwidth_gb_s * GB * factor * self.efficiency_scale[1]
 
     def has_tensor(self, dtype: str) -> bool:
         return self.tensor_tflops.get(dtype) is not None
@@ -80,7 +83,7 @@ class GpuSpec:
         if tflops is None:
             raise UnsupportedError(f"{self.id} has no {dtype} tensor-core throughput")
         factor = self.laptop.compute_sustained_factor if self.laptop else 1.0
-        return tflops * TERA * factor
+        return tflops * TERA * factor * self.efficiency_scale[0]
 
 
 def _gpu_from_yaml(data: Any, path: Path, profiles: dict[str, LaptopProfile]) -> GpuSpec:

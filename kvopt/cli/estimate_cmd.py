@@ -29,6 +29,8 @@ def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--price-usd-h", type=click.FloatRange(min=0, min_open=True),
                      default=None, help="Override the price of one GPU-hour."),
         click.option("--json", "as_json", is_flag=True, help="Print the JSON result."),
+        click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
+                     default=None, help="Calibrated profile (kvopt calibrate --out)."),
     ]):
         f = opt(f)
     return f
@@ -112,6 +114,21 @@ def dists(input_len: int | None, output_len: int | None, input_dist: str | None,
     return inp, out
 
 
+def calibrated(gpu: str, engine: str, profile_path: str | None) -> tuple[Any, Any]:
+    """(gpu, engine) as given, or their calibrated versions from a profile."""
+    if not profile_path:
+        return gpu, engine
+    from kvopt.bench.calibrate import load_profile
+    from kvopt.catalog.gpus import load_gpu
+    from kvopt.errors import InputError
+
+    cal = load_profile(profile_path)
+    if load_gpu(gpu).id != cal.gpu or engine != cal.engine:
+        raise InputError("--profile", profile_path, f"calibrated for {cal.gpu} / {cal.engine}, "
+                         f"not {gpu} / {engine}", "use the matching --gpu and --engine")
+    return cal.apply()
+
+
 def pick_load(batch: int | None, concurrency: int | None, rps: float | None,
               offline: int | None, *, allow_batch: bool = True) -> Any:
     from kvopt.serving.load import Load
@@ -144,7 +161,8 @@ def show(result: Any, as_json: bool) -> None:
 @load_options
 @feature_options
 def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
-                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, profile_path: str | None,
+                 input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, batch: int | None, concurrency: int | None,
                  rps: float | None, offline: int | None, prefix_len: int | None,
@@ -156,8 +174,9 @@ def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
 
     inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
     load = pick_load(batch, concurrency, rps, offline)
-    result = estimate(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
-                      engine=engine, input_dist=inp, output_dist=out, load=load,
+    g, eng = calibrated(gpu, engine, profile_path)
+    result = estimate(model=model, gpu=g, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                      engine=eng, input_dist=inp, output_dist=out, load=load,
                       price_usd_h=price_usd_h,
                       **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance,
                                  spec_draft))
@@ -173,7 +192,8 @@ def estimate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
 @click.option("--seed", type=int, default=0, show_default=True)
 @feature_options
 def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
-                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, profile_path: str | None,
+                 input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, batch: int | None, concurrency: int | None,
                  rps: float | None, offline: int | None, num_requests: int, seed: int,
@@ -188,8 +208,9 @@ def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     load = pick_load(batch, concurrency, rps, offline)
     if load.mode == "batch":
         load = Load(mode="offline", value=load.value)
-    rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
-                        engine=engine)
+    g, eng = calibrated(gpu, engine, profile_path)
+    rep = build_replica(model=model, gpu=g, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=eng)
     show(simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
                              num_requests=num_requests, seed=seed, price_usd_h=price_usd_h,
                              **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance,
@@ -204,7 +225,8 @@ def simulate_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
 @click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None)
 @feature_options
 def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None,
-                 engine: str, price_usd_h: float | None, as_json: bool, input_len: int | None,
+                 engine: str, price_usd_h: float | None, as_json: bool, profile_path: str | None,
+                 input_len: int | None,
                  output_len: int | None, input_len_dist: str | None,
                  output_len_dist: str | None, slo_ttft_p99_ms: float | None,
                  slo_tpot_p99_ms: float | None, prefix_len: int | None,
@@ -218,8 +240,9 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     from kvopt.serving.replica import build_replica
 
     inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
-    rep = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
-                        engine=engine)
+    g, eng = calibrated(gpu, engine, profile_path)
+    rep = build_replica(model=model, gpu=g, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=eng)
     res = capacity(rep, input_dist=inp, output_dist=out,
                    slo=Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms),
                    **features(prefix_len, prefix_hit_rate, spec_k, spec_acceptance, spec_draft))
@@ -247,7 +270,8 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
               help="Largest pool size tried, per pool.")
 @click.option("--same-node", is_flag=True, help="Both pools share an NVLink/xGMI domain.")
 def disagg_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None, engine: str,
-               price_usd_h: float | None, as_json: bool, input_len: int | None,
+               price_usd_h: float | None, as_json: bool, profile_path: str | None,
+               input_len: int | None,
                output_len: int | None, input_len_dist: str | None,
                output_len_dist: str | None, rps: float, prefill_gpu: str | None,
                prefill_tp: int | None, slo_ttft_p99_ms: float | None,
@@ -265,8 +289,9 @@ def disagg_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | None
 
     inp, out = dists(input_len, output_len, input_len_dist, output_len_dist)
     slo = Slo(ttft_p99_ms=slo_ttft_p99_ms, tpot_p99_ms=slo_tpot_p99_ms)
-    dec = build_replica(model=model, gpu=gpu, tp=tp, weights=weights, kv_dtype=kv_dtype,
-                        engine=engine)
+    g, eng = calibrated(gpu, engine, profile_path)
+    dec = build_replica(model=model, gpu=g, tp=tp, weights=weights, kv_dtype=kv_dtype,
+                        engine=eng)
     pre = build_replica(model=model, gpu=prefill_gpu or gpu, tp=prefill_tp or tp,
                         weights=weights, kv_dtype=kv_dtype, engine=engine)
     best, _ = plan_pools(pre, dec, rate_rps=rps, input_dist=inp, output_dist=out, slo=slo,

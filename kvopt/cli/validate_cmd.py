@@ -20,6 +20,8 @@ import click
 @click.option("--kv-dtype", default=None)
 @click.option("--engine", default="vllm", show_default=True)
 @click.option("--tolerance-pct", type=click.FloatRange(min=0), default=20.0, show_default=True)
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+              help="Calibrated profile (kvopt calibrate --out).")
 @click.option("--json", "as_json", is_flag=True)
 def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
                  **kw: Any) -> None:
@@ -48,6 +50,9 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
             raise click.UsageError("give --plan, or --model and --gpu")
         cfg = dict(model=kw["model"], gpu=kw["gpu"], tp=kw["tp"], weights=kw["weights"],
                    kv_dtype=kw["kv_dtype"], engine=kw["engine"])
+    from kvopt.cli.estimate_cmd import calibrated
+
+    cfg["gpu"], cfg["engine"] = calibrated(cfg["gpu"], cfg["engine"], kw["profile_path"])
     est = estimate(**cfg, input_len=bench["input_len"], output_len=bench["output_len"],
                    load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])))
     checks = compare(est, bench, kw["tolerance_pct"])

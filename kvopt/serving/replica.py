@@ -96,7 +96,7 @@ class Replica:
 
 def build_replica(*, model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1,
                   weights: str = "bf16", kv_dtype: str | None = None,
-                  engine: str = "vllm") -> Replica:
+                  engine: str | EngineProfile = "vllm") -> Replica:
     """Resolve names, validate TP and precision, and size the engine's memory."""
     m = model if isinstance(model, ModelSpec) else load_model(model)
     g = gpu if isinstance(gpu, GpuSpec) else load_gpu(gpu)
@@ -104,7 +104,7 @@ def build_replica(*, model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1,
         raise InputError("tp", tp, "must be a positive integer")
     check_tp(m, tp)
     allreduce_model(g, tp)
-    eng = load_engine(engine, g)
+    eng = engine if isinstance(engine, EngineProfile) else load_engine(engine, g)
     prec = resolve_precision(gpu=g, weights=weights, kv_dtype=kv_dtype, engine=eng.name,
                              hidden_size=m.hidden_size)
     w_b = weight_bytes_per_gpu(m, tp, prec)
