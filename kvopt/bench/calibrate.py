@@ -22,6 +22,7 @@ from kvopt.catalog.engines import EngineProfile, load_engine
 from kvopt.catalog.gpus import GpuSpec, load_gpu
 from kvopt.errors import InputError, KvoptError
 from kvopt.estimate import estimate
+from kvopt.fileio import write_atomic
 from kvopt.serving.load import Load
 
 SCHEMA = "kvopt.profile/1"
@@ -154,9 +155,6 @@ def calibrate(points: list[Point], *, gpu: str, engine: str, cross_validate: boo
 
 
 def save_profile(cal: Calibration, path: str | Path) -> None:
-    import os
-    import tempfile
-
     src = "measured: " + ", ".join(cal.fitted_on)
     doc = {"schema": SCHEMA, "gpu": cal.gpu, "engine": cal.engine,
            "compute_efficiency_scale": {"value": cal.compute_scale, "source": src},
@@ -165,12 +163,7 @@ def save_profile(cal: Calibration, path: str | Path) -> None:
            "error_pct": {"before": cal.error_before_pct, "after": cal.error_after_pct,
                          "held_out_before": cal.cv_before_pct,
                          "held_out_after": cal.cv_after_pct}}
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
-    os.replace(tmp, p)
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
 
 
 def load_profile(path: str | Path) -> Calibration:

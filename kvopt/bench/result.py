@@ -13,11 +13,11 @@ measured.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from kvopt.errors import InputError
+from kvopt.fileio import read_json_input
 
 SCHEMA = "kvopt.bench/1"
 STATS = ("mean", "p50", "p90", "p99")
@@ -26,12 +26,7 @@ STATS = ("mean", "p50", "p90", "p99")
 def load_bench(path: str | Path) -> dict[str, Any]:
     """Read and check a bench file; a malformed one names the file and the field."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError("bench", str(p), f"cannot read it ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError("bench", str(p), f"not JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json_input(p, "bench")
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
         raise InputError("bench", str(p), f"schema {schema!r} is not {SCHEMA!r}")

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from kvopt.errors import InputError
+from kvopt.fileio import read_json_input, write_atomic
 from kvopt.fleet.plan import SCHEMA, write_json_atomic
 
 FORMATS = ("json", "yaml", "markdown", "csv", "vllm", "sglang", "trtllm")
@@ -20,12 +21,7 @@ FORMATS = ("json", "yaml", "markdown", "csv", "vllm", "sglang", "trtllm")
 def load_plan(path: str | Path) -> dict[str, Any]:
     """A plan JSON written by kvopt; other files or schema versions are clear errors."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError("plan", str(p), f"cannot read it ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError("plan", str(p), f"not JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json_input(p, "plan")
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
         raise InputError("plan", str(p), f"schema {schema!r} is not {SCHEMA!r}",
@@ -155,16 +151,4 @@ def save(plan: dict[str, Any], path: str | Path, fmt: str | None = None) -> None
     if kind == "json":
         write_json_atomic(plan, p)
         return
-    import os
-    import tempfile
-
-    text = render(plan, kind)  # also engine launch configs (vllm, sglang, trtllm)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(p, render(plan, kind))  # also engine launch configs (vllm, sglang, trtllm)

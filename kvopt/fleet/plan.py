@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kvopt._version import __version__
 from kvopt.errors import InfeasiblePlanError, InputError
+from kvopt.fileio import write_atomic
 from kvopt.fleet.build import build_model
 from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
 from kvopt.fleet.options import OptionSet, build_options, operating_point
@@ -249,15 +248,5 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict
 
 
 def write_json_atomic(data: Any, path: str | Path) -> None:
-    """Write JSON to ``path`` via a temporary file and an atomic rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -9,12 +9,11 @@ import io
 import itertools
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kvopt.errors import InputError
+from kvopt.fileio import write_atomic
 from kvopt.pareto.search import Front, Normalizer, knee
 from kvopt.pareto.table import ConfigTable
 
@@ -59,18 +58,6 @@ def engine_flags(engine: str, tp: int, weights: str, kv: str, batch: int) -> str
     return f"tp={tp} max_batch={batch} weights={weights} kv={kv}"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -87,11 +74,11 @@ def write_table(data: list[dict[str, Any]], path: str | Path,
         wr.writeheader()
         for r in data:
             wr.writerow({k: _clean(v) for k, v in r.items()})
-        _atomic_write(p, buf.getvalue().encode())
+        write_atomic(p, buf.getvalue().encode())
     elif ext == ".json":
         doc = {"meta": meta or {}, "front": [{k: _clean(v) for k, v in r.items()}
                                              for r in data]}
-        _atomic_write(p, json.dumps(doc, indent=2).encode())
+        write_atomic(p, json.dumps(doc, indent=2).encode())
     elif ext == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -101,7 +88,7 @@ def write_table(data: list[dict[str, Any]], path: str | Path,
             tbl = tbl.replace_schema_metadata({"kvopt": json.dumps(meta)})
         sink = io.BytesIO()
         pq.write_table(tbl, sink)
-        _atomic_write(p, sink.getvalue())
+        write_atomic(p, sink.getvalue())
     else:
         raise InputError("--out", str(path), "unknown extension", "use .csv, .json or .parquet")
 
@@ -133,7 +120,7 @@ def write_png(data: list[dict[str, Any]], objectives: tuple[str, ...], path: str
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(Path(path), buf.getvalue())
+    write_atomic(Path(path), buf.getvalue())
 
 
 _PAGE = Path(__file__).with_name("page.html")  # template: data, script, styles inline
@@ -146,4 +133,4 @@ def write_html(data: list[dict[str, Any]], objectives: tuple[str, ...], path: st
             .replace("__SUBTITLE__", html.escape(subtitle))
             .replace("__DATA__", json.dumps(clean).replace("</", "<\\/"))
             .replace("__OBJ__", json.dumps(list(objectives))))
-    _atomic_write(Path(path), page.encode())
+    write_atomic(Path(path), page.encode())
