@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import step_cost_for
 from kvopt.units import GIB
+
+if TYPE_CHECKING:
+    from kvopt.bench.calibrate import Calibration
+    from kvopt.catalog.engines import EngineProfile
+    from kvopt.catalog.gpus import GpuSpec
 
 DEFAULT_PRECISIONS: tuple[tuple[str, str], ...] = (
     ("bf16", "bf16"), ("fp8", "fp8"), ("fp8", "bf16"), ("int4", "bf16"))
@@ -76,6 +81,8 @@ class Space:
     engine: str = "vllm"
     prices_usd_h: tuple[tuple[str, float], ...] = ()  # per-GPU-hour overrides
     regions: tuple[Region, ...] = ()  # when given, candidates are offered per region
+    # fitted GPU x engine profiles (kvopt calibrate); a GPU with one is evaluated with it
+    calibrations: tuple[Calibration, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -84,6 +91,34 @@ class Space:
         for b in self.batches:
             if b < 1:
                 raise InputError("batch levels", b, "must be >= 1")
+        if self.calibrations:
+            ids = {load_gpu(g).id for g in self.gpus}
+            seen: set[str] = set()
+            for c in self.calibrations:
+                where = f"{c.gpu} / {c.engine}"
+                if c.engine != self.engine:
+                    raise InputError("profile", where, f"calibrated for engine {c.engine}, "
+                                     f"the candidates run {self.engine}",
+                                     f"use --engine {c.engine} or a profile fitted for "
+                                     f"{self.engine}")
+                if c.gpu not in ids:
+                    raise InputError("profile", where, f"{c.gpu} is not a candidate GPU "
+                                     f"({', '.join(sorted(ids))})",
+                                     f"add {c.gpu} to the GPUs or drop the profile")
+                if c.gpu in seen:
+                    raise InputError("profile", where, "two profiles for the same GPU",
+                                     "give one profile per GPU")
+                seen.add(c.gpu)
+
+    def hardware(self, gpu: str) -> tuple[GpuSpec | str, EngineProfile | str]:
+        """(GPU, engine) to build ``gpu``'s replicas with: the calibrated pair when a
+        profile covers it, else the catalog's."""
+        if self.calibrations:
+            gid = load_gpu(gpu).id
+            for c in self.calibrations:
+                if c.gpu == gid:
+                    return c.apply()
+        return gpu, self.engine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,8 +180,9 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
     for gpu_id, tp, (w, kv) in itertools.product(space.gpus, space.tps, space.precisions):
         n = len(space.batches)
         try:
-            rep = build_replica(model=workload.model, gpu=gpu_id, tp=tp, weights=w,
-                                kv_dtype=kv, engine=space.engine)
+            hw_gpu, hw_engine = space.hardware(gpu_id)
+            rep = build_replica(model=workload.model, gpu=hw_gpu, tp=tp, weights=w,
+                                kv_dtype=kv, engine=hw_engine)
         except KvoptError as exc:
             excluded[_reason(exc)] += n
             continue

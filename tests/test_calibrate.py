@@ -81,3 +81,87 @@ def test_calibrate_cli_and_profile(tmp_path: Path, run_cli) -> None:
     assert tuned - plain == pytest.approx(cal.step_overhead_ms - 1.5, rel=0.05)
     res = run_cli(*base[:4], "L40S", *base[5:], "--profile", str(out))
     assert res.exit_code == 1 and "calibrated for H100-SXM" in res.stderr
+
+
+# -- profiles in plan / pareto -----------------------------------------------------------
+
+def _workload():  # type: ignore[no-untyped-def]
+    from kvopt.serving.lengths import fixed
+    from kvopt.space import Workload
+
+    return Workload(name="w", model="Llama-3.1-8B", rate_rps=20.0, input_dist=fixed(500),
+                    output_dist=fixed(100))
+
+
+def test_space_profile_slows_only_its_gpu() -> None:
+    from kvopt.catalog.engines import load_engine
+    from kvopt.catalog.gpus import load_gpu
+    from kvopt.space import Space, evaluate
+
+    shipped = load_engine("vllm", load_gpu("H100-SXM")).step_overhead_ms
+    kw = {"gpus": ("H100-SXM", "L40S"), "tps": (1,), "precisions": (("bf16", "bf16"),),
+          "batches": (16, 64)}
+    slow = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=1.0, memory_scale=1.0,
+                       step_overhead_ms=shipped + 10.0)
+    same = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=1.0, memory_scale=1.0,
+                       step_overhead_ms=shipped)
+    plain = {c.label: c for c in evaluate(_workload(), Space(**kw)).candidates}
+    tuned = {c.label: c for c in evaluate(_workload(), Space(**kw, calibrations=(slow,)))
+             .candidates}
+    ident = {c.label: c for c in evaluate(_workload(), Space(**kw, calibrations=(same,)))
+             .candidates}
+    assert plain.keys() == tuned.keys() == ident.keys()
+    for label, c in plain.items():
+        assert ident[label] == c  # the catalog values as a profile change nothing
+        if c.gpu == "H100-SXM":
+            # 10 ms more per step: one replica sustains a lower rate
+            assert tuned[label].goodput_rps < c.goodput_rps
+        else:
+            assert tuned[label] == c
+
+
+def test_space_rejects_mismatched_profiles() -> None:
+    from kvopt.errors import InputError
+    from kvopt.space import Space
+
+    sgl = Calibration(gpu="H100-SXM", engine="sglang", compute_scale=1, memory_scale=1,
+                      step_overhead_ms=1)
+    with pytest.raises(InputError, match="engine sglang"):
+        Space(gpus=("H100-SXM",), calibrations=(sgl,))
+    l4 = Calibration(gpu="L4", engine="vllm", compute_scale=1, memory_scale=1,
+                     step_overhead_ms=1)
+    with pytest.raises(InputError, match="L4 is not a candidate GPU"):
+        Space(gpus=("H100-SXM",), calibrations=(l4,))
+    with pytest.raises(InputError, match="two profiles"):
+        Space(gpus=("L4",), calibrations=(l4, l4))
+
+
+def test_plan_and_pareto_accept_profiles(tmp_path: Path, run_cli) -> None:
+    from kvopt.bench.calibrate import save_profile
+
+    prof = tmp_path / "h100.yaml"
+    save_profile(Calibration(gpu="H100-SXM", engine="vllm", compute_scale=0.9,
+                             memory_scale=0.9, step_overhead_ms=8.0, fitted_on=("b1", "b2")),
+                 prof)
+    base = ["plan", "--model", "Llama-3.1-8B", "--rps", "20", "--input-len", "500",
+            "--output-len", "100", "--gpu", "H100-SXM", "--tp-options", "1", "--precisions",
+            "bf16/bf16", "--batches", "16,64", "--slo-tpot-p99-ms", "60", "--no-explain",
+            "--json"]
+    plain = json.loads(run_cli(*base).stdout)
+    res = run_cli(*base, "--profile", str(prof))
+    assert res.exit_code == 0, res.output
+    tuned = json.loads(res.stdout)
+    cal = tuned["inputs"]["space"]["calibrations"]
+    assert cal[0]["gpu"] == "H100-SXM" and cal[0]["fitted_on"] == ["b1", "b2"]
+    assert plain["inputs"]["space"]["calibrations"] == []
+    # a slower replica: the plan's predicted TPOT rises and it never gets cheaper
+    assert (tuned["fleet"][0]["predicted"]["tpot_p99_ms"]
+            > plain["fleet"][0]["predicted"]["tpot_p99_ms"])
+    assert tuned["totals"]["usd_per_hour"] >= plain["totals"]["usd_per_hour"]
+    res = run_cli(*base, "--engine", "sglang", "--profile", str(prof))
+    assert res.exit_code == 1 and "calibrated for engine vllm" in res.stderr
+    res = run_cli("pareto", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpus", "H100-SXM,L40S", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--method", "exact",
+                  "--profile", str(prof), "--json")
+    assert res.exit_code == 0, res.output

@@ -160,6 +160,7 @@ def save_profile(cal: Calibration, path: str | Path) -> None:
            "compute_efficiency_scale": {"value": cal.compute_scale, "source": src},
            "memory_efficiency_scale": {"value": cal.memory_scale, "source": src},
            "step_overhead_ms": {"value": cal.step_overhead_ms, "source": src},
+           "fitted_on": list(cal.fitted_on),
            "error_pct": {"before": cal.error_before_pct, "after": cal.error_after_pct,
                          "held_out_before": cal.cv_before_pct,
                          "held_out_after": cal.cv_after_pct}}
@@ -179,7 +180,8 @@ def load_profile(path: str | Path) -> Calibration:
         return Calibration(gpu=str(doc["gpu"]), engine=str(doc["engine"]),
                            compute_scale=float(doc["compute_efficiency_scale"]["value"]),
                            memory_scale=float(doc["memory_efficiency_scale"]["value"]),
-                           step_overhead_ms=float(doc["step_overhead_ms"]["value"]))
+                           step_overhead_ms=float(doc["step_overhead_ms"]["value"]),
+                           fitted_on=tuple(str(x) for x in doc.get("fitted_on") or ()))
     except (KeyError, TypeError, ValueError):
         raise InputError("--profile", str(p), "missing or malformed fields") from None
 

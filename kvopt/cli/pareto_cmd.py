@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
+from kvopt.cli.plan_cmd import profile_option
 
 
 @click.command("pareto")
@@ -18,6 +19,7 @@ from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
 @click.option("--precisions", default="bf16/bf16,fp8/fp8,fp8/bf16,int4/bf16", show_default=True)
 @click.option("--batches", default="16,64,256", show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True)
+@profile_option
 @click.option("--objectives", default="cost,ttft_p99,tpot_p99", show_default=True)
 @click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True))
 @click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True))
@@ -41,7 +43,7 @@ def pareto_cmd(**kw: Any) -> None:
     import sys
 
     from kvopt.cli.main import echo_json
-    from kvopt.cli.plan_cmd import _csv, _precisions
+    from kvopt.cli.plan_cmd import _csv, _precisions, calibrations
     from kvopt.errors import InputError
     from kvopt.pareto import export
     from kvopt.pareto.run import pareto
@@ -60,7 +62,7 @@ def pareto_cmd(**kw: Any) -> None:
                                           tpot_p99_ms=kw["slo_tpot_p99_ms"]))
     space = Space(gpus=_csv(kw["gpus"]), tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),
-                  engine=kw["engine"])
+                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]))
 
     def progress(gen: int, total: int) -> None:
         if sys.stderr.isatty():

@@ -28,6 +28,21 @@ def _precisions(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+profile_option = click.option(
+    "--profile", "profile_paths", multiple=True, type=click.Path(dir_okay=False),
+    help="Calibrated GPU x engine profile (kvopt calibrate --out); repeat for several GPUs. "
+         "That GPU's candidates are evaluated with it.")
+
+
+def calibrations(paths: tuple[str, ...]) -> tuple[Any, ...]:
+    """The profiles at ``paths`` (kvopt calibrate --out), loaded and checked."""
+    if not paths:
+        return ()
+    from kvopt.bench.calibrate import load_profile
+
+    return tuple(load_profile(p) for p in paths)
+
+
 def space_options(f: Any) -> Any:
     for opt in reversed([
         click.option("--gpus", default=None, help=f"Candidate GPUs [default: {DEFAULT_GPUS}]."),
@@ -39,6 +54,7 @@ def space_options(f: Any) -> Any:
                      help="Max-batch levels (engine max_num_seqs)."),
         click.option("--engine", type=click.Choice(ENGINES), default="vllm",
                      show_default=True),
+        profile_option,
     ]):
         f = opt(f)
     return f
@@ -107,7 +123,7 @@ def _problem(kw: dict[str, Any], gpus: tuple[str, ...], goal: str) -> Any:
                  redundancy=kw["redundancy"], max_quality_loss_pct=kw["max_quality_loss_pct"])
     space = Space(gpus=gpus, tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),
-                  engine=kw["engine"])
+                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]))
     return FleetProblem(workloads=(w,), space=space,
                         availability=_availability(kw["availability"]),
                         budget_usd_h=kw["budget_usd_h"], power_cap_kw=kw["power_cap_kw"],

@@ -27,8 +27,9 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
     configs: dict[str, int] = defaultdict(int)
     for e in plan["fleet"]:
         w = wl[e["workload"]]
-        rep = build_replica(model=w.model, gpu=e["gpu"], tp=e["tp"], weights=e["weights"],
-                            kv_dtype=e["kv_dtype"], engine=e["engine"])
+        hw_gpu, hw_engine = problem.space.hardware(e["gpu"])
+        rep = build_replica(model=w.model, gpu=hw_gpu, tp=e["tp"], weights=e["weights"],
+                            kv_dtype=e["kv_dtype"], engine=hw_engine)
         where = f"{w.name} on {e['replicas']}x {e['gpu']} tp{e['tp']}"
         if not rep.fits:
             bad.append(f"{where}: weights do not fit")

@@ -13,7 +13,7 @@ from kvopt.errors import InfeasiblePlanError
 from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound, slo_ratio
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import steady_model
-from kvopt.space import Candidate, CandidateSet, Workload, evaluate
+from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,20 @@ class OptionSet:
     candidates: list[CandidateSet]  # per workload
 
 
-def operating_point(w: Workload, c: Candidate, rate_rps: float) -> tuple[float, float, bool]:
+def operating_point(w: Workload, c: Candidate, rate_rps: float, space: Space
+                    ) -> tuple[float, float, bool]:
     """(TTFT p99 ms, TPOT p99 ms, saturated) of one replica of ``c`` at ``rate_rps``."""
-    ttft, tpot, _, sat = operating_point_e2e(w, c, rate_rps)
+    ttft, tpot, _, sat = operating_point_e2e(w, c, rate_rps, space)
     return ttft, tpot, sat
 
 
-def operating_point_e2e(w: Workload, c: Candidate, rate_rps: float
+def operating_point_e2e(w: Workload, c: Candidate, rate_rps: float, space: Space
                         ) -> tuple[float, float, float, bool]:
-    """(TTFT p99, TPOT p99, end-to-end p99 in ms, saturated) at ``rate_rps`` per replica."""
-    rep = build_replica(model=w.model, gpu=c.gpu, tp=c.tp, weights=c.weights,
-                        kv_dtype=c.kv_dtype, engine=c.engine)
+    """(TTFT p99, TPOT p99, end-to-end p99 in ms, saturated) at ``rate_rps`` per replica,
+    on the (possibly calibrated) hardware ``space`` evaluated ``c`` with."""
+    gpu, engine = space.hardware(c.gpu)
+    rep = build_replica(model=w.model, gpu=gpu, tp=c.tp, weights=c.weights,
+                        kv_dtype=c.kv_dtype, engine=engine)
     st = steady_model(rep, w.input_dist, w.output_dist, max_num_seqs=c.max_batch).poisson(
         rate_rps)
     return st.ttft_s[3] * 1e3, st.tpot_s[3] * 1e3, st.e2e_p99_s * 1e3, st.saturated
@@ -58,7 +61,7 @@ def build_options(problem: FleetProblem) -> OptionSet:
                 if lv == 1.0:
                     ttft, tpot, e2e = c.ttft_p99_ms, c.tpot_p99_ms, c.e2e_p99_ms
                 else:
-                    ttft, tpot, e2e, _ = operating_point_e2e(w, c, rate)
+                    ttft, tpot, e2e, _ = operating_point_e2e(w, c, rate, problem.space)
                 upper = replica_bound(w, rate, c.tp, problem, c.inventory_key)
                 options.append(Option(
                     index=len(options), workload=wi, candidate=c, level=lv, rate_cap_rps=rate,

@@ -99,7 +99,9 @@ class FleetPlan:
                 "workloads": [_workload_dict(w) for w in p.workloads],
                 "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
                           "precisions": [list(x) for x in p.space.precisions],
-                          "batches": list(p.space.batches), "engine": p.space.engine}},
+                          "batches": list(p.space.batches), "engine": p.space.engine,
+                          "calibrations": [_calibration_dict(c)
+                                           for c in p.space.calibrations]}},
             "fleet": fleet,
             "totals": {"usd_per_hour": self.usd_per_hour, "gpus": self.gpus,
                        "power_kw": self.power_kw},
@@ -151,7 +153,7 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
         total_cap = sum(opts.options[i].rate_cap_rps * x[i] for i in x
                         if opts.options[i].workload == o.workload and x[i] > 0)
         rate = w.rate_rps * o.rate_cap_rps / total_cap
-        ttft, tpot, _ = operating_point(w, o.candidate, rate)
+        ttft, tpot, _ = operating_point(w, o.candidate, rate, problem.space)
         entries.append(FleetEntry(workload=w.name, option=o, replicas=n,
                                   rate_per_replica_rps=rate, ttft_p99_ms=ttft,
                                   tpot_p99_ms=tpot))
@@ -188,7 +190,7 @@ def _slo_relaxation(problem: FleetProblem, name: str, solver: str) -> Infeasible
     free = evaluate(loose, problem.space)
     best_ttft = best_tpot = math.inf
     for c in free.candidates:
-        ttft, tpot, sat = operating_point(loose, c, c.goodput_rps * 0.05)
+        ttft, tpot, sat = operating_point(loose, c, c.goodput_rps * 0.05, problem.space)
         if not sat:
             best_ttft, best_tpot = min(best_ttft, ttft), min(best_tpot, tpot)
     if not math.isfinite(best_ttft):
@@ -250,3 +252,9 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict
 def write_json_atomic(data: Any, path: str | Path) -> None:
     """Write JSON to ``path`` atomically."""
     write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def _calibration_dict(c: Any) -> dict[str, Any]:
+    return {"gpu": c.gpu, "engine": c.engine, "compute_scale": c.compute_scale,
+            "memory_scale": c.memory_scale, "step_overhead_ms": c.step_overhead_ms,
+            "fitted_on": list(c.fitted_on)}

@@ -73,8 +73,9 @@ def build_table(workload: Workload, space: Space, role: str = "colocated") -> Co
     for (gi, g), (ti, tp), (pi, (w, kv)) in itertools.product(
             enumerate(space.gpus), enumerate(space.tps), enumerate(space.precisions)):
         try:
-            rep = build_replica(model=workload.model, gpu=g, tp=tp, weights=w, kv_dtype=kv,
-                                engine=space.engine)
+            hw_gpu, hw_engine = space.hardware(g)
+            rep = build_replica(model=workload.model, gpu=hw_gpu, tp=tp, weights=w,
+                                kv_dtype=kv, engine=hw_engine)
         except KvoptError as exc:
             for bi in range(len(space.batches)):
                 reason[(gi, ti, pi, bi)] = str(exc).split(";")[0][:100]
