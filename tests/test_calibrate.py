@@ -165,3 +165,37 @@ def test_plan_and_pareto_accept_profiles(tmp_path: Path, run_cli) -> None:
                   "--precisions", "fp8/fp8", "--batches", "64", "--method", "exact",
                   "--profile", str(prof), "--json")
     assert res.exit_code == 0, res.output
+
+
+def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
+    from kvopt import estimate
+
+    cal = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=0.9, memory_scale=0.8,
+                      step_overhead_ms=6.0)
+    from kvopt.bench.calibrate import save_profile
+
+    prof = tmp_path / "h100.yaml"
+    save_profile(cal, prof)
+    plan_file = tmp_path / "plan.json"
+    res = run_cli("plan", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpu", "H100-SXM", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--no-explain", "--profile",
+                  str(prof), "--output", str(plan_file), "--json")
+    assert res.exit_code == 0, res.output
+    g, eng = cal.apply()
+    est = estimate(model="Llama-3.1-8B", gpu=g, engine=eng, weights="fp8", kv_dtype="fp8",
+                   input_len=500, output_len=100, load=Load(mode="rps", value=2.0))
+    lat = est.latency
+    b = {"schema": "kvopt.bench/1", "model": "Llama-3.1-8B", "endpoint": "x",
+         "load": {"mode": "rps", "value": 2.0}, "input_len": 500, "output_len": 100,
+         "num_requests": 100, "completed": 100, "errors": 0, "duration_s": 50.0,
+         "ttft_ms": {"mean": lat.ttft_ms, "p50": 1, "p90": 1, "p99": lat.ttft_p99_ms},
+         "itl_ms": {"mean": lat.tpot_ms, "p50": 1, "p90": 1, "p99": lat.tpot_p99_ms},
+         "e2e_ms": {"mean": 1, "p50": 1, "p90": 1, "p99": 1},
+         "output_tok_s": est.throughput.output_tok_s, "requests_s": 2.0}
+    bf = tmp_path / "b.json"
+    bf.write_text(json.dumps(b))
+    d = json.loads(run_cli("validate", "--bench", str(bf), "--plan", str(plan_file),
+                           "--json").stdout)
+    # the measurement is the calibrated prediction: zero error only if validate applied it
+    assert all(abs(c["error_pct"]) < 1e-6 for c in d["checks"])

@@ -53,6 +53,16 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
     from kvopt.cli.estimate_cmd import calibrated
 
     cfg["gpu"], cfg["engine"] = calibrated(cfg["gpu"], cfg["engine"], kw["profile_path"])
+    if plan_file and not kw["profile_path"]:
+        # the plan was made with a profile for this GPU: predict as the plan did
+        from kvopt.bench.calibrate import Calibration
+
+        for c in plan.get("inputs", {}).get("space", {}).get("calibrations") or []:
+            if c.get("gpu") == e["gpu"] and c.get("engine") == e["engine"]:
+                cfg["gpu"], cfg["engine"] = Calibration(
+                    gpu=c["gpu"], engine=c["engine"], compute_scale=float(c["compute_scale"]),
+                    memory_scale=float(c["memory_scale"]),
+                    step_overhead_ms=float(c["step_overhead_ms"])).apply()
     est = estimate(**cfg, input_len=bench["input_len"], output_len=bench["output_len"],
                    load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])))
     checks = compare(est, bench, kw["tolerance_pct"])

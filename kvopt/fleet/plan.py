@@ -1,7 +1,7 @@
 """Solve a sizing problem end to end: options -> model -> HiGHS -> plan, with explanations.
 
-The plan is JSON with a versioned schema (``kvopt.plan/1``, docs/plan-schema.md), written
-atomically.
+The plan is JSON with a versioned schema (``kvopt.plan/1``, described in README.md under
+"Fleet sizing"), written atomically.
 """
 
 from __future__ import annotations
