@@ -199,3 +199,27 @@ def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
                            "--json").stdout)
     # the measurement is the calibrated prediction: zero error only if validate applied it
     assert all(abs(c["error_pct"]) < 1e-6 for c in d["checks"])
+
+
+def test_fleet_file_profiles(tmp_path: Path) -> None:
+    from kvopt.bench.calibrate import save_profile
+    from kvopt.errors import InputError
+    from kvopt.fleet.fleetfile import load_fleet_file
+
+    (tmp_path / "profiles").mkdir()
+    cal = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=0.9, memory_scale=0.9,
+                      step_overhead_ms=4.0, fitted_on=("b1",))
+    save_profile(cal, tmp_path / "profiles" / "h100.yaml")
+    body = ("gpus: [H100-SXM, L40S]\n{extra}profiles: [profiles/h100.yaml]\nworkloads:\n"
+            "  - name: a\n    model: Llama-3.1-8B\n    rate_rps: 3\n    input_len: 100\n"
+            "    output_len: 10\n")
+    f = tmp_path / "fleet.yaml"
+    f.write_text(body.format(extra=""))
+    # the path is relative to the fleet file, not the working directory
+    assert load_fleet_file(f).space.calibrations[0].fitted_on == ("b1",)
+    f.write_text(body.format(extra="engine: sglang\n"))
+    with pytest.raises(InputError, match=r"fleet\.yaml:3: profiles: .*engine vllm"):
+        load_fleet_file(f)
+    f.write_text(body.format(extra="").replace("h100.yaml", "nope.yaml"))
+    with pytest.raises(InputError, match=r"fleet\.yaml:2: profiles: .*cannot read it"):
+        load_fleet_file(f)

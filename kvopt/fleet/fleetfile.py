@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from kvopt.bench.calibrate import load_profile
 from kvopt.errors import InputError, KvoptError
 from kvopt.fleet.problem import OBJECTIVES, FleetProblem
 from kvopt.serving.capacity import Slo
@@ -18,7 +19,7 @@ from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Region, Space, Work
 
 TOP_KEYS = {"objective", "budget_usd_h", "power_cap_kw", "allow_mixing", "engine", "gpus",
             "tps", "precisions", "batches", "availability", "prices_usd_h", "regions",
-            "workloads"}
+            "profiles", "workloads"}
 WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_dist",
            "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
 
@@ -165,11 +166,24 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
             max_quality_loss_pct=None if q is None else num(f"{where}.max_quality_loss_pct",
                                                             q, wnodes["max_quality_loss_pct"],
                                                             positive=False)))
+    # calibrated GPU x engine profiles (kvopt calibrate --out), relative to the fleet file
+    cals = []
+    for prof in str_list("profiles") or ():
+        try:
+            cals.append(load_profile(p.parent / prof))
+        except InputError as exc:
+            raise fail("profiles", f"{prof}: {exc.rule}") from None
+    try:
+        space = Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
+                      engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
+                      regions=tuple(regions), calibrations=tuple(cals))
+    except InputError as exc:
+        if not cals or exc.field != "profile":
+            raise
+        raise fail("profiles", f"{exc.value}: {exc.rule}; {exc.fix}") from None
     return FleetProblem(
         workloads=tuple(workloads),
-        space=Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
-                    engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
-                    regions=tuple(regions)),
+        space=space,
         availability=tuple(avail),
         budget_usd_h=None if data.get("budget_usd_h") is None else num(
             "budget_usd_h", data["budget_usd_h"], nodes["budget_usd_h"]),
