@@ -61,6 +61,20 @@ class Calibration:
     cv_before_pct: float = math.nan
     cv_after_pct: float = math.nan
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted values, as recorded in a plan's ``inputs.space.calibrations``."""
+        return {"gpu": self.gpu, "engine": self.engine, "compute_scale": self.compute_scale,
+                "memory_scale": self.memory_scale, "step_overhead_ms": self.step_overhead_ms,
+                "fitted_on": list(self.fitted_on)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(gpu=str(d["gpu"]), engine=str(d["engine"]),
+                   compute_scale=float(d["compute_scale"]),
+                   memory_scale=float(d["memory_scale"]),
+                   step_overhead_ms=float(d["step_overhead_ms"]),
+                   fitted_on=tuple(str(x) for x in d.get("fitted_on") or ()))
+
     def apply(self) -> tuple[GpuSpec, EngineProfile]:
         g = load_gpu(self.gpu)
         eng = load_engine(self.engine, g)

@@ -59,10 +59,12 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
 
         for c in plan.get("inputs", {}).get("space", {}).get("calibrations") or []:
             if c.get("gpu") == e["gpu"] and c.get("engine") == e["engine"]:
-                cfg["gpu"], cfg["engine"] = Calibration(
-                    gpu=c["gpu"], engine=c["engine"], compute_scale=float(c["compute_scale"]),
-                    memory_scale=float(c["memory_scale"]),
-                    step_overhead_ms=float(c["step_overhead_ms"])).apply()
+                try:
+                    cfg["gpu"], cfg["engine"] = Calibration.from_dict(c).apply()
+                except (KeyError, TypeError, ValueError):
+                    raise InputError("--plan", plan_file, "inputs.space.calibrations has a "
+                                     "malformed entry", "re-export the plan with kvopt plan "
+                                     "--output") from None
     est = estimate(**cfg, input_len=bench["input_len"], output_len=bench["output_len"],
                    load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])))
     checks = compare(est, bench, kw["tolerance_pct"])

@@ -100,8 +100,7 @@ class FleetPlan:
                 "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
                           "precisions": [list(x) for x in p.space.precisions],
                           "batches": list(p.space.batches), "engine": p.space.engine,
-                          "calibrations": [_calibration_dict(c)
-                                           for c in p.space.calibrations]}},
+                          "calibrations": [c.to_dict() for c in p.space.calibrations]}},
             "fleet": fleet,
             "totals": {"usd_per_hour": self.usd_per_hour, "gpus": self.gpus,
                        "power_kw": self.power_kw},
@@ -252,9 +251,3 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict
 def write_json_atomic(data: Any, path: str | Path) -> None:
     """Write JSON to ``path`` atomically."""
     write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def _calibration_dict(c: Any) -> dict[str, Any]:
-    return {"gpu": c.gpu, "engine": c.engine, "compute_scale": c.compute_scale,
-            "memory_scale": c.memory_scale, "step_overhead_ms": c.step_overhead_ms,
-            "fitted_on": list(c.fitted_on)}
