@@ -65,6 +65,8 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
                     raise InputError("--plan", plan_file, "inputs.space.calibrations has a "
                                      "malformed entry", "re-export the plan with kvopt plan "
                                      "--output") from None
+                click.echo(f"predicting with the plan's calibration for {c['gpu']} / "
+                           f"{c['engine']}", err=True)
     est = estimate(**cfg, input_len=bench["input_len"], output_len=bench["output_len"],
                    load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])))
     checks = compare(est, bench, kw["tolerance_pct"])
