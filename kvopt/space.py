@@ -83,6 +83,9 @@ class Space:
     regions: tuple[Region, ...] = ()  # when given, candidates are offered per region
     # fitted GPU x engine profiles (kvopt calibrate); a GPU with one is evaluated with it
     calibrations: tuple[Calibration, ...] = ()
+    # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
+    _calibrated: dict[str, tuple[GpuSpec, EngineProfile]] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -93,7 +96,6 @@ class Space:
                 raise InputError("batch levels", b, "must be >= 1")
         if self.calibrations:
             ids = {load_gpu(g).id for g in self.gpus}
-            seen: set[str] = set()
             for c in self.calibrations:
                 where = f"{c.gpu} / {c.engine}"
                 if c.engine != self.engine:
@@ -105,19 +107,18 @@ class Space:
                     raise InputError("profile", where, f"{c.gpu} is not a candidate GPU "
                                      f"({', '.join(sorted(ids))})",
                                      f"add {c.gpu} to the GPUs or drop the profile")
-                if c.gpu in seen:
+                if c.gpu in self._calibrated:
                     raise InputError("profile", where, "two profiles for the same GPU",
                                      "give one profile per GPU")
-                seen.add(c.gpu)
+                self._calibrated[c.gpu] = c.apply()
 
     def hardware(self, gpu: str) -> tuple[GpuSpec | str, EngineProfile | str]:
         """(GPU, engine) to build ``gpu``'s replicas with: the calibrated pair when a
         profile covers it, else the catalog's."""
-        if self.calibrations:
-            gid = load_gpu(gpu).id
-            for c in self.calibrations:
-                if c.gpu == gid:
-                    return c.apply()
+        if self._calibrated:
+            hw = self._calibrated.get(load_gpu(gpu).id)
+            if hw is not None:
+                return hw
         return gpu, self.engine
 
 

@@ -178,7 +178,7 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
                       engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
                       regions=tuple(regions), calibrations=tuple(cals))
     except InputError as exc:
-        if not cals or exc.field != "profile":
+        if exc.field != "profile":  # only a profile check names this field
             raise
         raise fail("profiles", f"{exc.value}: {exc.rule}; {exc.fix}") from None
     return FleetProblem(
