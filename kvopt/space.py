@@ -22,7 +22,7 @@ from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.prices import price_for
 from kvopt.errors import InputError, KvoptError
 from kvopt.physics.quality import quality_loss_pct
-from kvopt.serving.capacity import Slo, capacity
+from kvopt.serving.capacity import Slo, capacity_levels
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import step_cost_for
@@ -199,10 +199,10 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
         if workload.max_quality_loss_pct is not None and loss > workload.max_quality_loss_pct:
             excluded["quality floor"] += n
             continue
-        for b in space.batches:
-            res = capacity(rep, input_dist=workload.input_dist,
-                           output_dist=workload.output_dist, slo=workload.slo,
-                           max_num_seqs=b, rel_tol=0.01)
+        levels = capacity_levels(rep, input_dist=workload.input_dist,
+                                 output_dist=workload.output_dist, slo=workload.slo,
+                                 batches=space.batches, rel_tol=0.01)
+        for b, res in zip(space.batches, levels, strict=True):
             if not res.feasible or res.goodput_rps <= 0:
                 excluded[f"SLO: {res.binding}" if "SLO" in res.binding
                          else f"capacity: {res.binding}"] += 1

@@ -111,11 +111,7 @@ def build_table(workload: Workload, space: Space, role: str = "colocated") -> Co
             gpus_r[key] = tp
             cap[key] = c
             quality[key] = quality_loss_pct(w, rep.precision.kv_dtype)
-            for fi, f in enumerate(FRACTIONS):
-                st = model.poisson(c * f)
-                at = (*key, fi)
-                ttft[at] = st.ttft_s[3] * 1e3
-                tpot[at] = st.tpot_s[3] * 1e3
+            ttft[key], tpot[key] = model.poisson_p99_ms(c * FRACTIONS)
     return ConfigTable(
         gpus=tuple(space.gpus), tps=tuple(space.tps), precisions=tuple(space.precisions),
         batches=tuple(space.batches), valid=valid, reason=reason, usd_per_hour=cost,

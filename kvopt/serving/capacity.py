@@ -9,14 +9,20 @@ replica share its step-cost table and steady model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from kvopt.errors import InputError
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.serve import check_context, steady_model
-from kvopt.serving.steady import SteadyModel, SteadyState
+from kvopt.serving.steady import Rows, SteadyModel, SteadyState, p99_rows
+
+Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,4 +152,179 @@ def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: L
         if rep not in seen:
             seen[rep] = capacity(rep, input_dist=input_dist, output_dist=output_dist, slo=slo)
         out.append(seen[rep])
+    return out
+
+
+def capacity_levels(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
+                    slo: Slo | None = None, batches: Sequence[int],
+                    prefix: PrefixCache | None = None, spec: SpecDecode | None = None,
+                    rel_tol: float = 0.005) -> list[CapacityResult]:
+    """:func:`capacity` at each max-batch level of one replica, searched together.
+
+    The levels differ only in their sequence slots, so the draws that do not depend on the
+    slots (step times, TTFT without slot queueing, TPOT) are computed once per rate for all
+    of them on a shared rate grid; each level adds its Erlang-C slot wait and checks the
+    SLO. The bracket around each level's SLO boundary is then refined on sub-grids (all
+    levels in one evaluation) until it is narrower than ``rel_tol``, like the bisection of
+    :func:`capacity_of`."""
+    slo = slo or Slo()
+    keys = {b: (replica, input_dist.label, output_dist.label, slo, prefix, spec, b, rel_tol)
+            for b in batches}
+    todo = sorted({b for b in batches if keys[b] not in _CACHE})
+    if todo:
+        check_context(replica, input_dist, output_dist)
+        if not replica.fits:
+            found = {b: _capacity(replica, input_dist, output_dist, slo, prefix, spec, b,
+                                  rel_tol) for b in todo}
+        else:
+            models = {b: steady_model(replica, input_dist, output_dist, prefix=prefix,
+                                      spec=spec, max_num_seqs=b) for b in todo}
+            # levels at or above the KV-cache limit have the same slots: solve one of each
+            by_slots: dict[tuple[float, str], int] = {}
+            for b, m in models.items():
+                by_slots.setdefault((m.slots, m.limit_slots), b)
+            solved = _search({b: models[b] for b in by_slots.values()}, slo, rel_tol)
+            found = {b: solved[by_slots[(m.slots, m.limit_slots)]] for b, m in models.items()}
+        if len(_CACHE) > 65536:
+            _CACHE.clear()
+        for b, res in found.items():
+            _CACHE[keys[b]] = res
+    return [_CACHE[keys[b]] for b in batches]
+
+
+_GRID = np.geomspace(1e-4, 0.999, 16)  # first pass, as fractions of the largest capacity
+
+
+def _checks(m: SteadyModel, rows: Rows, cap: float, slo: Slo
+            ) -> tuple[Array, Array, list[str], Array]:
+    """(meets the SLO, margin, why not, total wait draws) per row for model ``m``. The
+    margin is the largest log(value / limit) over the checks (<= 0 where all pass): the
+    refinement interpolates its zero."""
+    slot = m.slot_wait(rows)
+    wait = rows.budget_wait + slot
+    ttft = rows.ttft_core + wait
+    queued = bool(slot.any())  # no slot wait: the TTFT draws are the shared ones
+    offered = rows.lam * rows.e2e_core
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # distance to saturation: the rate against capacity, the load against the slots
+        sat_margin = np.maximum(np.log(rows.lam / cap), np.log(offered / m.slots))
+        sat = (rows.lam >= cap) | ~np.isfinite(ttft).all(axis=1)
+        sat_margin = np.where(sat, np.maximum(sat_margin, 1e-9), np.minimum(sat_margin, 0.0))
+        checks: list[tuple[Array, str]] = [(sat_margin, "saturation")]
+        if slo.ttft_p99_ms is not None:
+            p = p99_rows(ttft) if queued else rows.p99("ttft", ttft)
+            checks.append((np.log(p * 1e3 / slo.ttft_p99_ms), "ttft_p99 SLO"))
+        if slo.tpot_p99_ms is not None:
+            checks.append((np.log(rows.p99("tpot", rows.tpot) * 1e3 / slo.tpot_p99_ms),
+                           "tpot_p99 SLO"))
+        if slo.e2e_p99_ms is not None:
+            e2e_draws = ttft + rows.out_tokens * rows.tpot
+            e2e = p99_rows(e2e_draws) if queued else rows.p99("e2e", e2e_draws)
+            checks.append((np.log(e2e * 1e3 / slo.e2e_p99_ms), "e2e_p99 SLO"))
+    why = [""] * rows.lam.size
+    for margin, name in reversed(checks):  # the first failing check names the reason
+        for r in np.nonzero(~(margin <= 0))[0]:
+            why[int(r)] = name
+    margins = np.max(np.stack([c for c, _ in checks]), axis=0)
+    return margins <= 0, margins, why, wait
+
+
+@dataclass
+class _Bracket:
+    """The SLO boundary of one level lies in (lo, hi]: lo meets it, hi does not."""
+
+    lo: float
+    hi: float
+    m_lo: float
+    m_hi: float
+    why_hi: str
+    best: tuple[Rows, int, Array]  # the row at lo and its wait draws
+    rounds: int = 0
+
+    def probes(self, rel_tol: float) -> Array:
+        """Two rates straddling the interpolated zero of the margin (log-rate secant),
+        or splitting the bracket in thirds when the secant is not trusted."""
+        lo, hi = math.log(self.lo), math.log(self.hi)
+        if self.rounds < 2 and math.isfinite(self.m_hi) and self.m_hi > self.m_lo:
+            x = math.exp(lo + (hi - lo) * -self.m_lo / (self.m_hi - self.m_lo))
+            a, c = x * (1 - 0.4 * rel_tol), x * (1 + 0.4 * rel_tol)
+        else:
+            a, c = self.lo + (self.hi - self.lo) / 3, self.lo + 2 * (self.hi - self.lo) / 3
+        a = min(max(a, self.lo), self.hi)
+        c = min(max(c, self.lo), self.hi)
+        return np.array([a, c])
+
+    def update(self, part: Rows, ok: Array, margin: Array, why: list[str], wait: Array
+               ) -> None:
+        self.rounds += 1
+        for r in np.argsort(part.lam):
+            lam = float(part.lam[r])
+            if not self.lo < lam < self.hi:
+                continue
+            if ok[r]:
+                self.lo, self.m_lo, self.best = lam, float(margin[r]), (part, int(r), wait[r])
+            else:
+                self.hi, self.m_hi, self.why_hi = lam, float(margin[r]), why[r]
+                break
+
+
+def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
+            ) -> dict[int, CapacityResult]:
+    out: dict[int, CapacityResult] = {}
+    caps = {b: m.capacity() for b, m in models.items()}
+    live = [b for b in models if caps[b][0] > 0]
+    for b in models:
+        if b not in live:
+            out[b] = CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
+                                    ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
+                                    binding=caps[b][1], feasible=False)
+    if not live:
+        return out
+    base = models[live[0]]  # any level: the rows do not depend on the slots
+    top = max(caps[b][0] for b in live)
+    ends = [caps[b][0] * f for b in live for f in (0.999, 1e-4)]
+    lams = np.unique(np.concatenate([top * _GRID, ends]))
+    rows = base.rows(lams, base.step_times(lams))
+    brackets: dict[int, _Bracket] = {}
+    for b in live:
+        m, (cap, limit) = models[b], caps[b]
+        ok, margin, why, wait = _checks(m, rows, cap, slo)
+        i_top = int(np.searchsorted(lams, cap * 0.999))
+        i_low = int(np.searchsorted(lams, cap * 1e-4))
+        if ok[i_top]:
+            out[b] = _result(m.state_at(rows, i_top, wait[i_top], mode="rps",
+                                        value=float(lams[i_top]), cap=cap, limit=limit),
+                             cap, limit)
+            continue
+        if not ok[i_low]:
+            st = m.state_at(rows, i_low, wait[i_low], mode="rps", value=float(lams[i_low]),
+                            cap=cap, limit=limit)
+            out[b] = CapacityResult(goodput_rps=0.0, saturation_rps=cap, steady_state_batch=0.0,
+                                    ttft_p99_ms=st.ttft_s[3] * 1e3,
+                                    tpot_p99_ms=st.tpot_s[3] * 1e3, output_tok_s=0.0,
+                                    binding=why[i_low], feasible=False)
+            continue
+        # the first failure above the light-load point closes the bracket
+        i = i_low + int(np.argmin(ok[i_low:i_top + 1]))
+        brackets[b] = _Bracket(lo=float(lams[i - 1]), hi=float(lams[i]),
+                               m_lo=float(margin[i - 1]), m_hi=float(margin[i]),
+                               why_hi=why[i], best=(rows, i - 1, wait[i - 1]))
+    while True:
+        open_ = [b for b, k in brackets.items() if k.hi - k.lo > rel_tol * k.hi]
+        if not open_:
+            break
+        probes = {b: brackets[b].probes(rel_tol) for b in open_}
+        lams = np.unique(np.concatenate(list(probes.values())))
+        rows = base.rows(lams, base.step_times(lams))
+        for b in open_:
+            idx = np.searchsorted(lams, probes[b])
+            part = rows.take(idx)
+            ok, margin, why, wait = _checks(models[b], part, caps[b][0], slo)
+            brackets[b].update(part, ok, margin, why, wait)
+    for b, k in brackets.items():
+        part, r, wait_r = k.best
+        cap, limit = caps[b]
+        out[b] = _result(models[b].state_at(part, r, wait_r, mode="rps",
+                                            value=float(part.lam[r]), cap=cap, limit=limit),
+                         cap, k.why_hi)
     return out

@@ -21,7 +21,7 @@ N requests run as a closed loop at the engine's concurrency until the queue drai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -137,6 +137,14 @@ def _stats(x: Array) -> tuple[float, float, float, float]:
     return float(np.mean(x)), float(p50), float(p90), float(p99)
 
 
+def p99_rows(x: Array) -> Array:
+    """The p99 of each row as :func:`_stats` computes it (method "higher"; inf kept)."""
+    finite = np.where(np.isfinite(x), x, 1e300)
+    k = math.ceil(0.99 * (x.shape[-1] - 1))  # numpy's "higher" index
+    p = np.partition(finite, k, axis=-1)[..., k]
+    return np.asarray(np.where(p < 1e299, p, np.inf))
+
+
 def erlang_c(servers: float, offered: float) -> float:
     """Probability that an arrival waits in an M/M/c queue (c servers, offered load a)."""
     c = max(1, int(servers))
@@ -148,6 +156,50 @@ def erlang_c(servers: float, offered: float) -> float:
         b = offered * b / (k + offered * b)
     rho = offered / c
     return b / (1 - rho + rho * b)
+
+
+def erlang_c_many(servers: float, offered: Array) -> Array:
+    """:func:`erlang_c` for many offered loads (closed form: Erlang B is the Poisson pmf at
+    c over the Poisson cdf up to c)."""
+    from scipy.special import gammaln, pdtr
+
+    c = max(1, int(servers))
+    a = np.asarray(offered, dtype=np.float64)
+    pos = a > 0
+    a_safe = np.where(pos, a, 1.0)
+    pmf = np.exp(c * np.log(a_safe) - a_safe - gammaln(c + 1.0))
+    cdf = pdtr(c, a_safe)
+    b = np.where(pos, pmf / np.maximum(cdf, 1e-300), 0.0)
+    rho = a / c
+    return np.asarray(np.where(a >= c, 1.0, b / (1 - rho + rho * b)))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Slot-independent draws of a steady model at R rates (arrays (R,) or (R, Q))."""
+
+    lam: Array
+    t: Array
+    ttft_core: Array  # TTFT without any queueing
+    resid: Array  # part of it spent waiting for the running step to end
+    budget_wait: Array  # M/D/1 wait for token budget (open loops)
+    e2e_core: Array  # mean TTFT core + decode time
+    tpot: Array  # per-request time per output token
+    out_tokens: Array  # (Q,) output tokens after the first, per draw
+    memo: dict[str, Array] = field(default_factory=dict, compare=False, repr=False)
+
+    def p99(self, name: str, x: Array) -> Array:
+        """p99 per row of ``x``, remembered under ``name`` (slot-independent draws are
+        shared by every max-batch level)."""
+        if name not in self.memo:
+            self.memo[name] = p99_rows(x)
+        return self.memo[name]
+
+    def take(self, idx: npt.NDArray[np.intp]) -> Rows:
+        return Rows(lam=self.lam[idx], t=self.t[idx], ttft_core=self.ttft_core[idx],
+                    resid=self.resid[idx], budget_wait=self.budget_wait[idx],
+                    e2e_core=self.e2e_core[idx], tpot=self.tpot[idx],
+                    out_tokens=self.out_tokens)
 
 
 class SteadyModel:
@@ -215,7 +267,6 @@ class SteadyModel:
         self._o_draws = _dist_draws(output_dist, _D["u"])
         self._phys_key = (id(sc), input_dist.label, output_dist.label, prefix, spec,
                           id(draft), prompt_cached)
-        self._last_resid: Array = np.zeros(_QUAD)
 
     # -- core fixed point -------------------------------------------------------------------
     def _step(self, n_decode: Array | float, prefill_tokens: Array | float,
@@ -332,6 +383,24 @@ class SteadyModel:
         _CURVES[self._phys_key] = (self.sc, curve)
         return curve
 
+    def _budget_root(self, lam_div: float) -> float:
+        """The rate where prompt tokens per step reach the budget: ``lam t(lam) I = B`` on
+        the log-log step-time curve, solved in closed form on the segment that crosses
+        (bisection when the crossing lies below the curve's first point)."""
+        _, x, y = self._physics()
+        target = math.log(self.budget / max(self.i_new, 1e-12))
+        g = x + y  # log(lam t) at the curve points: rises with the rate
+        j = int(np.searchsorted(g, target))
+        if 0 < j < x.size:
+            slope = (y[j] - y[j - 1]) / (x[j] - x[j - 1])
+            log_lam = (target - y[j - 1] + slope * x[j - 1]) / (1.0 + slope)
+            return float(min(math.exp(log_lam), lam_div))
+        lo, hi = 0.0, lam_div
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if self._budget_excess(mid) >= 0 else (mid, hi)
+        return lo
+
     def _budget_excess(self, lam: float) -> float:
         """Prompt tokens arriving per step minus the token budget (>= 0: cannot keep up)."""
         return lam * self._t_interp(lam) * self.i_new - self.budget
@@ -357,13 +426,36 @@ class SteadyModel:
                 limits.append((self._closed_point(max(1.0, math.floor(self.slots)))[0],
                                self.limit_slots))
             if lam_div > 0 and self._budget_excess(lam_div * (1 - 1e-9)) >= 0:
-                lo, hi = 0.0, lam_div
-                for _ in range(60):
-                    mid = (lo + hi) / 2
-                    lo, hi = (lo, mid) if self._budget_excess(mid) >= 0 else (mid, hi)
-                limits.append((lo, "token budget"))
+                limits.append((self._budget_root(lam_div), "token budget"))
             self._cap = min(limits, key=lambda v: v[0])
         return self._cap
+
+    def step_times(self, lam: Array) -> Array:
+        """:meth:`_t_interp` at many rates (inf at and beyond the divergence)."""
+        _, x, y = self._physics()
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        with np.errstate(divide="ignore"):
+            out = np.exp(np.interp(np.log(lam), x, y))
+        low = lam <= math.exp(x[0])
+        if low.any():
+            out[low] = self.tpot(lam[low])
+        out[lam >= math.exp(x[-1])] = np.inf
+        return np.asarray(out)
+
+    def poisson_p99_ms(self, lam: Array) -> tuple[Array, Array]:
+        """(TTFT p99, TPOT p99) in ms at many Poisson rates below capacity, as
+        :meth:`poisson` gives them one by one (inf TTFT where the queue never drains)."""
+        cap, _ = self.capacity()
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        if lam.size and not lam.max() < cap:
+            raise ValueError("poisson_p99_ms takes rates below capacity")
+        rows = self.rows(lam, self.step_times(lam))
+        ttft = rows.ttft_core + rows.budget_wait + self.slot_wait(rows)
+        tpot = p99_rows(rows.tpot)
+        full = ~np.isfinite(ttft).all(axis=1)
+        if full.any():  # saturated there: poisson() reports the TPOT at capacity
+            tpot[full] = self.poisson(cap).tpot_s[3]
+        return p99_rows(ttft) * 1e3, tpot * 1e3
 
     # -- loads --------------------------------------------------------------------------------
     def _step_at(self, lam: float) -> float:
@@ -479,68 +571,75 @@ class SteadyModel:
             limit=limit)
 
     # -- pieces ------------------------------------------------------------------------------
-    def _ttft_core(self, lam: float, t: float, closed: bool = False) -> Array:
-        """TTFT draws without slot queueing: residual of the running step (Poisson arrivals
-        land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
+    def _ttft_core(self, lam: Array, t: Array, closed: bool = False) -> tuple[Array, Array]:
+        """TTFT draws without slot queueing, and the residual part, at rates ``lam`` with
+        step times ``t`` (shape (R,) -> (R, Q)): residual of the running step (Poisson
+        arrivals land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
         i_me = self._i_draws
         n_sys = lam * self.dec_steps * t
-        p_busy = 1.0 - math.exp(-n_sys) if lam > 0 else 0.0
-        busy = _D["u2"] < p_busy
+        with np.errstate(over="ignore"):
+            p_busy = np.where(lam > 0, 1.0 - np.exp(-n_sys), 0.0)
+        busy = _D["u2"][None, :] < p_busy[:, None]
         # the step in progress at a Poisson arrival is length-biased: it is more likely a
         # long one that carries K ~ Poisson(lam t) prompts
-        k, w = _poisson_quadrature(np.array([lam * t]))
-        dur = self._step(1.0 + n_sys, np.minimum(k * self.i_new, self.budget))
+        k, w = _poisson_quadrature((lam * t)[:, None])
+        dur = self._step((1.0 + n_sys)[:, None], np.minimum(k * self.i_new, self.budget))
         bw = w * dur
-        cdf = np.cumsum(bw) / max(float(bw.sum()), 1e-300)
-        running = dur[np.minimum(np.searchsorted(cdf, _D["u3"]), dur.size - 1)]
+        cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
+        running = np.empty((lam.size, _QUAD))
+        for r in range(lam.size):
+            running[r] = dur[r][np.minimum(np.searchsorted(cdf[r], _D["u3"]), dur.shape[1] - 1)]
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
         # prompts that arrived during the same residual are prefilled with it: a Poisson
         # count of random-length prompts
-        k_co = _poisson_inverse(_D["u4"], lam * resid)
+        k_co = _poisson_inverse(_D["u4"], lam[:, None] * resid)
         co = np.maximum(k_co * self.i_new + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
         # its own prompt: prefix-cache hits skip the cached tokens
         i_me = np.where(_D["u5"] < self.hit, np.maximum(i_me - self.shared, 1.0), i_me)
-        n_dec = np.where(busy, n_sys, 0.0)
+        n_dec = np.where(busy, n_sys[:, None], 0.0)
         free = np.maximum(self.budget - n_dec, 1.0)
         first = np.minimum(i_me + co, free)
         step = self._step(n_dec, first)
         chunks = np.ceil(i_me / free)
         more = (chunks - 1) * self._step(n_dec, free)
-        self._last_resid = resid
-        return np.asarray(resid + step + more)
+        return np.asarray(resid + step + more), np.asarray(resid)
 
-    def _metrics(self, mode: str, value: float, lam: float, t: float, cap: float, limit: str,
-                 *, closed: bool, extra_wait: float = 0.0, running: float = 0.0) -> SteadyState:
-        ttft_core = self._ttft_core(lam, t, closed=closed)
+    def rows(self, lam: Array, t: Array, *, closed: bool = False,
+             running: float = 0.0) -> Rows:
+        """The slot-independent draws at rates ``lam`` (step times ``t``), one row per rate:
+        models that differ only in ``max_num_seqs`` share them (see :meth:`slot_wait`)."""
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        ttft_core, resid = self._ttft_core(lam, t, closed=closed)
         dec = self.dec_steps
         n = lam * dec * t
-        e2e_core = float(np.mean(ttft_core)) + dec * t
-        wait = np.zeros(_QUAD)
-        if not closed:  # queueing for a sequence slot (Erlang C) and for token budget (M/D/1)
-            offered = lam * e2e_core
-            if offered >= self.slots:  # every slot busy on average: the queue never drains
-                wait = np.full(_QUAD, np.inf)
-            else:
-                pw = erlang_c(self.slots, offered)
-                rate = self.slots / e2e_core - lam
-                wait = np.where(_D["u2"] < pw, _D["e"] / rate, 0.0)
+        e2e_core = np.mean(ttft_core, axis=1) + dec * t
+        budget_wait = np.zeros((lam.size, _QUAD))
+        if not closed:  # queueing for token budget (M/D/1)
             rho_b = lam * t * self.i_new / self.budget
-            if 0 < rho_b < 1:
-                wait = wait + rho_b / (2 * (1 - rho_b)) * t * _D["e"]
-        wait = wait + extra_wait
-        ttft = ttft_core + wait
-        queue = wait + self._last_resid  # arrival -> first scheduled (next step boundary)
+            ok = (rho_b > 0) & (rho_b < 1)
+            coef = np.where(ok, rho_b / (2 * (1 - np.where(ok, rho_b, 0.0))) * t, 0.0)
+            budget_wait = coef[:, None] * _D["e"][None, :]
         # per-request TPOT: the others decoding during its life average to ~N(n, 2n/3)
         # (M/G/inf with a triangular autocorrelation); prompt bursts average over its steps
         if closed:
-            others = np.full(_QUAD, max(running - 1.0, 0.0) * dec * t / max(e2e_core, 1e-12))
+            others = np.broadcast_to(
+                (max(running - 1.0, 0.0) * dec * t / np.maximum(e2e_core, 1e-12))[:, None],
+                (lam.size, _QUAD))
         else:
-            others = np.maximum(0.0, n + math.sqrt(max(n, 0.0) * 2.0 / 3.0) * _D["z1"])
+            others = np.maximum(0.0, n[:, None] + np.sqrt(np.maximum(n, 0.0) * 2.0 / 3.0)[
+                :, None] * _D["z1"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
-        grid = np.linspace(float(others.min()), float(others.max()) + 1e-9, 33)
-        g_mean, g_var = self._step_moments(np.full(grid.size, lam), np.full(grid.size, t), grid)
-        per = np.interp(others, grid, g_mean)
-        var = np.interp(others, grid, g_var)
+        lo = others.min(axis=1)
+        hi = others.max(axis=1) + 1e-9
+        grid = np.linspace(lo, hi, 33, axis=1)
+        g_mean, g_var = self._step_moments(np.repeat(lam[:, None], 33, axis=1),
+                                           np.repeat(t[:, None], 33, axis=1), grid)
+        per = np.empty((lam.size, _QUAD))
+        var = np.empty((lam.size, _QUAD))
+        for r in range(lam.size):
+            per[r] = np.interp(others[r], grid[r], g_mean[r])
+            var[r] = np.interp(others[r], grid[r], g_var[r])
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
@@ -548,15 +647,44 @@ class SteadyModel:
         if self.spec is not None:  # tokens accepted per step vary from step to step
             rel = math.sqrt(self.spec.tokens_variance) / self.E
             tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
-        tpot = tpot * (t / max(float(np.mean(tpot)), 1e-12)) / self.E  # solved mean, per token
+        # solved mean, per token
+        tpot = tpot * (t / np.maximum(np.mean(tpot, axis=1), 1e-12))[:, None] / self.E
+        return Rows(lam=lam, t=t, ttft_core=ttft_core, resid=resid, budget_wait=budget_wait,
+                    e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0))
+
+    def slot_wait(self, rows: Rows) -> Array:
+        """Queueing for a sequence slot (Erlang C over this model's slots), per row."""
+        offered = rows.lam * rows.e2e_core
+        full = offered >= self.slots  # every slot busy on average: the queue never drains
+        pw = erlang_c_many(self.slots, np.where(full, 0.0, offered))
+        with np.errstate(divide="ignore"):
+            rate = np.where(full, 1.0, self.slots / rows.e2e_core - rows.lam)
+        wait = np.where(_D["u2"][None, :] < pw[:, None], _D["e"][None, :] / rate[:, None], 0.0)
+        return np.where(full[:, None], np.inf, wait)
+
+    def _metrics(self, mode: str, value: float, lam: float, t: float, cap: float, limit: str,
+                 *, closed: bool, extra_wait: float = 0.0, running: float = 0.0) -> SteadyState:
+        rows = self.rows(np.array([lam]), np.array([t]), closed=closed, running=running)
+        wait = rows.budget_wait[0] + extra_wait
+        if not closed:
+            wait = wait + self.slot_wait(rows)[0]
+        return self.state_at(rows, 0, wait, mode=mode, value=value, cap=cap, limit=limit)
+
+    def state_at(self, rows: Rows, r: int, wait: Array, *, mode: str, value: float, cap: float,
+               limit: str) -> SteadyState:
+        """The steady state of row ``r`` given its total wait draws."""
+        lam, t = float(rows.lam[r]), float(rows.t[r])
+        ttft = rows.ttft_core[r] + wait
+        queue = wait + rows.resid[r]  # arrival -> first scheduled (next step boundary)
+        tpot = rows.tpot[r]
         return SteadyState(
             mode=mode, value=value, saturated=False, capacity_rps=cap, throughput_rps=lam,
             output_tok_s=lam * self.o_mean, total_tok_s=lam * (self.i_mean + self.o_mean),
-            steady_state_batch=lam * e2e_core,
+            steady_state_batch=lam * float(rows.e2e_core[r]),
             utilization=min(1.0, lam / cap) if cap > 0 else 1.0, queue_s=float(np.mean(queue)),
             ttft_s=_stats(ttft), tpot_s=_stats(tpot),
-            e2e_mean_s=float(np.mean(ttft)) + dec * t, limit=limit,
-            e2e_p99_s=_stats(ttft + np.maximum(o_me - 1.0, 0.0) * tpot)[3])
+            e2e_mean_s=float(np.mean(ttft)) + self.dec_steps * t, limit=limit,
+            e2e_p99_s=_stats(ttft + rows.out_tokens * tpot)[3])
 
     def _saturated(self, mode: str, value: float, cap: float, limit: str) -> SteadyState:
         inf = (math.inf,) * 4
