@@ -196,3 +196,29 @@ def test_malformed_config_names_file_and_fields(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(CatalogError, match=r"broken\.json: not valid JSON at line 1"):
         load_model(str(broken))
+
+
+def test_gpu_card_from_a_user_file(tmp_path, run_cli) -> None:
+    from kvopt.catalog.gpus import load_gpu
+
+    card = Path(__file__).parent / "data" / "ci_cpu_card.yaml"
+    g = load_gpu(str(card))
+    assert g.id == "CI-CPU-2VCPU" and g.memory_bandwidth_gb_s == 30
+    assert load_gpu("CI-CPU-2VCPU") is g  # known by its id once loaded
+    res = run_cli("estimate", "--model", "Llama-3.2-1B", "--gpu", str(card), "--input-len",
+                  "64", "--output-len", "16", "--batch", "1", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["gpu"] == "CI-CPU-2VCPU"
+    # a card re-using a catalog id, a missing file, a card without sources: clear errors
+    clash = tmp_path / "h100.yaml"
+    clash.write_text(card.read_text().replace("id: CI-CPU-2VCPU", "id: H100-SXM"))
+    with pytest.raises(CatalogError, match="is a catalog GPU"):
+        load_gpu(str(clash))
+    with pytest.raises(CatalogError, match="not found"):
+        load_gpu(str(tmp_path / "nope.yaml"))
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(card.read_text().replace("id: CI-CPU-2VCPU", "id: BARE").replace(
+        "  value: 30\n", "  value: 30\n  source: ''\n", 1).replace(
+        '  source: "test fixture: nominal share', '  note: "test fixture: nominal share', 1))
+    with pytest.raises(CatalogError, match="memory_bandwidth_gb_s' must be a mapping with "
+                       "'value' and a non-empty 'source'"):
+        load_gpu(str(bare))

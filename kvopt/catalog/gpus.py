@@ -142,6 +142,8 @@ def _gpu_from_yaml(data: Any, path: Path, profiles: dict[str, LaptopProfile]) ->
             aliases=tuple(str(a) for a in data.get("aliases") or ()), sources=sources,
             notes=str(data.get("notes") or ""),
         )
+    except CatalogError:
+        raise
     except ValueError as exc:
         raise CatalogError(f"{origin}: {exc}") from None
 
@@ -201,6 +203,29 @@ def list_gpus(filter_: str | None = None) -> list[GpuSpec]:
     return [g for g in gpus if filter_ in (g.vendor, g.form_factor)]
 
 
+_USER_GPUS: dict[str, GpuSpec] = {}  # cards loaded from user files, by id
+
+
 def load_gpu(name: str) -> GpuSpec:
-    """A catalog GPU by id or alias (case-insensitive); close matches on a miss."""
+    """A catalog GPU by id or alias (case-insensitive), or a GPU card file (``*.yaml`` in
+    the catalog's format, e.g. a copy of ``models/gpu/L4.yaml`` edited for your part);
+    close matches on a miss. A card loaded from a file is then also known by its id."""
+    if name in _USER_GPUS:
+        return _USER_GPUS[name]
+    if name.endswith((".yaml", ".yml")):
+        return load_gpu_file(name)
     return _catalog()[_index().resolve(name)]
+
+
+def load_gpu_file(path: str | Path) -> GpuSpec:
+    """A GPU card from a YAML file (same schema and sourcing rules as the catalog's)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CatalogError(f"GPU card file '{p}' not found; give a catalog GPU "
+                           "(kvopt list-gpus) or an existing *.yaml card")
+    spec = _gpu_from_yaml(read_yaml(p), p, laptop_profiles())
+    if spec.id in _catalog():
+        raise CatalogError(f"{p}: id '{spec.id}' is a catalog GPU; give the card its own id")
+    _USER_GPUS[spec.id] = spec
+    _USER_GPUS[str(path)] = spec
+    return spec
