@@ -200,11 +200,19 @@ def load_profile(path: str | Path) -> Calibration:
         raise InputError("--profile", str(p), "missing or malformed fields") from None
 
 
-def point_from_bench(bench: dict[str, Any], label: str) -> Point:
-    return Point(label=label, model=str(bench["model"]), tp=int(bench.get("tp", 1)),
+def point_from_bench(bench: dict[str, Any], label: str, *, model: str | None = None) -> Point:
+    """A calibration point from a bench result; ``model`` overrides the served model name
+    (a catalog name or config.json path for kvopt to model it with)."""
+    from kvopt.bench.result import measured_lengths, per_token_block
+
+    input_len, output_len = measured_lengths(bench)
+    # "itl_mean_ms" is the time per output token kvopt predicts as TPOT: the bench's
+    # per-request TPOT when it has one, else its chunk gaps
+    _, per_token = per_token_block(bench)
+    return Point(label=label, model=model or str(bench["model"]), tp=int(bench.get("tp", 1)),
                  weights=str(bench.get("weights", "bf16")), kv_dtype=bench.get("kv_dtype"),
                  load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])),
-                 input_len=int(bench["input_len"]), output_len=int(bench["output_len"]),
+                 input_len=input_len, output_len=output_len,
                  measured={"ttft_mean_ms": float(bench["ttft_ms"]["mean"]),
-                           "itl_mean_ms": float(bench["itl_ms"]["mean"]),
+                           "itl_mean_ms": per_token["mean"],
                            "output_tok_s": float(bench["output_tok_s"])})

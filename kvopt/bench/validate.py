@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kvopt.bench.result import per_token_block
 from kvopt.report import Estimate
 
 METRICS = (  # (name, bench block/key, estimate latency key)
@@ -31,11 +32,18 @@ class Check:
 
 
 def compare(est: Estimate, bench: dict[str, Any], tolerance_pct: float) -> list[Check]:
+    """Predicted vs measured per metric. The per-token metrics compare kvopt's TPOT with
+    the bench's ``tpot_ms`` when it has one (``tpot_*`` checks), else with ``itl_ms``
+    (``itl_*`` checks); see :func:`kvopt.bench.result.per_token_block`."""
     d = est.to_dict()
     out = []
-    pairs: list[tuple[str, float | None, float]] = [
-        (name, d["latency"][key], float(bench[block][stat]))
-        for name, (block, stat), key in METRICS]
+    kind, per_token = per_token_block(bench)
+    pairs: list[tuple[str, float | None, float]] = []
+    for name, (block, stat), key in METRICS:
+        if block == "itl_ms":
+            pairs.append((name.replace("itl", kind), d["latency"][key], per_token[stat]))
+        else:
+            pairs.append((name, d["latency"][key], float(bench[block][stat])))
     pairs.append(("output_tok_s", d["throughput"]["output_tok_s"], float(bench["output_tok_s"])))
     for name, pred, meas in pairs:
         if pred is None or meas <= 0:

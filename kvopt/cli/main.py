@@ -115,6 +115,7 @@ def show_model(name: str, as_json: bool) -> None:
 
 
 from kvopt.cli import (  # noqa: E402  (registers the commands)
+    bench_cmd,
     calibrate_cmd,
     estimate_cmd,
     export_cmd,
@@ -134,6 +135,8 @@ cli.add_command(pareto_cmd.pareto_cmd)
 cli.add_command(export_cmd.export_cmd)
 cli.add_command(validate_cmd.validate_cmd)
 cli.add_command(calibrate_cmd.calibrate_cmd)
+cli.add_command(bench_cmd.bench_cmd)
+cli.add_command(bench_cmd.import_bench_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
