@@ -41,6 +41,29 @@ def test_error_and_bias_arithmetic() -> None:
         assert c.passed == (abs(c.error_pct) <= 20.0)
 
 
+def test_per_token_time_and_lengths_from_the_measurement(tmp_path: Path, run_cli) -> None:
+    """A bench with per-request TPOT is compared on it (chunk gaps can be bursty), and the
+    prediction uses the prompt/output tokens the server's usage reported."""
+    est = estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=540, output_len=100,
+                   load=Load(mode="rps", value=2.0))
+    lat = est.latency
+    b = bench(tpot_ms={"mean": 10.0, "p50": 9.0, "p90": 11.0, "p99": 12.5},
+              itl_ms={"mean": 14.0, "p50": 0.1, "p90": 30.0, "p99": 90.0},
+              mean_input_tokens=539.6, mean_output_tokens=100.0)
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps(b))
+    res = run_cli("validate", "--bench", str(f), "--model", "Llama-3.1-8B", "--gpu",
+                  "H100-SXM", "--json")
+    checks = {c["metric"]: c for c in json.loads(res.stdout)["checks"]}
+    assert "itl_mean_ms" not in checks
+    # predicted at 540 input tokens (539.6 rounded), measured = the tpot block
+    assert checks["tpot_mean_ms"]["predicted"] == pytest.approx(lat.tpot_ms)
+    assert checks["tpot_mean_ms"]["error_pct"] == pytest.approx((lat.tpot_ms - 10.0) / 10.0
+                                                                * 100)
+    assert checks["tpot_p99_ms"]["measured"] == 12.5
+    assert checks["ttft_mean_ms"]["predicted"] == pytest.approx(lat.ttft_ms)
+
+
 def test_validate_cli(tmp_path: Path, run_cli) -> None:
     est = estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=500, output_len=100,
                    load=Load(mode="rps", value=2.0))

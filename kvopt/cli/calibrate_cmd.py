@@ -9,21 +9,24 @@ import click
 @click.argument("bench_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--gpu", required=True)
 @click.option("--engine", default="vllm", show_default=True)
+@click.option("--model", default=None,
+              help="Model card or config.json of the served model [default: each bench "
+                   "file's model]; use when the server's model name is not a catalog name.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="profile.yaml to write (use with --profile).")
 @click.option("--fit", "fit", default="overhead,compute,memory", show_default=True,
               help="Parameters to fit: overhead (per-step ms), compute, memory (efficiency "
                    "scales); fewer parameters generalize better on few measurements.")
 @click.option("--no-cv", is_flag=True, help="Skip leave-one-out cross-validation.")
-def calibrate_cmd(bench_files: tuple[str, ...], gpu: str, engine: str, out_path: str,
-                  fit: str, no_cv: bool) -> None:
+def calibrate_cmd(bench_files: tuple[str, ...], gpu: str, engine: str, model: str | None,
+                  out_path: str, fit: str, no_cv: bool) -> None:
     """Least-squares fit of efficiency scales and per-step overhead, with held-out error."""
     from pathlib import Path
 
     from kvopt.bench.calibrate import calibrate, point_from_bench, save_profile
     from kvopt.bench.result import load_bench
 
-    points = [point_from_bench(load_bench(f), Path(f).name) for f in bench_files]
+    points = [point_from_bench(load_bench(f), Path(f).name, model=model) for f in bench_files]
     cal = calibrate(points, gpu=gpu, engine=engine, cross_validate=not no_cv,
                     fit=tuple(x.strip() for x in fit.split(",") if x.strip()))
     save_profile(cal, out_path)

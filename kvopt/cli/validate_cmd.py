@@ -67,7 +67,10 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
                                      "--output") from None
                 click.echo(f"predicting with the plan's calibration for {c['gpu']} / "
                            f"{c['engine']}", err=True)
-    est = estimate(**cfg, input_len=bench["input_len"], output_len=bench["output_len"],
+    from kvopt.bench.result import measured_lengths
+
+    input_len, output_len = measured_lengths(bench)
+    est = estimate(**cfg, input_len=input_len, output_len=output_len,
                    load=Load(mode=bench["load"]["mode"], value=float(bench["load"]["value"])))
     checks = compare(est, bench, kw["tolerance_pct"])
     ok = all(c.passed for c in checks)

