@@ -160,7 +160,9 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
     dec = step_time(m, g, tp=tp, precision=prec, seqs=float(batch), new=1.0,
                     past=input_len + output_len / 2)
     decode_s = float(dec.total_s) + overhead_s
-    e2e_s = prefill_s + (output_len - 1) * decode_s
+    # the request overhead (outside the engine steps) delays every request's first token
+    ttft_s = prefill_s + rep.request_overhead_s
+    e2e_s = ttft_s + (output_len - 1) * decode_s
 
     # utilization over the whole batch (per GPU)
     n_dec = output_len - 1
@@ -187,10 +189,10 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
             fits=fits, kv_bytes_per_token=kv_tok, kv_capacity_tokens=capacity_tokens,
             max_concurrent_seqs=max(0, max_seqs), reason=reason),
         latency=LatencyReport(
-            prefill_ms=prefill_s * MS_PER_S, ttft_ms=prefill_s * MS_PER_S,
+            prefill_ms=prefill_s * MS_PER_S, ttft_ms=ttft_s * MS_PER_S,
             decode_step_ms=decode_s * MS_PER_S, tpot_ms=decode_s * MS_PER_S,
-            e2e_ms=e2e_s * MS_PER_S, ttft_p50_ms=prefill_s * MS_PER_S,
-            ttft_p90_ms=prefill_s * MS_PER_S, ttft_p99_ms=prefill_s * MS_PER_S,
+            e2e_ms=e2e_s * MS_PER_S, ttft_p50_ms=ttft_s * MS_PER_S,
+            ttft_p90_ms=ttft_s * MS_PER_S, ttft_p99_ms=ttft_s * MS_PER_S,
             tpot_p50_ms=decode_s * MS_PER_S, tpot_p90_ms=decode_s * MS_PER_S,
             tpot_p99_ms=decode_s * MS_PER_S, queue_ms=0.0),
         throughput=ThroughputReport(

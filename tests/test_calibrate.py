@@ -223,3 +223,29 @@ def test_fleet_file_profiles(tmp_path: Path) -> None:
     f.write_text(body.format(extra="").replace("h100.yaml", "nope.yaml"))
     with pytest.raises(InputError, match=r"fleet\.yaml:2: profiles: .*cannot read it"):
         load_fleet_file(f)
+
+
+def test_recovers_a_request_overhead() -> None:
+    """A server that spends 20 ms per request outside the engine steps (HTTP, tokenization):
+    fitting it with the step overhead recovers both; the default fit (no request term)
+    cannot express it and stays worse."""
+    global TRUE
+    saved = TRUE
+    TRUE = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=1.0, memory_scale=1.0,
+                       step_overhead_ms=3.0, request_overhead_ms=20.0)
+    try:
+        pts = synthetic(0.01)
+    finally:
+        TRUE = saved
+    cal = calibrate(pts, gpu="H100-SXM", engine="vllm", cross_validate=False,
+                    fit=("overhead", "request"))
+    assert cal.request_overhead_ms == pytest.approx(20.0, rel=0.1)
+    assert cal.step_overhead_ms == pytest.approx(3.0, rel=0.1)
+    plain = calibrate(pts, gpu="H100-SXM", engine="vllm", cross_validate=False,
+                      fit=("overhead",))
+    assert cal.error_after_pct < 3.0 < plain.error_after_pct
+    # the profile round trip keeps it (and older profiles without it load as 0)
+    assert Calibration.from_dict(cal.to_dict()).request_overhead_ms == cal.request_overhead_ms
+    d = cal.to_dict()
+    del d["request_overhead_ms"]
+    assert Calibration.from_dict(d).request_overhead_ms == 0.0

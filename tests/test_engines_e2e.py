@@ -132,11 +132,13 @@ def test_bench_numbers_are_sane(benches: list[dict]) -> None:
             assert 0 < s["p50"] <= s["p90"] <= s["p99"], (block, s)
         # tokens come from the server's usage: ignore_eos gives the asked length
         assert b["output_tok_s"] == pytest.approx(b["requests_s"] * OUT_LEN, rel=0.02)
-        # end to end = first token + (O - 1) inter-token gaps, on average
-        e2e = b["ttft_ms"]["mean"] + (OUT_LEN - 1) * b["itl_ms"]["mean"]
-        assert b["e2e_ms"]["mean"] == pytest.approx(e2e, rel=0.3)
-    # continuous batching: four clients get more tokens per second than one
-    assert benches[2]["output_tok_s"] > 1.3 * benches[0]["output_tok_s"]
+        # end to end = first token + (O - 1) x time per output token, on average
+        e2e = b["ttft_ms"]["mean"] + (OUT_LEN - 1) * b["tpot_ms"]["mean"]
+        assert b["e2e_ms"]["mean"] == pytest.approx(e2e, rel=0.02)
+        # a closed loop of C clients: C in flight, and Little's law C = rate x E2E
+        conc = b["load"]["value"]
+        assert b["max_in_flight"] == conc
+        assert b["requests_s"] * b["e2e_ms"]["mean"] / 1e3 == pytest.approx(conc, rel=0.25)
 
 
 def test_validate_and_calibrate_run_on_the_real_runs(benches: list[dict], server: dict,
@@ -159,20 +161,28 @@ def test_validate_and_calibrate_run_on_the_real_runs(benches: list[dict], server
         assert by_metric["ttft_p99_ms"]["measured"] == bench["ttft_ms"]["p99"]
         return by_metric
 
-    for b in benches:
-        validate(b)
+    before = [validate(b) for b in benches]
     profile = tmp_path / "cpu-vllm.yaml"
+    # the per-step and the per-request overhead: on a CPU the API server's own work per
+    # request (HTTP, tokenization) is a large part of TTFT
     res = runner.invoke(cli, ["calibrate", *(b["_path"] for b in benches), "--gpu", CARD,
                               "--model", server["model_dir"], "--engine", "vllm",
-                              "--out", str(profile)], catch_exceptions=False)
+                              "--fit", "overhead,request", "--out", str(profile)],
+                        catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    print(res.output)
     import yaml
 
     fitted = yaml.safe_load(profile.read_text())
     err = fitted["error_pct"]
-    # the nominal card is far off; the fit (mostly the per-step overhead) lowers the error
-    # in sample and on the run left out
-    assert err["after"] < err["before"] and err["held_out_after"] < err["held_out_before"], err
+    # the nominal card is far off; the fit lowers the error in sample and on the run left out
+    assert err["after"] < 0.5 * err["before"], err
+    assert err["held_out_after"] < err["held_out_before"], err
     assert fitted["step_overhead_ms"]["value"] > 0.5
-    for b in benches:
-        validate(b, "--profile", str(profile))
+    assert fitted["request_overhead_ms"]["value"] > 1.0
+    after = [validate(b, "--profile", str(profile)) for b in benches]
+
+    def tpot_err(checks: list[dict]) -> float:
+        return sum(abs(c["tpot_mean_ms"]["error_pct"]) for c in checks) / len(checks)
+
+    assert tpot_err(after) < tpot_err(before), (tpot_err(before), tpot_err(after))

@@ -131,3 +131,41 @@ def test_disagg_command(run_cli) -> None:
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert d["meets_slo"] and d["prefill_replicas"] >= 1 and d["colocated_replicas"] >= 1
+
+
+def test_request_overhead_shifts_ttft_in_every_model() -> None:
+    """A per-request overhead outside the engine steps adds to TTFT and E2E, the same in the
+    static estimate, the analytic steady state and the simulator; closed-loop clients that
+    spend it send less."""
+    from dataclasses import replace
+
+    from kvopt.catalog.engines import load_engine
+    from kvopt.estimate import estimate
+    from kvopt.serving.lengths import fixed
+    from kvopt.serving.load import Load
+    from kvopt.serving.replica import build_replica
+    eng = load_engine("vllm")
+    slow = replace(eng, request_overhead_ms=30.0)
+    kw = dict(model="Llama-3.1-8B", gpu="H100-SXM", input_len=500, output_len=100)
+    a = estimate(**kw, batch=4, engine=eng).latency
+    b = estimate(**kw, batch=4, engine=slow).latency
+    assert b.ttft_ms - a.ttft_ms == pytest.approx(30.0)
+    assert b.e2e_ms - a.e2e_ms == pytest.approx(30.0)
+    assert b.tpot_ms == a.tpot_ms
+    inp, out = fixed(500), fixed(100)
+    r0 = build_replica(model="Llama-3.1-8B", gpu="H100-SXM", engine=eng)
+    r1 = build_replica(model="Llama-3.1-8B", gpu="H100-SXM", engine=slow)
+    def run(r, load, n, mode):  # type: ignore[no-untyped-def]
+        if mode == "analytic":
+            return estimate_under_load(r, load=load, input_dist=inp, output_dist=out)
+        return simulate_under_load(r, load=load, input_dist=inp, output_dist=out,
+                                   num_requests=n)
+
+    for mode in ("analytic", "sim"):
+        low = [run(r, Load(mode="rps", value=1.0), 400, mode) for r in (r0, r1)]
+        assert low[1].latency.ttft_ms - low[0].latency.ttft_ms == pytest.approx(30.0, abs=1.5)
+        assert low[1].latency.queue_ms == pytest.approx(low[0].latency.queue_ms, abs=1.0)
+        cl = [run(r, Load(mode="concurrency", value=1), 200, mode) for r in (r0, r1)]
+        # one client: a cycle is E2E, so the rate falls to 1 / (E2E + 30 ms)
+        e2e0 = cl[0].latency.e2e_ms / 1e3
+        assert cl[1].throughput.requests_s == pytest.approx(1 / (e2e0 + 0.030), rel=0.03)

@@ -3,8 +3,10 @@ of TTFT, ITL and throughput, with leave-one-out cross-validation.
 
 Fitted parameters: a compute-efficiency scale and a memory-efficiency scale (multipliers on
 the kernel-fitted efficiencies of ``models/efficiency.yaml``, bounded by the hardware and
-held toward 1 by a weak prior) and the engine's per-step overhead in ms; ``fit`` picks which
-of them move. A profile YAML records the values, what they were fitted on, and the error
+held toward 1 by a weak prior), the engine's per-step overhead in ms and its per-request
+overhead in ms (time outside the engine steps: HTTP, tokenization, admission; it adds to
+TTFT and end-to-end latency only); ``fit`` picks which of them move. A profile YAML records
+the values, what they were fitted on, and the error
 before and after (in sample and held out).
 """
 
@@ -26,9 +28,10 @@ from kvopt.fileio import write_atomic
 from kvopt.serving.load import Load
 
 SCHEMA = "kvopt.profile/1"
-# compute scale, memory scale, overhead ms. The scales stop where the efficiency would pass
-# the hardware (fitted compute ~0.77 of peak, memory ~0.9 of spec bandwidth).
-BOUNDS = ((0.2, 0.2, 0.0), (1.25, 1.1, 50.0))
+# compute scale, memory scale, step overhead ms, request overhead ms. The scales stop where
+# the efficiency would pass the hardware (fitted compute ~0.77 of peak, memory ~0.9 of spec
+# bandwidth).
+BOUNDS = ((0.2, 0.2, 0.0, 0.0), (1.25, 1.1, 50.0, 2000.0))
 # a weak prior that the kernel-fitted efficiencies are right: residual weight per log-scale
 PRIOR = 0.25
 
@@ -55,6 +58,7 @@ class Calibration:
     compute_scale: float
     memory_scale: float
     step_overhead_ms: float
+    request_overhead_ms: float = 0.0
     fitted_on: tuple[str, ...] = ()
     error_before_pct: float = math.nan
     error_after_pct: float = math.nan
@@ -65,6 +69,7 @@ class Calibration:
         """The fitted values, as recorded in a plan's ``inputs.space.calibrations``."""
         return {"gpu": self.gpu, "engine": self.engine, "compute_scale": self.compute_scale,
                 "memory_scale": self.memory_scale, "step_overhead_ms": self.step_overhead_ms,
+                "request_overhead_ms": self.request_overhead_ms,
                 "fitted_on": list(self.fitted_on)}
 
     @classmethod
@@ -73,13 +78,15 @@ class Calibration:
                    compute_scale=float(d["compute_scale"]),
                    memory_scale=float(d["memory_scale"]),
                    step_overhead_ms=float(d["step_overhead_ms"]),
+                   request_overhead_ms=float(d.get("request_overhead_ms", 0.0)),
                    fitted_on=tuple(str(x) for x in d.get("fitted_on") or ()))
 
     def apply(self) -> tuple[GpuSpec, EngineProfile]:
         g = load_gpu(self.gpu)
         eng = load_engine(self.engine, g)
         return (replace(g, efficiency_scale=(self.compute_scale, self.memory_scale)),
-                replace(eng, step_overhead_ms=self.step_overhead_ms))
+                replace(eng, step_overhead_ms=self.step_overhead_ms,
+                        request_overhead_ms=self.request_overhead_ms))
 
 
 def predict(p: Point, gpu: GpuSpec, eng: EngineProfile) -> dict[str, float]:
@@ -93,7 +100,8 @@ def predict(p: Point, gpu: GpuSpec, eng: EngineProfile) -> dict[str, float]:
 
 def _residuals(x: np.ndarray, points: list[Point], gpu: str, engine: str) -> np.ndarray:
     cal = Calibration(gpu=gpu, engine=engine, compute_scale=float(x[0]),
-                      memory_scale=float(x[1]), step_overhead_ms=float(x[2]))
+                      memory_scale=float(x[1]), step_overhead_ms=float(x[2]),
+                      request_overhead_ms=float(x[3]))
     g, eng = cal.apply()
     out = []
     for p in points:
@@ -121,7 +129,7 @@ def _mape(x: np.ndarray, points: list[Point], gpu: str, engine: str) -> float:
     return float(np.mean(np.abs(np.exp(r) - 1.0)) * 100.0)
 
 
-PARAMS = ("compute", "memory", "overhead")
+PARAMS = ("compute", "memory", "overhead", "request")
 
 
 def _fit_x(points: list[Point], gpu: str, engine: str, x0: np.ndarray,
@@ -134,12 +142,16 @@ def _fit_x(points: list[Point], gpu: str, engine: str, x0: np.ndarray,
             lo[i], hi[i] = x0[i], x0[i] + 1e-9
     res = least_squares(_objective, np.clip(x0, lo, hi), bounds=(lo, hi),
                         args=(points, gpu, engine),
-                        x_scale=np.array([0.5, 0.5, 5.0]), diff_step=1e-3, max_nfev=60)
+                        x_scale=np.array([0.5, 0.5, 5.0, 10.0]), diff_step=1e-3,
+                        max_nfev=80)
     return np.asarray(res.x)
 
 
+DEFAULT_FIT = ("compute", "memory", "overhead")
+
+
 def calibrate(points: list[Point], *, gpu: str, engine: str, cross_validate: bool = True,
-              fit: tuple[str, ...] = PARAMS) -> Calibration:
+              fit: tuple[str, ...] = DEFAULT_FIT) -> Calibration:
     """Fit ``fit`` (any of compute, memory, overhead; the others stay at the shipped
     values); leave-one-out CV needs at least 3 points."""
     unknown = [f for f in fit if f not in PARAMS]
@@ -149,7 +161,8 @@ def calibrate(points: list[Point], *, gpu: str, engine: str, cross_validate: boo
         raise InputError("measurements", len(points), "calibration needs at least 2 points",
                          "benchmark more loads or models")
     g = load_gpu(gpu)
-    base = np.array([1.0, 1.0, load_engine(engine, g).step_overhead_ms])
+    eng0 = load_engine(engine, g)
+    base = np.array([1.0, 1.0, eng0.step_overhead_ms, eng0.request_overhead_ms])
     x = _fit_x(points, g.id, engine, base, fit)
     cv_before = cv_after = math.nan
     if cross_validate and len(points) >= 3:
@@ -162,6 +175,7 @@ def calibrate(points: list[Point], *, gpu: str, engine: str, cross_validate: boo
         cv_before, cv_after = float(np.mean(before)), float(np.mean(after))
     return Calibration(gpu=g.id, engine=engine, compute_scale=float(x[0]),
                        memory_scale=float(x[1]), step_overhead_ms=float(x[2]),
+                       request_overhead_ms=float(x[3]),
                        fitted_on=tuple(p.label for p in points),
                        error_before_pct=_mape(base, points, g.id, engine),
                        error_after_pct=_mape(x, points, g.id, engine),
@@ -174,6 +188,7 @@ def save_profile(cal: Calibration, path: str | Path) -> None:
            "compute_efficiency_scale": {"value": cal.compute_scale, "source": src},
            "memory_efficiency_scale": {"value": cal.memory_scale, "source": src},
            "step_overhead_ms": {"value": cal.step_overhead_ms, "source": src},
+           "request_overhead_ms": {"value": cal.request_overhead_ms, "source": src},
            "fitted_on": list(cal.fitted_on),
            "error_pct": {"before": cal.error_before_pct, "after": cal.error_after_pct,
                          "held_out_before": cal.cv_before_pct,
@@ -195,6 +210,8 @@ def load_profile(path: str | Path) -> Calibration:
                            compute_scale=float(doc["compute_efficiency_scale"]["value"]),
                            memory_scale=float(doc["memory_efficiency_scale"]["value"]),
                            step_overhead_ms=float(doc["step_overhead_ms"]["value"]),
+                           request_overhead_ms=float(
+                               (doc.get("request_overhead_ms") or {"value": 0.0})["value"]),
                            fitted_on=tuple(str(x) for x in doc.get("fitted_on") or ()))
     except (KeyError, TypeError, ValueError):
         raise InputError("--profile", str(p), "missing or malformed fields") from None

@@ -30,6 +30,10 @@ class EngineProfile:
     step_overhead_ms: float
     kernel_launch_us: float
     physical_batch_tokens: int = 0  # tokens per forward pass when below the budget (llama.cpp)
+    # time a request spends in the server outside the engine steps (HTTP, tokenization,
+    # admission, detokenization of the stream): added to its TTFT and end-to-end latency.
+    # 0 in the shipped profiles (no published figure); `kvopt calibrate --fit request` fits it
+    request_overhead_ms: float = 0.0
     version_modeled: str = ""
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -43,6 +47,8 @@ class EngineProfile:
     def __post_init__(self) -> None:
         if not 0 < self.memory_fraction <= 1:
             raise ValueError(f"memory_fraction {self.memory_fraction} must lie in (0, 1]")
+        if self.request_overhead_ms < 0:
+            raise ValueError("request_overhead_ms must be >= 0")
         if self.physical_batch_tokens < 0:
             raise ValueError("physical_batch_tokens must be >= 0")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
@@ -99,6 +105,8 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             kernel_launch_us=num(data.get("kernel_launch_us"), "kernel_launch_us"),
             physical_batch_tokens=int(num(data["physical_batch_tokens"], "physical_batch_tokens"))
             if "physical_batch_tokens" in data else 0,
+            request_overhead_ms=num(data["request_overhead_ms"], "request_overhead_ms")
+            if "request_overhead_ms" in data else 0.0,
             version_modeled=str(data.get("version_modeled", "")),
             sources=tuple(sorted(srcs.items())),
         )

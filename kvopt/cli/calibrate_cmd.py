@@ -15,12 +15,15 @@ import click
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="profile.yaml to write (use with --profile).")
 @click.option("--fit", "fit", default="overhead,compute,memory", show_default=True,
-              help="Parameters to fit: overhead (per-step ms), compute, memory (efficiency "
-                   "scales); fewer parameters generalize better on few measurements.")
+              help="Parameters to fit: overhead (per-step ms), request (per-request ms outside "
+                   "the engine steps: HTTP, tokenization; adds to TTFT), compute, memory "
+                   "(efficiency scales); fewer parameters generalize better on few "
+                   "measurements.")
 @click.option("--no-cv", is_flag=True, help="Skip leave-one-out cross-validation.")
 def calibrate_cmd(bench_files: tuple[str, ...], gpu: str, engine: str, model: str | None,
                   out_path: str, fit: str, no_cv: bool) -> None:
-    """Least-squares fit of efficiency scales and per-step overhead, with held-out error."""
+    """Least-squares fit of efficiency scales and per-step (and per-request) overheads,
+    with held-out error."""
     from pathlib import Path
 
     from kvopt.bench.calibrate import calibrate, point_from_bench, save_profile
@@ -31,7 +34,8 @@ def calibrate_cmd(bench_files: tuple[str, ...], gpu: str, engine: str, model: st
                     fit=tuple(x.strip() for x in fit.split(",") if x.strip()))
     save_profile(cal, out_path)
     click.echo(f"compute efficiency x{cal.compute_scale:.3f}, memory efficiency "
-               f"x{cal.memory_scale:.3f}, step overhead {cal.step_overhead_ms:.2f} ms")
+               f"x{cal.memory_scale:.3f}, step overhead {cal.step_overhead_ms:.2f} ms, "
+               f"request overhead {cal.request_overhead_ms:.2f} ms")
     click.echo(f"mean abs error: {cal.error_before_pct:.1f}% -> {cal.error_after_pct:.1f}% "
                f"in sample; held out (leave-one-out): {cal.cv_before_pct:.1f}% -> "
                f"{cal.cv_after_pct:.1f}%")

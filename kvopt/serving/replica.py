@@ -81,6 +81,11 @@ class Replica:
         return self.tp
 
     @property
+    def request_overhead_s(self) -> float:
+        """Time per request outside the engine steps (see EngineProfile)."""
+        return self.engine.request_overhead_ms / MS_PER_S
+
+    @property
     def step_overhead_s(self) -> float:
         """Engine time per step not overlapped with GPU work: host-side scheduling and, for
         engines that do not replay CUDA graphs, one launch per kernel."""

@@ -153,7 +153,7 @@ def _from_sim(r: SimResult, load: Load, cap: tuple[float, str], warmup: float) -
     dec = np.maximum(r.output_len - 1, 1)
     tpot = ((r.finish_s - r.first_token_s) / dec)[sel]
     tpot = tpot[r.output_len[sel] > 1]
-    queue = (r.first_scheduled_s - r.arrival_s)[sel]
+    queue = (r.first_scheduled_s - r.arrival_s - r.request_overhead_s)[sel]
     span = float(np.nanmax(r.finish_s) - np.nanmin(r.arrival_s))
     thr = n / span if span > 0 else math.inf
     e2e = (r.finish_s - r.arrival_s)[sel]

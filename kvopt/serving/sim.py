@@ -50,6 +50,7 @@ class SimResult:
     preemptions: int
     mean_running: float  # time-averaged sequences running
     horizon_s: float  # time of the last event
+    request_overhead_s: float = 0.0  # spent between sending and reaching the scheduler
 
 
 class _Seq:
@@ -119,15 +120,18 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     first_tok = np.full(n_req, np.nan)
     finish = np.full(n_req, np.nan)
 
-    arrivals: list[tuple[float, int]] = []  # heap of (time, request) not yet arrived
+    # heap of (time it reaches the engine, request): sent at ``arrival``, it spends the
+    # request overhead (HTTP, tokenization) before the scheduler sees it
+    req = replica.request_overhead_s
+    arrivals: list[tuple[float, int]] = []
     if load.mode == "concurrency":
         clients = min(int(load.value), n_req)
         for i in range(clients):
-            arrivals.append((0.0, i))
+            arrivals.append((req, i))
             arrival[i] = 0.0
         next_req = clients
     else:
-        arrivals = [(float(arrival[i]), i) for i in range(n_req)]
+        arrivals = [(float(arrival[i]) + req, i) for i in range(n_req)]
         next_req = n_req
     heapq.heapify(arrivals)
 
@@ -263,10 +267,10 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             done += 1
             if load.mode == "concurrency" and next_req < n_req:
                 arrival[next_req] = t
-                heapq.heappush(arrivals, (t, next_req))
+                heapq.heappush(arrivals, (t + req, next_req))
                 next_req += 1
     return SimResult(arrival, first_sched, first_tok, finish, inp, out, steps, preemptions,
-                     busy_area / t if t > 0 else 0.0, t)
+                     busy_area / t if t > 0 else 0.0, t, req)
 
 
 def _decode_only(running: list[_Seq], waiting: deque[_Seq], max_seqs: int) -> bool:

@@ -211,6 +211,7 @@ class SteadyModel:
                  max_num_seqs: int | None = None) -> None:
         self.sc = sc
         rep = sc.replica
+        self.req_s = rep.request_overhead_s  # outside the engine: TTFT and E2E only
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
@@ -480,17 +481,19 @@ class SteadyModel:
         dec = self.dec_steps
         others_max = max(run - 1.0, 0.0)
 
+        req = self.req_s  # each client's cycle: request overhead + TTFT + decode
+
         def excess(t: Array) -> tuple[Array, Array]:
-            lam = run / ((dec + 1.0) * t)
+            lam = run / ((dec + 1.0) * t + req)
             ttft = t
             for _ in range(4):
                 # a closed-loop request arrives at a step end and is prefilled in the next
                 # step with the others that finished in this one
-                ttft = self._step(others_max * dec * t / (dec * t + ttft),
+                ttft = self._step(others_max * dec * t / (dec * t + ttft + req),
                                   np.minimum(self.i_new * np.maximum(1.0, lam * t),
                                              self.budget))
-                lam = run / (ttft + dec * t)
-            others = others_max * dec * t / (ttft + dec * t)
+                lam = run / (ttft + dec * t + req)
+            others = others_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam
 
         base = float(self._step(1.0, 0.0))
@@ -536,7 +539,7 @@ class SteadyModel:
         t_pf = float(self._step(conc / 2, min(self.budget, n * self.i_new)))
         ramp = (np.floor(np.minimum(idx, conc - 1) / per_step) + 1) * t_pf
         wait = np.maximum(0.0, idx - conc + 1) / lam
-        ttft = ramp + wait
+        ttft = ramp + wait + self.req_s
         return SteadyState(
             mode="offline", value=float(n), saturated=False, capacity_rps=run.capacity_rps,
             throughput_rps=n / makespan, output_tok_s=n * self.o_mean / makespan,
@@ -557,9 +560,11 @@ class SteadyModel:
         wave = pf_steps * t_pf + dec * t_dec
         waves = math.ceil(n / conc)
         last = n - (waves - 1) * conc
-        makespan = (waves - 1) * wave + math.ceil(last / per_step) * t_pf + dec * t_dec
+        makespan = (waves - 1) * wave + math.ceil(last / per_step) * t_pf + dec * t_dec \
+            + self.req_s
         idx = np.floor(_D["q"] * n)
-        ttft = (idx // conc) * wave + (np.floor((idx % conc) / per_step) + 1) * t_pf
+        ttft = (idx // conc) * wave + (np.floor((idx % conc) / per_step) + 1) * t_pf \
+            + self.req_s
         return SteadyState(
             mode="offline", value=float(n), saturated=False, capacity_rps=cap,
             throughput_rps=n / makespan, output_tok_s=n * self.o_mean / makespan,
@@ -613,7 +618,7 @@ class SteadyModel:
         ttft_core, resid = self._ttft_core(lam, t, closed=closed)
         dec = self.dec_steps
         n = lam * dec * t
-        e2e_core = np.mean(ttft_core, axis=1) + dec * t
+        e2e_core = np.mean(ttft_core, axis=1) + dec * t  # in the engine (slots, Little)
         budget_wait = np.zeros((lam.size, _QUAD))
         if not closed:  # queueing for token budget (M/D/1)
             rho_b = lam * t * self.i_new / self.budget
@@ -622,9 +627,10 @@ class SteadyModel:
             budget_wait = coef[:, None] * _D["e"][None, :]
         # per-request TPOT: the others decoding during its life average to ~N(n, 2n/3)
         # (M/G/inf with a triangular autocorrelation); prompt bursts average over its steps
-        if closed:
+        if closed:  # a client's cycle also holds the request overhead
             others = np.broadcast_to(
-                (max(running - 1.0, 0.0) * dec * t / np.maximum(e2e_core, 1e-12))[:, None],
+                (max(running - 1.0, 0.0) * dec * t / np.maximum(e2e_core + self.req_s,
+                                                                1e-12))[:, None],
                 (lam.size, _QUAD))
         else:
             others = np.maximum(0.0, n[:, None] + np.sqrt(np.maximum(n, 0.0) * 2.0 / 3.0)[
@@ -649,7 +655,8 @@ class SteadyModel:
             tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
         # solved mean, per token
         tpot = tpot * (t / np.maximum(np.mean(tpot, axis=1), 1e-12))[:, None] / self.E
-        return Rows(lam=lam, t=t, ttft_core=ttft_core, resid=resid, budget_wait=budget_wait,
+        return Rows(lam=lam, t=t, ttft_core=ttft_core + self.req_s, resid=resid,
+                    budget_wait=budget_wait,
                     e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0))
 
     def slot_wait(self, rows: Rows) -> Array:
