@@ -120,6 +120,7 @@ from kvopt.cli import (  # noqa: E402  (registers the commands)
     export_cmd,
     pareto_cmd,
     plan_cmd,
+    study_cmd,
     validate_cmd,
 )
 
@@ -134,6 +135,7 @@ cli.add_command(pareto_cmd.pareto_cmd)
 cli.add_command(export_cmd.export_cmd)
 cli.add_command(validate_cmd.validate_cmd)
 cli.add_command(calibrate_cmd.calibrate_cmd)
+cli.add_command(study_cmd.study_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
