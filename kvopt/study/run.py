@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from kvopt.errors import KvoptError
 from kvopt.study.scenarios import Scenario
 from kvopt.study.spec import Study
-from kvopt.study.store import Store
+from kvopt.study.store import Store, writer_lock
 from kvopt.study.worker import init_worker, run_task
 
 Progress = Callable[[dict[str, Any]], None]
@@ -54,7 +54,8 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
     name = study.name if isinstance(study, Study) else "study"
     runner = f"dask {dask}" if dask else (f"{workers} processes" if workers else "in-process")
     t0 = time.perf_counter()
-    with Store(out_dir) as store:
+    with _backend(workers, dask, dask_timeout_s) as submit, writer_lock(out_dir), \
+            Store(out_dir) as store:
         if retry_errors:
             store.forget(r["key"] for r in store.rows() if r["status"] == "error")
         run, done = store.begin_run(scenarios, runner=runner, name=name, outputs=outputs)
@@ -62,16 +63,18 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
         tasks = [{**s.task(), "cache": cache, "keep_result": keep} for s in todo.values()]
         counts = {"done": 0, "failed": 0}
         bar = _bar(progress, len(scenarios), len(done))
-        state = "interrupted"
+        state = "failed"
         try:
-            with closing(_results(tasks, workers=workers, dask=dask,
-                                  timeout=dask_timeout_s)) as rows:
+            with closing(submit(tasks)) as rows:
                 for row in rows:
                     store.record(run, todo[row["key"]], row)
                     counts["done"] += 1
                     counts["failed"] += row["status"] != "ok"
                     bar(row)
             state = "finished"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
         finally:
             store.end_run(run, state)
             bar(None)
@@ -80,24 +83,29 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
                       runner=runner, interrupted=state != "finished")
 
 
-def _results(tasks: list[dict[str, Any]], *, workers: int | None, dask: str | None,
-             timeout: float) -> Generator[dict[str, Any], None, None]:
-    if not tasks:
-        return
+Submit = Callable[[list[dict[str, Any]]], Generator[dict[str, Any], None, None]]
+
+
+@contextmanager
+def _backend(workers: int | None, dask: str | None, timeout: float) -> Iterator[Submit]:
+    """The runner: a function from tasks to result rows as they finish. A Dask scheduler is
+    reached here, before the store is touched, so a bad address changes nothing."""
     if dask:
-        yield from _dask(tasks, dask, workers, timeout)
+        with _dask_client(dask, workers, timeout) as client:
+            yield lambda tasks: _dask(client, tasks)
     elif workers:
-        yield from _pool(tasks, workers)
+        yield lambda tasks: _pool(tasks, workers)
     else:
-        for t in tasks:
-            yield run_task(t)
+        yield lambda tasks: (run_task(t) for t in tasks)
 
 
-def _pool(tasks: list[dict[str, Any]], workers: int) -> Iterator[dict[str, Any]]:
+def _pool(tasks: list[dict[str, Any]], workers: int) -> Generator[dict[str, Any], None, None]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    if not tasks:
+        return
     ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker)
@@ -107,8 +115,9 @@ def _pool(tasks: list[dict[str, Any]], workers: int) -> Iterator[dict[str, Any]]
             try:
                 yield fut.result()
             except BrokenProcessPool:
-                raise KvoptError("a worker process died (killed or out of memory); finished "
-                                 "scenarios are stored: run again to continue") from None
+                raise KvoptError("a worker process died (killed, out of memory, or a script "
+                                 "without `if __name__ == '__main__':`); finished scenarios "
+                                 "are stored: run again to continue") from None
     except BaseException:
         ex.shutdown(wait=False, cancel_futures=True)
         _stop(ex)
@@ -126,21 +135,20 @@ def _stop(ex: Any) -> None:
         p.terminate()
 
 
-def _dask(tasks: list[dict[str, Any]], address: str, workers: int | None,
-          timeout: float) -> Iterator[dict[str, Any]]:
+@contextmanager
+def _dask_client(address: str, workers: int | None, timeout: float) -> Iterator[Any]:
     import importlib
 
     try:  # typed as Any: distributed's API is untyped
         dd: Any = importlib.import_module("dask.distributed")
     except ImportError:
         raise KvoptError("--dask needs dask.distributed: pip install 'kvopt[dask]'") from None
-    Client, LocalCluster, as_completed = dd.Client, dd.LocalCluster, dd.as_completed
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1",
-                               silence_logs=logging.ERROR)
-        client = Client(cluster)
+        cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1",
+                                  silence_logs=logging.ERROR)
+        client = dd.Client(cluster)
     else:
         if workers:
             raise KvoptError("--workers sizes local pools; an existing Dask cluster has its "
@@ -149,27 +157,35 @@ def _dask(tasks: list[dict[str, Any]], address: str, workers: int | None,
             raise KvoptError(f"--dask {address!r}: give 'local' or a scheduler address such "
                              "as tcp://host:8786")
         try:
-            client = Client(address, timeout=timeout)
+            client = dd.Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise KvoptError(f"cannot reach the Dask scheduler at {address} within "
                              f"{timeout:g} s ({type(exc).__name__}); start it with "
                              "`dask scheduler` or check the address") from None
     try:
-        futures = client.map(run_task, tasks, pure=False)
-        scenario_of = {f.key: t["key"] for f, t in zip(futures, tasks, strict=True)}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    yield fut.result()
-                except Exception as exc:  # a worker died with the task (KilledWorker, ...)
-                    yield {"key": scenario_of[fut.key], "status": "error", "outputs": {},
-                           "result": None, "error": f"Dask: {type(exc).__name__}: {exc}"}
-        finally:
-            client.cancel(futures)
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _dask(client: Any, tasks: list[dict[str, Any]]) -> Generator[dict[str, Any], None, None]:
+    from dask.distributed import as_completed
+
+    if not tasks:
+        return
+    futures = client.map(run_task, tasks, pure=False)
+    scenario_of = {f.key: t["key"] for f, t in zip(futures, tasks, strict=True)}
+    try:
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+            try:
+                yield fut.result()
+            except Exception as exc:  # a worker died with the task (KilledWorker, ...)
+                yield {"key": scenario_of[fut.key], "status": "error", "outputs": {},
+                       "result": None, "error": f"Dask: {type(exc).__name__}: {exc}"}
+    finally:
+        client.cancel(futures)
 
 
 def _bar(progress: bool | Progress, total: int, skipped: int) -> Callable[[Any], None]:

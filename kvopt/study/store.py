@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from kvopt._version import __version__
-from kvopt.errors import InputError
+from kvopt.errors import InputError, KvoptError
 from kvopt.study.scenarios import Scenario, canonical_json
 
 SCHEMA_VERSION = "1"
@@ -158,19 +159,39 @@ class Store:
         """Finished rows of the current study in sweep order (``everything``: every stored
         result), with scenario, outputs and result decoded."""
         sql = ("SELECT c.idx, r.key, r.solve, r.scenario, r.status, r.error, r.outputs, "
-               "r.result, r.seconds, r.kvopt_version FROM results r "
+               "r.result, r.seconds, r.kvopt_version, r.finished_at FROM results r "
                + ("LEFT " if everything else "") + "JOIN current c ON c.key = r.key "
                "ORDER BY c.idx IS NULL, c.idx, r.finished_at")
         out = []
-        for idx, key, solve, sc, status, err, outs, res, sec, ver in self.db.execute(sql):
+        for idx, key, solve, sc, status, err, outs, res, sec, ver, at in self.db.execute(sql):
             out.append({"idx": idx, "key": key, "solve": solve, "scenario": json.loads(sc),
                         "status": status, "error": err, "outputs": json.loads(outs),
                         "result": None if res is None else json.loads(res), "seconds": sec,
-                        "kvopt_version": ver})
+                        "kvopt_version": ver, "finished_at": at})
         return out
 
     def _tx(self) -> Any:
         return _Tx(self.db)
+
+
+@contextmanager
+def writer_lock(out_dir: str | Path) -> Iterator[None]:
+    """One run writes to a folder at a time (an advisory lock the OS drops when the process
+    dies, so a killed run leaves none behind)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows: no lock)
+        yield
+        return
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "study.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KvoptError(f"another `kvopt study run` is writing to {folder}; wait for it "
+                             "to finish or stop it") from None
+        yield
 
 
 class _Tx:

@@ -2,8 +2,8 @@
 
 :func:`run_task` is a top-level function of plain dicts, so it pickles to a
 ``ProcessPoolExecutor`` or a Dask worker alike. It never raises for a failing scenario: an
-infeasible problem is recorded as ``infeasible`` and any other error as ``error``, with the
-message, so one bad scenario never stops a study.
+infeasible problem (or an SLO below what the hardware can do) is recorded as ``infeasible``
+and any other error as ``error``, with the message, so one bad scenario never stops a study.
 
 **Per-process candidate cache.** Evaluating a plan's candidates (capacity under the SLOs of
 every GPU x TP x precision x batch) dominates a plan. That evaluation depends on the model,
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kvopt._version import __version__
-from kvopt.errors import InfeasiblePlanError, KvoptError
+from kvopt.errors import InfeasiblePlanError, InputError, KvoptError
 
 CACHE_SIZE = 16
 _CANDIDATES: OrderedDict[tuple[object, ...], Any] = OrderedDict()
@@ -89,6 +89,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
                        result=result if task.get("keep_result", True) else None)
         except InfeasiblePlanError as exc:
             row.update(status="infeasible", error=str(exc))
+        except InputError as exc:  # an SLO below physics is infeasible, not a mistake
+            row.update(status="infeasible" if exc.field.endswith("_p99_ms") else "error",
+                       error=str(exc))
         except KvoptError as exc:
             row.update(status="error", error=str(exc))
         except Exception as exc:  # a kvopt bug must not stop the study: record it
