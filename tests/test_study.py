@@ -366,3 +366,37 @@ def test_one_writer_per_folder(tmp_path: Path) -> None:
     with writer_lock(tmp_path), pytest.raises(KvoptError, match="another `kvopt study run`"):
         run_study(sc, tmp_path)
     assert run_study(sc, tmp_path).done == 1
+
+
+FLEET = """\
+objective: cost
+gpus: [H100-SXM, L40S]
+tps: [1]
+precisions: [fp8/fp8]
+batches: [32, 128]
+workloads:
+  - {name: chat, model: Llama-3.1-8B, rate_rps: 4, input_len: 512, output_len: 128,
+     slo: {tpot_p99_ms: 50}}
+  - {name: docs, model: Llama-3.2-3B, rate_rps: 2, input_len: 1024, output_len: 256}
+"""
+
+
+def test_size_and_pareto_solves(tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+    size = Study(solve="size", base={"fleet_file": "fleet.yaml"}, base_dir=tmp_path,
+                 axes={"rate_scale": [1, 10], "prices": [{}, {"L40S": 0.5}]})
+    df = size.run(tmp_path / "size")
+    assert list(df["status"]) == ["ok"] * 4 and set(df["workloads"]) == {2}
+    cost = {(r.rate_scale, r.prices != ""): r.usd_per_hour for r in df.itertuples()}
+    assert cost[(10.0, False)] > cost[(1.0, False)] and cost[(1.0, True)] < cost[(1.0, False)]
+    before = {s.key for s in size.scenarios()}
+    (tmp_path / "fleet.yaml").write_text(FLEET.replace("rate_rps: 2", "rate_rps: 3"))
+    assert not before & {s.key for s in size.scenarios()}  # the file enters by content
+    front = Study(solve="pareto", base={**{k: v for k, v in BASE.items()
+                                           if k != "availability"},
+                                        "method": "exact", "objectives": ["cost", "tpot_p99"],
+                                        "max_replicas": 8},
+                  axes={"rps": [5, 20]}).run(tmp_path / "pareto")
+    assert list(front["status"]) == ["ok", "ok"]
+    assert (front["front_points"] >= 1).all() and set(front["knee_gpu"]) <= {"H100-SXM", "L40S"}
+    assert (front["min_usd_per_hour"] <= front["knee_usd_per_hour"]).all()
