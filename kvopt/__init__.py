@@ -6,6 +6,9 @@ Public API (stable names; everything else is internal)::
     est = estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=1024, output_len=256,
                    batch=32)
     est.to_dict()["latency"]["tpot_ms"]
+
+Studies (README, "Studies"): ``Study``, ``load_study``, ``run_study``, ``load_results``; the
+rest of the study API is in :mod:`kvopt.study`.
 """
 
 from kvopt._version import __version__
@@ -24,6 +27,7 @@ from kvopt.errors import (
 )
 from kvopt.estimate import estimate
 from kvopt.report import Estimate
+from kvopt.study import Study, load_results, load_study, run_study
 
 __all__ = [
     "CatalogError",
@@ -35,6 +39,7 @@ __all__ = [
     "KvoptError",
     "ModelSpec",
     "SolverError",
+    "Study",
     "UnsupportedError",
     "__version__",
     "engine_names",
@@ -45,5 +50,8 @@ __all__ = [
     "load_gpu",
     "load_model",
     "load_model_file",
+    "load_results",
+    "load_study",
     "price_for",
+    "run_study",
 ]

@@ -121,6 +121,7 @@ from kvopt.cli import (  # noqa: E402  (registers the commands)
     export_cmd,
     pareto_cmd,
     plan_cmd,
+    study_cmd,
     validate_cmd,
 )
 
@@ -137,6 +138,7 @@ cli.add_command(validate_cmd.validate_cmd)
 cli.add_command(calibrate_cmd.calibrate_cmd)
 cli.add_command(bench_cmd.bench_cmd)
 cli.add_command(bench_cmd.import_bench_cmd)
+cli.add_command(study_cmd.study_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

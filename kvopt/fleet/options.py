@@ -7,6 +7,7 @@ docs/formulation.md, "linearization").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvopt.errors import InfeasiblePlanError
@@ -14,6 +15,9 @@ from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import steady_model
 from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate
+
+# evaluates a workload's candidates (default kvopt.space.evaluate); a study passes a cached one
+Evaluator = Callable[[Workload, Space], CandidateSet]
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,14 @@ def operating_point_e2e(w: Workload, c: Candidate, rate_rps: float, space: Space
     return st.ttft_s[3] * 1e3, st.tpot_s[3] * 1e3, st.e2e_p99_s * 1e3, st.saturated
 
 
-def build_options(problem: FleetProblem) -> OptionSet:
+def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) -> OptionSet:
+    """Every workload's candidates at their operating points. ``evaluator`` replaces
+    :func:`kvopt.space.evaluate` (it must return what ``evaluate`` would)."""
     levels = LOAD_LEVELS if problem.objective in ("latency", "balanced") else (1.0,)
     options: list[Option] = []
     sets: list[CandidateSet] = []
     for wi, w in enumerate(problem.workloads):
-        cs = evaluate(w, problem.space)
+        cs = (evaluator or evaluate)(w, problem.space)
         sets.append(cs)
         if not cs.candidates:
             reasons = "; ".join(f"{n} configurations: {r}" for r, n in cs.excluded.most_common())

@@ -17,7 +17,7 @@ from kvopt.errors import InfeasiblePlanError, InputError
 from kvopt.fileio import write_atomic
 from kvopt.fleet.build import build_model
 from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
-from kvopt.fleet.options import OptionSet, build_options, operating_point
+from kvopt.fleet.options import Evaluator, OptionSet, build_options, operating_point
 from kvopt.fleet.problem import FleetProblem, Option
 from kvopt.fleet.solve import SolveReport, solve_model
 from kvopt.report import finite as _finite
@@ -122,9 +122,10 @@ def _workload_dict(w: Workload) -> dict[str, Any]:
 
 def solve_problem(problem: FleetProblem, *, solver: str = "highs",
                   time_limit_s: float | None = None, mip_gap: float | None = None,
-                  options: OptionSet | None = None) -> tuple[FleetPlan | None, OptionSet]:
+                  options: OptionSet | None = None, evaluator: Evaluator | None = None
+                  ) -> tuple[FleetPlan | None, OptionSet]:
     """Build and solve; None when the MILP is infeasible (see :func:`plan_fleet`)."""
-    opts = options or build_options(problem)
+    opts = options or build_options(problem, evaluator=evaluator)
     ranges = None
     if problem.objective == "balanced":  # the front's ends: cheapest and fastest fleets
         ends = []
@@ -163,30 +164,35 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
 
 def plan_fleet(problem: FleetProblem, *, solver: str = "highs",
                time_limit_s: float | None = None, mip_gap: float | None = None,
-               explain: bool = True) -> FleetPlan:
+               explain: bool = True, evaluator: Evaluator | None = None) -> FleetPlan:
     """The optimal fleet, or :class:`InfeasiblePlanError` saying the smallest change that
-    makes the problem feasible. ``explain`` adds the marginal cost of tightening each SLO."""
+    makes the problem feasible. ``explain`` adds the marginal cost of tightening each SLO.
+    ``evaluator`` replaces :func:`kvopt.space.evaluate` for every candidate evaluation (a
+    study passes a per-process cache)."""
     try:
         plan, opts = solve_problem(problem, solver=solver, time_limit_s=time_limit_s,
-                                   mip_gap=mip_gap)
+                                   mip_gap=mip_gap, evaluator=evaluator)
     except InfeasiblePlanError as exc:
         if exc.data.get("slo_excluded"):
-            raise _slo_relaxation(problem, str(exc.data["workload"]), solver) from None
+            raise _slo_relaxation(problem, str(exc.data["workload"]), solver,
+                                  evaluator) from None
         raise
     if plan is None:
         raise elastic_shortfall(problem, opts.options, solver=solver)
     if explain:
-        plan = replace(plan, slo_marginal_cost=tuple(_slo_sweep(problem, plan, solver)))
+        plan = replace(plan, slo_marginal_cost=tuple(_slo_sweep(problem, plan, solver,
+                                                                evaluator)))
     return plan
 
 
-def _slo_relaxation(problem: FleetProblem, name: str, solver: str) -> InfeasiblePlanError:
+def _slo_relaxation(problem: FleetProblem, name: str, solver: str,
+                    evaluator: Evaluator | None = None) -> InfeasiblePlanError:
     """The SLO a workload can reach: its best p99s at light load over every candidate, and
     the cheapest fleet at that SLO (+5%)."""
     wi = next(i for i, w in enumerate(problem.workloads) if w.name == name)
     w = problem.workloads[wi]
     loose = replace(w, slo=replace(w.slo, ttft_p99_ms=None, tpot_p99_ms=None))
-    free = evaluate(loose, problem.space)
+    free = (evaluator or evaluate)(loose, problem.space)
     best_ttft = best_tpot = math.inf
     for c in free.candidates:
         ttft, tpot, sat = operating_point(loose, c, c.goodput_rps * 0.05, problem.space)
@@ -209,7 +215,8 @@ def _slo_relaxation(problem: FleetProblem, name: str, solver: str) -> Infeasible
     what = ("; ".join(f"{label} {old:g} ms is unreachable" for label, old, _ in parts)
             or "the SLOs are unreachable together")
     try:
-        alt, _ = solve_problem(replace(problem, workloads=wls), solver=solver)
+        alt, _ = solve_problem(replace(problem, workloads=wls), solver=solver,
+                               evaluator=evaluator)
     except (InfeasiblePlanError, InputError):
         alt = None
     data: dict[str, Any] = {"workload": name, "feasible_slo": new}
@@ -226,7 +233,8 @@ def _slo_relaxation(problem: FleetProblem, name: str, solver: str) -> Infeasible
         + f" is feasible at ${alt.usd_per_hour:.2f}/h on {fleet}", data=data)
 
 
-def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict[str, Any]]:
+def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str,
+               evaluator: Evaluator | None = None) -> list[dict[str, Any]]:
     """Re-solve with each SLO 10% tighter: the extra $/h it costs (None: infeasible)."""
     out = []
     for wi, w in enumerate(problem.workloads):
@@ -238,7 +246,7 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str) -> list[dict
             wls = tuple(tight if i == wi else x for i, x in enumerate(problem.workloads))
             try:
                 alt, _ = solve_problem(replace(problem, workloads=wls, objective="cost"),
-                                       solver=solver)
+                                       solver=solver, evaluator=evaluator)
             except (InfeasiblePlanError, InputError):
                 alt = None
             out.append({"workload": w.name, "slo": attr, "from": value, "to": value * 0.9,

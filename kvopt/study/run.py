@@ -1,0 +1,224 @@
+"""Run a study: skip what the store has, compute the rest, store each result as it finishes.
+
+Runners (no home-made scheduler): in-process by default; ``workers=N`` local processes
+(``concurrent.futures.ProcessPoolExecutor``, spawn context); ``dask="local"`` a
+``dask.distributed.LocalCluster`` or ``dask="tcp://host:8786"`` an existing cluster. Pools
+and Dask are drained with their ``as_completed``, so each result is committed the moment it
+arrives. Ctrl-C cancels what has not started, stops the workers and keeps what finished:
+at most the scenarios in flight are lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvopt.errors import KvoptError
+from kvopt.study.scenarios import Scenario
+from kvopt.study.spec import Study
+from kvopt.study.store import Store, writer_lock
+from kvopt.study.worker import init_worker, run_task
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    total: int
+    skipped: int  # already in the store
+    done: int  # computed by this run
+    failed: int  # of those, infeasible or error
+    seconds: float
+    runner: str
+    interrupted: bool = False
+
+
+def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
+              workers: int | None = None, dask: str | None = None,
+              dask_timeout_s: float = 10.0, progress: bool | Progress = False,
+              retry_errors: bool = False, cache: bool = True) -> RunSummary:
+    """Run (or resume) ``study`` into ``out_dir``. ``workers``: local processes (with
+    ``dask="local"``: Dask workers); ``progress``: True for a rich bar with ETA, or a
+    callback per result row; ``retry_errors``: run again scenarios stored as ``error``;
+    ``cache``: the per-process candidate cache (see :mod:`kvopt.study.worker`)."""
+    if workers is not None and workers < 1:
+        raise KvoptError(f"workers={workers}: use at least 1")
+    scenarios = study.scenarios() if isinstance(study, Study) else list(study)
+    keep = study.keep_result if isinstance(study, Study) else True
+    outputs = study.outputs if isinstance(study, Study) else ()
+    name = study.name if isinstance(study, Study) else "study"
+    runner = f"dask {dask}" if dask else (f"{workers} processes" if workers else "in-process")
+    t0 = time.perf_counter()
+    with _backend(workers, dask, dask_timeout_s) as submit, writer_lock(out_dir), \
+            Store(out_dir) as store:
+        if retry_errors:
+            store.forget(r["key"] for r in store.rows() if r["status"] == "error")
+        run, done = store.begin_run(scenarios, runner=runner, name=name, outputs=outputs)
+        todo = {s.key: s for s in scenarios if s.key not in done}
+        tasks = [{**s.task(), "cache": cache, "keep_result": keep} for s in todo.values()]
+        counts = {"done": 0, "failed": 0}
+        bar = _bar(progress, len(scenarios), len(done))
+        state = "failed"
+        try:
+            with closing(submit(tasks)) as rows:
+                for row in rows:
+                    store.record(run, todo[row["key"]], row)
+                    counts["done"] += 1
+                    counts["failed"] += row["status"] != "ok"
+                    bar(row)
+            state = "finished"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        finally:
+            store.end_run(run, state)
+            bar(None)
+    return RunSummary(total=len(scenarios), skipped=len(done), done=counts["done"],
+                      failed=counts["failed"], seconds=time.perf_counter() - t0,
+                      runner=runner, interrupted=state != "finished")
+
+
+Submit = Callable[[list[dict[str, Any]]], Generator[dict[str, Any], None, None]]
+
+
+@contextmanager
+def _backend(workers: int | None, dask: str | None, timeout: float) -> Iterator[Submit]:
+    """The runner: a function from tasks to result rows as they finish. A Dask scheduler is
+    reached here, before the store is touched, so a bad address changes nothing."""
+    if dask:
+        with _dask_client(dask, workers, timeout) as client:
+            yield lambda tasks: _dask(client, tasks)
+    elif workers:
+        yield lambda tasks: _pool(tasks, workers)
+    else:
+        yield lambda tasks: (run_task(t) for t in tasks)
+
+
+def _pool(tasks: list[dict[str, Any]], workers: int) -> Generator[dict[str, Any], None, None]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    if not tasks:
+        return
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=init_worker)
+    try:
+        futures = [ex.submit(run_task, t) for t in tasks]
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                raise KvoptError("a worker process died (killed, out of memory, or a script "
+                                 "without `if __name__ == '__main__':`); finished scenarios "
+                                 "are stored: run again to continue") from None
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        _stop(ex)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _stop(ex: Any) -> None:
+    """Stop the pool's workers now (their in-flight scenarios are dropped)."""
+    terminate = getattr(ex, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for p in list((getattr(ex, "_processes", None) or {}).values()):
+        p.terminate()
+
+
+@contextmanager
+def _dask_client(address: str, workers: int | None, timeout: float) -> Iterator[Any]:
+    import importlib
+
+    try:  # typed as Any: distributed's API is untyped
+        dd: Any = importlib.import_module("dask.distributed")
+    except ImportError:
+        raise KvoptError("--dask needs dask.distributed: pip install 'kvopt[dask]'") from None
+    cluster = None
+    if address == "local":
+        cluster = dd.LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1",
+                                  silence_logs=logging.ERROR)
+        client = dd.Client(cluster)
+    else:
+        if workers:
+            raise KvoptError("--workers sizes local pools; an existing Dask cluster has its "
+                             "own workers (drop --workers)")
+        if not address.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://")):
+            raise KvoptError(f"--dask {address!r}: give 'local' or a scheduler address such "
+                             "as tcp://host:8786")
+        try:
+            client = dd.Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise KvoptError(f"cannot reach the Dask scheduler at {address} within "
+                             f"{timeout:g} s ({type(exc).__name__}); start it with "
+                             "`dask scheduler` or check the address") from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _dask(client: Any, tasks: list[dict[str, Any]]) -> Generator[dict[str, Any], None, None]:
+    from dask.distributed import as_completed
+
+    if not tasks:
+        return
+    futures = client.map(run_task, tasks, pure=False)
+    scenario_of = {f.key: t["key"] for f, t in zip(futures, tasks, strict=True)}
+    try:
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+            try:
+                yield fut.result()
+            except Exception as exc:  # a worker died with the task (KilledWorker, ...)
+                yield {"key": scenario_of[fut.key], "status": "error", "outputs": {},
+                       "result": None, "error": f"Dask: {type(exc).__name__}: {exc}"}
+    finally:
+        client.cancel(futures)
+
+
+def _bar(progress: bool | Progress, total: int, skipped: int) -> Callable[[Any], None]:
+    """A callback per stored row (None at the end)."""
+    if callable(progress):
+        cb = progress
+        return lambda row: None if row is None else cb(row)
+    if not progress:
+        return lambda row: None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=False)
+    task = bar.add_task("scenarios", total=total - skipped, failed=0)
+    failed = 0
+    bar.start()
+
+    def update(row: dict[str, Any] | None) -> None:
+        nonlocal failed
+        if row is None:
+            bar.stop()
+            return
+        failed += row["status"] != "ok"
+        bar.update(task, advance=1, failed=failed)
+
+    return update
