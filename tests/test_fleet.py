@@ -44,10 +44,11 @@ def options_latency():
     return build_options(replace(BASE, objective="latency", budget_usd_h=40))
 
 
-def brute_force(problem: FleetProblem, opts, ranges=None, detail: bool = False):
+def brute_force(problem: FleetProblem, opts, ranges=None, detail: bool = False, terms=None):
     """Best objective over every fleet with one option per workload, counted directly
-    (``detail``: also its cost and worst SLO ratio)."""
-    terms = objective_terms(problem, opts, ranges)
+    (``detail``: also its cost and worst SLO ratio; ``terms``: objective coefficients to
+    use instead of those of ``opts``)."""
+    terms = terms or objective_terms(problem, opts, ranges)
     per_w: list[list[tuple[int, int]]] = []
     for wi in range(len(problem.workloads)):
         choices = []
@@ -318,3 +319,34 @@ def test_end_to_end_slo() -> None:
     assert tighter.usd_per_hour >= plan.usd_per_hour
     model, counts, _ = build_model(problem, build_options(problem).options)
     assert len(model.e2e_slo) == counts["slo"] > 0
+
+
+@pytest.mark.parametrize("objective,extra", [
+    ("cost", {}), ("gpus", {}), ("power", {}), ("quality", {}),
+    ("cost", {"budget_usd_h": 30.0}), ("cost", {"power_cap_kw": 3.0}),
+    ("latency", {"budget_usd_h": 40.0}),
+])
+def test_dropping_dominated_options_keeps_the_optimum(monkeypatch, objective, extra) -> None:
+    """The MILP over the undominated options reaches the brute-force optimum over all of
+    them (the filter removes options, never the best fleet)."""
+    import kvopt.fleet.options as fo
+
+    problem = replace(BASE, objective=objective, **extra)
+    kept = build_options(problem).options
+    with monkeypatch.context() as m:
+        m.setattr(fo, "undominated", lambda opts, problem: opts)
+        everything = build_options(problem).options
+    assert len(kept) < len(everything)
+    plan, _ = solve_problem(problem, options=fo.OptionSet(kept, []))
+    # the same objective coefficients on both sets: primary term + e x cost, where the
+    # tie-breaking weight e depends on the option list (cost: primary 0, e = 1)
+    kept_terms = objective_terms(problem, kept)
+    primary = {"gpus": lambda c: float(c.gpus), "power": lambda c: c.power_kw}.get(
+        objective, lambda c: 0.0)
+    o0 = kept[0].candidate
+    e = (kept_terms.per_replica[0] - primary(o0)) / o0.usd_per_hour
+    terms = replace(kept_terms, per_replica=[primary(o.candidate) + e * o.candidate.usd_per_hour
+                                             for o in everything])
+    expected = brute_force(problem, everything, terms=terms)
+    assert plan is not None
+    assert plan.report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)

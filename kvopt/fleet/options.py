@@ -8,7 +8,7 @@ docs/formulation.md, "linearization").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kvopt.errors import InfeasiblePlanError
 from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound, slo_ratio
@@ -74,4 +74,55 @@ def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) 
                     ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
                     slo_ratio=slo_ratio(w, ttft, tpot, e2e),
                     upper=upper))
+    if not problem.allow_mixing and problem.objective != "throughput":
+        options = [replace(o, index=i)
+                   for i, o in enumerate(undominated(options, problem))]
     return OptionSet(options, sets)
+
+
+def undominated(options: list[Option], problem: FleetProblem) -> list[Option]:
+    """The options no other option of the same workload and inventory key dominates.
+
+    With one configuration per workload and an objective that never gains from more
+    replicas, an option ``b`` is never needed when some ``a`` (same workload, same GPU
+    inventory key) is at least as good in everything the MILP reads: rate cap, $/h, GPUs
+    and kW per replica, the memory fit, whether each p99 meets its SLO, and — only where the
+    objective reads them — the worst SLO ratio (latency, balanced) and the quality loss
+    (quality). Swapping a solution's ``b`` replicas for ``ceil(L / cap_a) + k`` replicas of
+    ``a`` keeps every constraint (demand, cover, redundancy, link, SLOs, memory, budget,
+    inventory, power) and does not raise the objective, so the optimum is unchanged
+    (tests compare with brute force over all options). Of identical options the first is
+    kept. The throughput objective and mixing are left alone (more replicas of a smaller
+    option can be worth it there)."""
+    import numpy as np
+
+    slo = {wi: w.slo for wi, w in enumerate(problem.workloads)}
+
+    def misses(limit: float | None, value: float) -> float:
+        return float(limit is not None and value > limit)
+
+    def row(o: Option) -> list[float]:
+        c, s = o.candidate, slo[o.workload]
+        r = [-o.rate_cap_rps, c.usd_per_hour, float(c.gpus), c.power_kw,
+             float(c.memory_per_gpu_gib > c.gpu_memory_gib), misses(s.ttft_p99_ms, o.ttft_p99_ms),
+             misses(s.tpot_p99_ms, o.tpot_p99_ms), misses(s.e2e_p99_ms, o.e2e_p99_ms)]
+        if problem.objective in ("latency", "balanced"):
+            r.append(o.slo_ratio)
+        if problem.objective == "quality":
+            r.append(c.quality_loss_pct)
+        return r
+
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, o in enumerate(options):
+        groups.setdefault((o.workload, o.candidate.inventory_key), []).append(i)
+    keep = np.ones(len(options), dtype=bool)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        a = np.array([row(options[i]) for i in idx])  # smaller is better in every column
+        le = (a[:, None, :] <= a[None, :, :]).all(axis=2)  # le[p, q]: p at least as good
+        lt = (a[:, None, :] < a[None, :, :]).any(axis=2)
+        earlier = np.tri(len(idx), k=-1, dtype=bool).T  # [p, q] = p < q: p keeps a tie
+        dominated = (le & (lt | earlier)).any(axis=0)
+        keep[np.asarray(idx)[dominated]] = False
+    return [o for o, k in zip(options, keep, strict=True) if k]
