@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from kvopt.errors import InputError
 
@@ -104,6 +103,8 @@ def parse_dist(spec: str, *, field: str = "length distribution") -> LengthDist:
             raise InputError(field, spec, "needs mean >= 1 and 0 < sigma <= 3")
         mu = math.log(p["mean"]) - p["sigma"] ** 2 / 2
         qs = (np.arange(_LOGNORMAL_POINTS) + 0.5) / _LOGNORMAL_POINTS * _LOGNORMAL_TOP_Q
+        from scipy import stats  # lazy: scipy.stats costs ~0.4 s to import
+
         vals = np.maximum(1.0, np.round(stats.lognorm.ppf(qs, s=p["sigma"], scale=math.exp(mu))))
         probs = np.full(vals.size, 1.0 / vals.size)
         return LengthDist("lognormal", vals, probs, spec)
