@@ -400,3 +400,28 @@ def test_size_and_pareto_solves(tmp_path: Path) -> None:
     assert list(front["status"]) == ["ok", "ok"]
     assert (front["front_points"] >= 1).all() and set(front["knee_gpu"]) <= {"H100-SXM", "L40S"}
     assert (front["min_usd_per_hour"] <= front["knee_usd_per_hour"]).all()
+
+
+def test_chunks_keep_scenarios_that_share_an_evaluation_together() -> None:
+    """Plan scenarios differing only in MILP inputs travel together (one evaluation per
+    chunk); the rest go one per chunk; every task exactly once, chunks bounded."""
+    from kvopt.study.run import MAX_CHUNK, chunks
+
+    plans = make_scenarios("plan", [
+        {"model": m, "input_len": 500, "output_len": 50, "rps": r, "budget_usd_h": b}
+        for m in ("Llama-3.1-8B", "Qwen2.5-7B") for r in range(1, 41) for b in (50, 100)])
+    est = make_scenarios("estimate", [{"model": "Llama-3.1-8B", "gpu": "H100-SXM",
+                                       "input_len": 10 * i, "output_len": 10, "batch": 1}
+                                      for i in range(1, 4)])
+    tasks = [s.task() for s in [*plans, *est]]
+    parts = chunks(tasks, 2)
+    seen = [t["key"] for c in parts for t in c]
+    assert sorted(seen) == sorted(t["key"] for t in tasks)
+    assert all(1 <= len(c) <= MAX_CHUNK for c in parts)
+    for c in parts:
+        assert len({t["scenario"]["model"] for t in c}) == 1
+        if c[0]["solve"] == "estimate":
+            assert len(c) == 1
+    # 163 tasks on 2 workers: chunks of min(32, ceil(163 / 8)) = 21, so the 80 scenarios of
+    # each model make 4 chunks (21 + 21 + 21 + 17), plus the 3 estimates
+    assert sorted(len(c) for c in parts) == [1, 1, 1, 17, 17, 21, 21, 21, 21, 21, 21]

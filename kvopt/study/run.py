@@ -6,11 +6,20 @@ Runners (no home-made scheduler): in-process by default; ``workers=N`` local pro
 and Dask are drained with their ``as_completed``, so each result is committed the moment it
 arrives. Ctrl-C cancels what has not started, stops the workers and keeps what finished:
 at most the scenarios in flight are lost.
+
+Pools and Dask receive chunks: ``plan`` scenarios that differ only in what the MILP reads
+(rate, redundancy, budget, power cap, inventory, goal, solver settings) share a candidate
+evaluation, so they travel together, at most :data:`MAX_CHUNK` per chunk, and one worker
+evaluates them once instead of every worker evaluating every (model, lengths, SLO) it meets.
+Other scenarios go one per chunk. A chunk's rows are stored as it returns; an interrupted
+run loses the chunks in flight.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -22,7 +31,7 @@ from kvopt.errors import KvoptError
 from kvopt.study.scenarios import Scenario
 from kvopt.study.spec import Study
 from kvopt.study.store import Store, writer_lock
-from kvopt.study.worker import init_worker, run_task
+from kvopt.study.worker import init_worker, run_chunk, run_task
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -85,6 +94,29 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
 
 Submit = Callable[[list[dict[str, Any]]], Generator[dict[str, Any], None, None]]
 
+MAX_CHUNK = 64  # scenarios sharing a candidate evaluation sent to a worker at once
+# plan inputs that only the MILP reads (kvopt.space.evaluate does not)
+_MILP_ONLY = frozenset({"rps", "redundancy", "budget_usd_h", "power_cap_kw", "availability",
+                        "allow_mixing", "goal", "solver", "time_limit_s", "gap", "explain",
+                        "labels"})
+
+
+def _evaluation_key(task: dict[str, Any]) -> str:
+    if task["solve"] != "plan":
+        return str(task["key"])
+    rest = {k: v for k, v in task["scenario"].items() if k not in _MILP_ONLY}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def chunks(tasks: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
+    """Tasks grouped by the candidate evaluation they share, in chunks of at most
+    ``min(MAX_CHUNK, tasks / (4 x workers))`` (so every worker still gets several)."""
+    size = max(1, min(MAX_CHUNK, math.ceil(len(tasks) / (4 * max(1, workers)))))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in tasks:
+        groups.setdefault(_evaluation_key(t), []).append(t)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
 
 @contextmanager
 def _backend(workers: int | None, dask: str | None, timeout: float) -> Iterator[Submit]:
@@ -92,7 +124,8 @@ def _backend(workers: int | None, dask: str | None, timeout: float) -> Iterator[
     reached here, before the store is touched, so a bad address changes nothing."""
     if dask:
         with _dask_client(dask, workers, timeout) as client:
-            yield lambda tasks: _dask(client, tasks)
+            n = len(client.scheduler_info().get("workers", {})) or workers or 2
+            yield lambda tasks: _dask(client, chunks(tasks, n))
     elif workers:
         yield lambda tasks: _pool(tasks, workers)
     else:
@@ -106,14 +139,15 @@ def _pool(tasks: list[dict[str, Any]], workers: int) -> Generator[dict[str, Any]
 
     if not tasks:
         return
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+    parts = chunks(tasks, workers)
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(parts)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker)
     try:
-        futures = [ex.submit(run_task, t) for t in tasks]
+        futures = [ex.submit(run_chunk, c) for c in parts]
         for fut in as_completed(futures):
             try:
-                yield fut.result()
+                yield from fut.result()
             except BrokenProcessPool:
                 raise KvoptError("a worker process died (killed, out of memory, or a script "
                                  "without `if __name__ == '__main__':`); finished scenarios "
@@ -170,20 +204,23 @@ def _dask_client(address: str, workers: int | None, timeout: float) -> Iterator[
             cluster.close()
 
 
-def _dask(client: Any, tasks: list[dict[str, Any]]) -> Generator[dict[str, Any], None, None]:
+def _dask(client: Any, parts: list[list[dict[str, Any]]]
+          ) -> Generator[dict[str, Any], None, None]:
     from dask.distributed import as_completed
 
-    if not tasks:
+    if not parts:
         return
-    futures = client.map(run_task, tasks, pure=False)
-    scenario_of = {f.key: t["key"] for f, t in zip(futures, tasks, strict=True)}
+    futures = client.map(run_chunk, parts, pure=False)
+    scenarios_of = {f.key: [t["key"] for t in c] for f, c in zip(futures, parts, strict=True)}
     try:
         for fut in as_completed(futures):  # type: ignore[no-untyped-call]
             try:
-                yield fut.result()
-            except Exception as exc:  # a worker died with the task (KilledWorker, ...)
-                yield {"key": scenario_of[fut.key], "status": "error", "outputs": {},
-                       "result": None, "error": f"Dask: {type(exc).__name__}: {exc}"}
+                rows = fut.result()
+            except Exception as exc:  # a worker died with the chunk (KilledWorker, ...)
+                rows = [{"key": k, "status": "error", "outputs": {}, "result": None,
+                         "error": f"Dask: {type(exc).__name__}: {exc}"}
+                        for k in scenarios_of[fut.key]]
+            yield from rows
     finally:
         client.cancel(futures)
 

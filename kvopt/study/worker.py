@@ -70,6 +70,12 @@ def cached_evaluate(workload: Any, space: Any) -> Any:
     return CandidateSet(list(hit.candidates), Counter(hit.excluded))
 
 
+def run_chunk(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`run_task` on each task of a chunk, in this process (one candidate evaluation
+    serves the chunk's plan scenarios that share it)."""
+    return [run_task(t) for t in tasks]
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Solve one scenario. ``task``: key, solve, scenario, kvopt_version, and optionally
     cache (bool) and keep_result (bool)."""
