@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kvopt.errors import InputError
+from kvopt.errors import InputError, KvoptError
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
@@ -37,3 +37,35 @@ def read_json_input(path: str | Path, field: str) -> Any:
         raise InputError(field, str(p), f"cannot read it ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise InputError(field, str(p), f"not JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+class LineError(InputError):
+    """An error at a line of a user's YAML file: ``FILE:LINE: path: problem``."""
+
+    def __init__(self, origin: str, line: int, path: str, problem: str) -> None:
+        KvoptError.__init__(self, f"{origin}:{line}: {path}: {problem}")
+        self.field, self.value, self.rule, self.fix = path, None, problem, ""
+
+
+def read_yaml_mapping(path: str | Path, what: str, error: type[LineError],
+                      expected: str) -> tuple[Any, dict[str, Any]]:
+    """(YAML node tree, data) of a user's YAML file whose top level must be a mapping; an
+    unreadable file is an InputError naming ``what``, bad YAML or another top level an
+    ``error`` at its line (``expected`` says what the mapping needs)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(what, str(p), f"cannot read it ({exc.strerror})") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise error(str(p), (mark.line + 1) if mark else 1, "(file)",
+                    f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if root is None or not isinstance(data, dict):
+        raise error(str(p), 1, "(file)", expected)
+    return root, data

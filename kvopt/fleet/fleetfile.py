@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from kvopt.bench.calibrate import load_profile
-from kvopt.errors import InputError, KvoptError
+from kvopt.errors import InputError
+from kvopt.fileio import LineError, read_yaml_mapping
 from kvopt.fleet.problem import OBJECTIVES, FleetProblem
 from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import LengthDist, fixed, parse_dist
@@ -24,10 +25,8 @@ WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_di
            "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
 
 
-class FleetFileError(InputError):
-    def __init__(self, origin: str, line: int, path: str, problem: str) -> None:
-        KvoptError.__init__(self, f"{origin}:{line}: {path}: {problem}")
-        self.field, self.value, self.rule, self.fix = path, None, problem, ""
+class FleetFileError(LineError):
+    """A fleet-file error at a line."""
 
 
 def _lines(node: yaml.Node) -> dict[str, Any]:
@@ -38,19 +37,8 @@ def _lines(node: yaml.Node) -> dict[str, Any]:
 def load_fleet_file(path: str | Path) -> FleetProblem:
     p = Path(path)
     origin = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError("fleet file", origin, f"cannot read it ({exc.strerror})") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FleetFileError(origin, (mark.line + 1) if mark else 1, "(file)",
-                             f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if root is None or not isinstance(data, dict):
-        raise FleetFileError(origin, 1, "(file)", "expected a mapping with 'workloads'")
+    root, data = read_yaml_mapping(p, "fleet file", FleetFileError,
+                                   "expected a mapping with 'workloads'")
     nodes = _lines(root)
 
     def fail(key: str, problem: str, node: yaml.Node | None = None) -> FleetFileError:

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from kvopt.errors import InputError, KvoptError
+from kvopt.errors import InputError
+from kvopt.fileio import LineError, read_yaml_mapping
 from kvopt.study.fields import OUTPUTS, SOLVES, check_value
 from kvopt.study.scenarios import (
     RESERVED,
@@ -30,10 +31,8 @@ from kvopt.study.scenarios import (
 TOP_KEYS = ("name", "solve", "sweep", "base", "axes", "outputs", "keep_result")
 
 
-class StudyFileError(InputError):
-    def __init__(self, origin: str, line: int, path: str, problem: str) -> None:
-        KvoptError.__init__(self, f"{origin}:{line}: {path}: {problem}")
-        self.field, self.value, self.rule, self.fix = path, None, problem, ""
+class StudyFileError(LineError):
+    """A study-file error at a line."""
 
 
 def _problem(exc: InputError) -> str:
@@ -156,19 +155,8 @@ def load_study(path: str | Path) -> Study:
     """A :class:`Study` from a study file; every value is checked with its line."""
     p = Path(path)
     origin = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError("study file", origin, f"cannot read it ({exc.strerror})") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise StudyFileError(origin, (mark.line + 1) if mark else 1, "(file)",
-                             f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if root is None or not isinstance(data, dict):
-        raise StudyFileError(origin, 1, "(file)", "expected a mapping with 'solve' and 'base'")
+    root, data = read_yaml_mapping(p, "study file", StudyFileError,
+                                   "expected a mapping with 'solve' and 'base'")
 
     def fail(node: yaml.Node, where: str, problem: str) -> StudyFileError:
         return StudyFileError(origin, node.start_mark.line + 1, where, problem)
