@@ -187,3 +187,15 @@ def test_api_estimate_with_load() -> None:
     with pytest.raises(InputError, match="fixed lengths"):
         estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_dist="uniform:low=1,high=9",
                  output_len=5, batch=2)
+
+
+def test_erlang_c_hand_values() -> None:
+    """M/M/2 at offered load 1: Erlang B = (1/2) / (1 + 1 + 1/2) = 0.2; Erlang C =
+    B / (1 - rho + rho B) with rho = 1/2: 0.2 / 0.6 = 1/3. M/M/1: C = rho. Saturated: 1."""
+    import numpy as np
+
+    from kvopt.serving.steady import erlang_c_many
+
+    got = erlang_c_many(2, np.array([1.0, 0.0, 2.0, 3.0]))
+    assert got == pytest.approx([1 / 3, 0.0, 1.0, 1.0])
+    assert erlang_c_many(1, np.array([0.3]))[0] == pytest.approx(0.3)

@@ -145,22 +145,9 @@ def p99_rows(x: Array) -> Array:
     return np.asarray(np.where(p < 1e299, p, np.inf))
 
 
-def erlang_c(servers: float, offered: float) -> float:
-    """Probability that an arrival waits in an M/M/c queue (c servers, offered load a)."""
-    c = max(1, int(servers))
-    if offered >= c:
-        return 1.0
-    # stable recursion for Erlang-B, then convert to Erlang-C
-    b = 1.0
-    for k in range(1, c + 1):
-        b = offered * b / (k + offered * b)
-    rho = offered / c
-    return b / (1 - rho + rho * b)
-
-
 def erlang_c_many(servers: float, offered: Array) -> Array:
-    """:func:`erlang_c` for many offered loads (closed form: Erlang B is the Poisson pmf at
-    c over the Poisson cdf up to c)."""
+    """Probability that an arrival waits in an M/M/c queue (c servers), for many offered
+    loads: Erlang C from Erlang B, which is the Poisson pmf at c over its cdf up to c."""
     from scipy.special import gammaln, pdtr
 
     c = max(1, int(servers))
