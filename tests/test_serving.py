@@ -199,3 +199,26 @@ def test_erlang_c_hand_values() -> None:
     got = erlang_c_many(2, np.array([1.0, 0.0, 2.0, 3.0]))
     assert got == pytest.approx([1 / 3, 0.0, 1.0, 1.0])
     assert erlang_c_many(1, np.array([0.3]))[0] == pytest.approx(0.3)
+
+
+def test_tpot_is_the_step_time_fixed_point() -> None:
+    """tpot(lam) solves t = step_seen(lam, t): the step a decoding request sees at rate lam
+    lasts t (to 1e-8); just below it the steps still last longer (it is the crossing);
+    beyond what the replica sustains it is inf."""
+    import numpy as np
+
+    from kvopt.serving.lengths import fixed
+    from kvopt.serving.replica import build_replica
+    from kvopt.serving.serve import steady_model
+
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    sm = steady_model(rep, fixed(1000), fixed(200))
+    cap, _ = sm.capacity()
+    lam = cap * np.array([1e-4, 0.1, 0.5, 0.9])
+    t = sm.tpot(lam)
+    assert np.all(np.isfinite(t))
+    assert sm.step_seen(lam, t) == pytest.approx(t, rel=1e-8)
+    below = t * (1 - 1e-4)
+    assert np.all(sm.step_seen(lam, below) > below)
+    assert np.all(np.diff(t) > 0)  # more load, longer steps
+    assert np.isinf(sm.tpot(np.array([cap * 1e3]))[0])

@@ -312,17 +312,46 @@ class SteadyModel:
 
     def tpot(self, lam: Array) -> Array:
         """Mean TPOT at Poisson rates ``lam`` (inf where the replica cannot keep up): the
-        fixed point ``t = step_seen(lam, t)``, found by bisection."""
+        fixed point ``t = step_seen(lam, t)``, the root of ``h(x) = log step_seen(lam, e^x)
+        - x`` between the idle step (``h >= 0``: load only lengthens steps) and 30 s
+        (``h <= 0`` iff the replica keeps up), by regula falsi with the Illinois rule
+        (vectorized; to 1e-9 in log t, about 6-10 evaluations instead of 21 for bisection)."""
         lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
-        lo = np.full_like(lam, math.log(1e-6))
-        hi = np.full_like(lam, math.log(_MAX_STEP_S))
-        ok = self.step_seen(lam, np.exp(hi)) <= np.exp(hi)
-        for _ in range(20):  # bisection in log(t): relative precision ~2e-5
-            mid = (lo + hi) / 2
-            above = self.step_seen(lam, np.exp(mid)) > np.exp(mid)
-            lo = np.where(above, mid, lo)
-            hi = np.where(above, hi, mid)
-        return np.where(ok, np.exp(hi), np.inf)
+        base = max(float(self._step(1.0, 0.0)), 1e-9)
+        a = np.full_like(lam, math.log(base))
+        b = np.full_like(lam, math.log(_MAX_STEP_S))
+
+        def h(x: Array, rate: Array) -> Array:
+            return np.asarray(np.log(self.step_seen(rate, np.exp(x))) - x)
+
+        fa, fb = np.maximum(h(a, lam), 0.0), h(b, lam)
+        ok = fb <= 0
+        root = b.copy()
+        todo = ok & (fa > 0)
+        root[ok & (fa <= 0)] = a[ok & (fa <= 0)]  # idle: the step does not lengthen
+        side = np.zeros_like(lam)  # which end moved last (+1: a, -1: b)
+        for _ in range(60):
+            if not todo.any():
+                break
+            i = np.nonzero(todo)[0]
+            ai, bi, fai, fbi = a[i], b[i], fa[i], fb[i]
+            denom = fbi - fai
+            c = np.where(denom < 0, bi - fbi * (bi - ai) / np.where(denom < 0, denom, -1.0),
+                         (ai + bi) / 2)
+            fc = h(c, lam[i])
+            move_b = fc <= 0
+            # Illinois: halve the stale end's value when the same end moves twice
+            fa[i] = np.where(move_b & (side[i] == -1), fai / 2, np.where(move_b, fai, fc))
+            fb[i] = np.where(~move_b & (side[i] == 1), fbi / 2, np.where(move_b, fc, fbi))
+            a[i] = np.where(move_b, ai, c)
+            b[i] = np.where(move_b, c, bi)
+            side[i] = np.where(move_b, -1.0, 1.0)
+            hit = np.abs(fc) < 1e-9
+            done = hit | (b[i] - a[i] < 1e-9)
+            root[i] = np.where(hit, c, np.where(done, b[i], root[i]))
+            todo[i[done]] = False
+        root[todo] = b[todo]
+        return np.where(ok, np.exp(root), np.inf)
 
     def feasible(self, lam: Array) -> tuple[Array, Array]:
         """(1.0 where feasible else 0.0, step time) for rates ``lam``: the fixed point
