@@ -425,3 +425,22 @@ def test_chunks_keep_scenarios_that_share_an_evaluation_together() -> None:
     # 163 tasks on 2 workers: chunks of min(32, ceil(163 / 8)) = 21, so the 80 scenarios of
     # each model make 4 chunks (21 + 21 + 21 + 17), plus the 3 estimates
     assert sorted(len(c) for c in parts) == [1, 1, 1, 17, 17, 21, 21, 21, 21, 21, 21]
+
+
+def test_pareto_table_cache_ignores_only_what_the_table_ignores() -> None:
+    """Pareto scenarios that differ in rate, SLO or budget share one configuration table;
+    the fronts match those computed without the cache."""
+    from kvopt.study.worker import CACHE_STATS
+
+    base = {"model": "Llama-3.1-8B", "input_len": 300, "output_len": 100,
+            "gpus": ["H100-SXM", "L40S"], "tp_options": [1], "precisions": ["fp8/fp8"],
+            "batches": [32, 128], "pop": 20, "gens": 5, "max_replicas": 4}
+    sc = make_scenarios("pareto", [{**base, "rps": r, "slo_tpot_p99_ms": t}
+                                   for r, t in ((2, 50), (6, 50), (6, 30))])
+    misses = CACHE_STATS["table_misses"]
+    for s in sc:
+        a = run_task({**s.task(), "cache": True})
+        b = run_task({**s.task(), "cache": False})
+        assert a["status"] == b["status"] == "ok", (a["error"], b["error"])
+        assert a["result"]["front"] == b["result"]["front"]
+    assert CACHE_STATS["table_misses"] - misses == 1  # one table for all three

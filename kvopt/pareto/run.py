@@ -4,6 +4,7 @@ report."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,14 +49,19 @@ class ParetoResult:
 def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
            method: str = "nsga2", max_replicas: int = 16, budget_usd_h: float | None = None,
            pop: int = 100, gens: int = 100, seed: int = 0, compare_exact: bool = True,
-           progress: Any = None, mixed: bool = False, disagg: bool = False) -> ParetoResult:
-    """Front for one workload. ``mixed``: heterogeneous fleets of two configuration groups
-    (NSGA-II only: enumeration explodes); its hypervolume is reported relative to the exact
-    single-configuration front (above 1 when mixing helps). ``disagg``: disaggregated
+           progress: Any = None, mixed: bool = False, disagg: bool = False,
+           table_builder: Callable[[Workload, Space, str], ConfigTable] | None = None
+           ) -> ParetoResult:
+    """Front for one workload. ``table_builder`` replaces :func:`build_table` (it must
+    return what ``build_table`` would; a study passes a cached one). ``mixed``:
+    heterogeneous fleets of two configuration groups (NSGA-II only: enumeration explodes);
+    its hypervolume is reported relative to the exact single-configuration front (above 1
+    when mixing helps). ``disagg``: disaggregated
     prefill/decode pools (group a = prefill pool, group b = decode pool), likewise."""
     check_objectives(objectives)
     t0 = time.perf_counter()
-    table = build_table(workload, space)
+    build = table_builder or build_table
+    table = build(workload, space, "colocated")
     table_s = time.perf_counter() - t0
     exact = None
     if method == "exact" or compare_exact:
@@ -71,8 +77,8 @@ def pareto(workload: Workload, space: Space, objectives: tuple[str, ...], *,
     else:
         pre = dec = None
         if disagg:
-            pre = build_table(workload, space, role="prefill")
-            dec = build_table(workload, space, role="decode")
+            pre = build(workload, space, "prefill")
+            dec = build(workload, space, "decode")
         front = run_nsga2(pre or table, workload, objectives, max_replicas=max_replicas,
                           budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed,
                           progress=progress, mixed=mixed, decode_table=dec)

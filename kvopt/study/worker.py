@@ -12,8 +12,11 @@ precisions, batch levels, engine, prices) — not on the request rate, the redun
 budget, the inventory or the goal, which only enter the MILP (``kvopt.space.evaluate``
 never reads them). So each worker process keeps the last :data:`CACHE_SIZE` evaluations
 keyed by exactly the inputs ``evaluate`` reads, and scenarios that differ only in traffic,
-budget or goal reuse them. ``tests/test_study.py`` checks cached and fresh evaluations agree
-across rates. Spaces with calibration profiles are never cached.
+budget or goal reuse them. A ``pareto`` scenario's configuration table (capacity and p99
+curves over load fractions) depends on the model, the lengths and the space only — not on
+the rate, the SLOs or the budget, which are the search's constraints — and is cached the
+same way. ``tests/test_study.py`` checks cached and fresh results agree. Spaces with
+calibration profiles are never cached.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from kvopt.errors import InfeasiblePlanError, InputError, KvoptError
 
 CACHE_SIZE = 16
 _CANDIDATES: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+_TABLES: OrderedDict[tuple[object, ...], Any] = OrderedDict()
 CACHE_STATS: Counter[str] = Counter()  # hits / misses in this process
 
 Solved = tuple[dict[str, Any], dict[str, Any], str, str | None]  # result, outputs, status, msg
@@ -68,6 +72,27 @@ def cached_evaluate(workload: Any, space: Any) -> Any:
     if isinstance(hit, KvoptError):
         raise hit
     return CandidateSet(list(hit.candidates), Counter(hit.excluded))
+
+
+def cached_table(workload: Any, space: Any, role: str) -> Any:
+    """:func:`kvopt.pareto.table.build_table`, memoized per process on the inputs it
+    reads (model, length distributions, space, role)."""
+    from kvopt.pareto.table import build_table
+
+    if space.calibrations:
+        return build_table(workload, space, role)
+    key = (workload.model, workload.input_dist.label, workload.output_dist.label,
+           space.gpus, space.tps, space.precisions, space.batches, space.engine,
+           space.prices_usd_h, role)
+    if key in _TABLES:
+        CACHE_STATS["table_hits"] += 1
+        _TABLES.move_to_end(key)
+        return _TABLES[key]
+    CACHE_STATS["table_misses"] += 1
+    table = _TABLES[key] = build_table(workload, space, role)
+    if len(_TABLES) > CACHE_SIZE:
+        _TABLES.popitem(last=False)
+    return table
 
 
 def run_chunk(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -209,7 +234,7 @@ def _pareto(s: dict[str, Any], cache: bool) -> Solved:
     res = pareto(w, _space(s), objectives, method=s["method"],
                  max_replicas=s["max_replicas"], budget_usd_h=s["budget_usd_h"], pop=s["pop"],
                  gens=s["gens"], seed=s["seed"], mixed=s["fleet"] == "mixed",
-                 disagg=s["fleet"] == "disagg")
+                 disagg=s["fleet"] == "disagg", table_builder=cached_table if cache else None)
     if res.front.F.shape[0] == 0:
         why = ("no configuration of the space can run the model" if not res.table.valid.any()
                else "the constraint(s) " + "; ".join(emptying_constraints(
