@@ -232,7 +232,8 @@ async def _run(cfg: BenchConfig, on_done: Callable[[], None] | None) -> RunOutco
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout,
                                  trust_env=False) as client:
         fit = await probe(client, endpoint=cfg.endpoint, model=cfg.model, api=cfg.api,
-                          seed=cfg.seed, timeout_s=cfg.request_timeout_s)
+                          seed=cfg.seed, timeout_s=cfg.request_timeout_s,
+                          input_len=cfg.input_len)
         words = fit.words_for(cfg.input_len)
         results: list[RequestResult] = []
         issued, in_flight, max_in_flight = 0, 0, 0

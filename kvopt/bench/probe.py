@@ -34,6 +34,7 @@ group left near light power point right game head hand name book road music stor
 field army kind land side war order open air plan form line cold fire"""
 VOCAB = tuple(_WORDS.split())
 PROBE_WORDS = (32, 160)
+TARGET_PROBES = 8  # prompts of the planned size whose mean re-centres the fit there
 PROBE_INDEX = 2**40  # probe prompts use request indices no run reaches
 
 
@@ -44,12 +45,17 @@ class EndpointError(KvoptError):
 
 @dataclass(frozen=True, kw_only=True)
 class PromptFit:
-    """``prompt_tokens = a_tokens + b_tokens_per_word x words``, fitted on the probes."""
+    """``prompt_tokens = a_tokens + b_tokens_per_word x words``: the slope from two probes
+    of 32 and 160 words, the intercept re-centred on the mean of :data:`TARGET_PROBES`
+    prompts of the planned size (random words tokenize unevenly, so a line through two
+    single prompts can miss short prompts by 10%)."""
 
     a_tokens: float
     b_tokens_per_word: float
     probe_words: tuple[int, int]
     probe_tokens: tuple[int, int]
+    target_words: int | None = None
+    target_tokens_mean: float | None = None
 
     def words_for(self, input_len: int) -> int:
         """Words per prompt so that the server counts ``input_len`` prompt tokens (>= 1)."""
@@ -57,7 +63,9 @@ class PromptFit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"a_tokens": self.a_tokens, "b_tokens_per_word": self.b_tokens_per_word,
-                "probe_words": list(self.probe_words), "probe_tokens": list(self.probe_tokens)}
+                "probe_words": list(self.probe_words), "probe_tokens": list(self.probe_tokens),
+                "target_words": self.target_words,
+                "target_tokens_mean": self.target_tokens_mean}
 
 
 def make_prompt(*, seed: int, index: int, words: int) -> str:
@@ -170,8 +178,10 @@ async def _probe_once(client: httpx.AsyncClient, *, endpoint: str, model: str, a
 
 
 async def probe(client: httpx.AsyncClient, *, endpoint: str, model: str, api: str, seed: int,
-                timeout_s: float) -> PromptFit:
-    """Send the two probes and fit prompt tokens per word; EndpointError on any problem."""
+                timeout_s: float, input_len: int | None = None) -> PromptFit:
+    """Send the two probes and fit prompt tokens per word, then (with ``input_len``) probe
+    prompts of the planned size and re-centre the intercept on their mean; EndpointError
+    on any problem."""
     w1, w2 = PROBE_WORDS
     counts = []
     for k, words in enumerate(PROBE_WORDS):  # indices apart from the run's prompts
@@ -183,5 +193,15 @@ async def probe(client: httpx.AsyncClient, *, endpoint: str, model: str, api: st
     if b <= 0:
         raise EndpointError(f"{endpoint} counted {p1} prompt tokens for {w1} words and {p2} "
                             f"for {w2}: its usage.prompt_tokens does not follow the prompt")
-    return PromptFit(a_tokens=p1 - b * w1, b_tokens_per_word=b, probe_words=(w1, w2),
-                     probe_tokens=(p1, p2))
+    fit = PromptFit(a_tokens=p1 - b * w1, b_tokens_per_word=b, probe_words=(w1, w2),
+                    probe_tokens=(p1, p2))
+    if input_len is None:
+        return fit
+    words = fit.words_for(input_len)
+    seen = [await _probe_once(client, endpoint=endpoint, model=model, api=api,
+                              prompt=make_prompt(seed=seed, index=PROBE_INDEX + 2 + k,
+                                                 words=words), timeout_s=timeout_s)
+            for k in range(TARGET_PROBES)]
+    mean = sum(seen) / len(seen)
+    return PromptFit(a_tokens=mean - b * words, b_tokens_per_word=b, probe_words=(w1, w2),
+                     probe_tokens=(p1, p2), target_words=words, target_tokens_mean=mean)

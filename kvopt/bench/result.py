@@ -34,7 +34,8 @@ disconnected, connect, no_usage, stream_error, bad_response, empty_output);
 server's usage); ``max_in_flight`` (most requests in flight at once, client side); ``seed``;
 ``max_requests`` (the ``--num-requests`` bound); ``duration_limit_s``;
 ``request_timeout_s``; ``prompt_fit`` ({a_tokens, b_tokens_per_word, probe_words,
-probe_tokens, words}: prompt tokens = a + b x words, fitted on two probes); ``started_at``
+probe_tokens, target_words, target_tokens_mean, words}: prompt tokens = a + b x words, the
+slope from two probes, the intercept from eight probes of the planned size); ``started_at``
 (ISO 8601; UTC for ``kvopt bench``, the tool's local time when imported); ``source`` (the
 tool that measured: "kvopt bench", "vllm bench serve", "guidellm", "genai-perf");
 ``imported_from`` (path of the converted file); ``notes`` (list of
