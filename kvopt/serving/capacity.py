@@ -76,9 +76,7 @@ def capacity_of(model: SteadyModel, slo: Slo, *, rel_tol: float = 0.005) -> Capa
     """Goodput of one steady model under ``slo`` (bisection on the rate)."""
     cap, limit = model.capacity()
     if cap <= 0:
-        return CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
-                              ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
-                              binding=limit, feasible=False)
+        return _unserved(limit)
     top = model.poisson(cap * 0.999)
     ok, why = _meets(top, slo)
     if ok:
@@ -86,9 +84,7 @@ def capacity_of(model: SteadyModel, slo: Slo, *, rel_tol: float = 0.005) -> Capa
     low = model.poisson(cap * 1e-4)
     ok_low, why_low = _meets(low, slo)
     if not ok_low:
-        return CapacityResult(goodput_rps=0.0, saturation_rps=cap, steady_state_batch=0.0,
-                              ttft_p99_ms=low.ttft_s[3] * 1e3, tpot_p99_ms=low.tpot_s[3] * 1e3,
-                              output_tok_s=0.0, binding=why_low, feasible=False)
+        return _unserved(why_low, cap, low)
     lo, hi = cap * 1e-4, cap * 0.999
     best = low
     while hi - lo > rel_tol * hi:
@@ -100,6 +96,16 @@ def capacity_of(model: SteadyModel, slo: Slo, *, rel_tol: float = 0.005) -> Capa
         else:
             hi, why = mid, why_mid
     return _result(best, cap, why)
+
+
+def _unserved(binding: str, cap: float = 0.0, st: SteadyState | None = None
+              ) -> CapacityResult:
+    """No goodput: no sustainable rate at all (``cap`` 0), or even light load (``st``, its
+    p99s reported) misses the SLO for ``binding``."""
+    return CapacityResult(goodput_rps=0.0, saturation_rps=cap, steady_state_batch=0.0,
+                          ttft_p99_ms=st.ttft_s[3] * 1e3 if st else None,
+                          tpot_p99_ms=st.tpot_s[3] * 1e3 if st else None, output_tok_s=0.0,
+                          binding=binding, feasible=False)
 
 
 def _result(st: SteadyState, cap: float, binding: str) -> CapacityResult:
@@ -134,9 +140,7 @@ def _capacity(replica: Any, input_dist: LengthDist, output_dist: LengthDist, slo
               prefix: PrefixCache | None, spec: SpecDecode | None, max_num_seqs: int | None,
               rel_tol: float) -> CapacityResult:
     if not replica.fits:
-        return CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
-                              ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
-                              binding="does not fit in memory", feasible=False)
+        return _unserved("does not fit in memory")
     return capacity_of(steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec,
                                     max_num_seqs=max_num_seqs), slo or Slo(), rel_tol=rel_tol)
 
@@ -275,9 +279,7 @@ def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
     live = [b for b in models if caps[b][0] > 0]
     for b in models:
         if b not in live:
-            out[b] = CapacityResult(goodput_rps=0.0, saturation_rps=0.0, steady_state_batch=0.0,
-                                    ttft_p99_ms=None, tpot_p99_ms=None, output_tok_s=0.0,
-                                    binding=caps[b][1], feasible=False)
+            out[b] = _unserved(caps[b][1])
     if not live:
         return out
     base = models[live[0]]  # any level: the rows do not depend on the slots
@@ -297,12 +299,9 @@ def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
                              cap, limit)
             continue
         if not ok[i_low]:
-            st = m.state_at(rows, i_low, wait[i_low], mode="rps", value=float(lams[i_low]),
-                            cap=cap, limit=limit)
-            out[b] = CapacityResult(goodput_rps=0.0, saturation_rps=cap, steady_state_batch=0.0,
-                                    ttft_p99_ms=st.ttft_s[3] * 1e3,
-                                    tpot_p99_ms=st.tpot_s[3] * 1e3, output_tok_s=0.0,
-                                    binding=why[i_low], feasible=False)
+            out[b] = _unserved(why[i_low], cap, m.state_at(
+                rows, i_low, wait[i_low], mode="rps", value=float(lams[i_low]), cap=cap,
+                limit=limit))
             continue
         # the first failure above the light-load point closes the bracket
         i = i_low + int(np.argmin(ok[i_low:i_top + 1]))

@@ -423,12 +423,8 @@ class SteadyModel:
         return lam * self._t_interp(lam) * self.i_new - self.budget
 
     def _t_interp(self, lam: float) -> float:
-        _, x, y = self._physics()
-        if lam <= math.exp(x[0]):
-            return float(self.tpot(np.array([lam]))[0])
-        if lam >= math.exp(x[-1]):
-            return math.inf
-        return float(np.exp(np.interp(math.log(lam), x, y)))
+        """Step time at one rate (see :meth:`step_times`)."""
+        return float(self.step_times(np.array([lam]))[0])
 
     def capacity(self) -> tuple[float, str]:
         """Highest Poisson rate the replica sustains, and what binds it (cached): the least
@@ -448,7 +444,8 @@ class SteadyModel:
         return self._cap
 
     def step_times(self, lam: Array) -> Array:
-        """:meth:`_t_interp` at many rates (inf at and beyond the divergence)."""
+        """Step times at rates ``lam``: log-log interpolation on the shared curve, the fixed
+        point itself below its first point, inf at and beyond the divergence."""
         _, x, y = self._physics()
         lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
         with np.errstate(divide="ignore"):
