@@ -41,8 +41,10 @@ class StepTime:
 def smoothmax(a: Array, b: Array, p: float) -> Array:
     """``(a^p + b^p)^(1/p)``: the maximum, softened near the ridge point (p fitted)."""
     hi = np.maximum(a, b)
-    safe = np.where(hi > 0, hi, 1.0)
-    return np.asarray(hi * ((a / safe) ** p + (b / safe) ** p) ** (1.0 / p))
+    lo = np.minimum(a, b)
+    # hi x (1 + (lo/hi)^p)^(1/p): the same value with two powers instead of three
+    r = lo / np.where(hi > 0, hi, 1.0)
+    return np.asarray(hi * (1.0 + r**p) ** (1.0 / p))
 
 
 def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:

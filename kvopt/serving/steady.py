@@ -366,32 +366,46 @@ class SteadyModel:
     def _physics(self) -> tuple[float, Array, Array]:
         """(rate where the step-time fixed point stops existing, log-rate grid, log step
         time on it). Independent of the slot cap, so models that differ only in
-        ``max_num_seqs`` share it."""
+        ``max_num_seqs`` share it.
+
+        The step a decoding request sees depends on the rate and the step time only
+        through ``x = lam t`` (prompts per step; ``x`` times the decode steps per request
+        are the others decoding), ``F(x) = step_seen(lam, t)``. So the fixed points
+        ``t = F(lam t)`` are the curve ``x -> (lam, t) = (x / F(x), F(x))``, traced with
+        no root finding. For a rate the stable fixed point is the smallest ``x`` that
+        reaches it: the curve keeps the points where ``lam`` is a new maximum, up to steps
+        of 30 s; the largest ``lam`` on it is the divergence (refined around it)."""
         hit = _CURVES.get(self._phys_key)
         if hit is not None and hit[0] is self.sc:
             return hit[1]
         base = float(self._step(1.0, 0.0))
-        scale = 1.0 / (base * max(self.dec_steps, 1.0))
-        # bracket the divergence on a wide geometric grid, then refine inside the bracket;
-        # every finite point solved on the way is kept for the interpolation curve
-        coarse = np.geomspace(1e-5, 1e4, 40) * scale
-        t_coarse = self.tpot(coarse)
-        bad = ~np.isfinite(t_coarse)
-        if not bad.any():
-            lo, hi = float(coarse[-1]), float(coarse[-1]) * 4
-        elif bad.all():
-            lo, hi = 0.0, float(coarse[0])
-        else:
-            first = int(np.nonzero(bad)[0].min())
-            lo, hi = float(coarse[max(first - 1, 0)]), float(coarse[first])
-        fine_grid = lo + (hi - lo) * (1 - np.geomspace(1, 1e-4, 32)) if hi > lo else coarse[:0]
-        t_fine = self.tpot(fine_grid)
-        lam = np.concatenate([coarse, fine_grid])
-        ts = np.concatenate([t_coarse, t_fine])
-        ok = np.isfinite(ts) & (lam > 0)
-        lam_div = float(lam[ok].max()) if ok.any() else 0.0
-        order = np.argsort(lam[ok])
-        xs, ys = np.log(lam[ok][order]), np.log(ts[ok][order])
+        per = max(self.dec_steps, 1.0)
+        x = np.geomspace(1e-5, 1e7, 241) / per  # others decoding from 1e-5 to 1e7
+
+        def trace(x: Array) -> tuple[Array, Array]:
+            t = self.step_seen(x, np.ones_like(x))  # lam = x, t = 1: lam t = x
+            return x / t, t
+
+        lam, ts = trace(x)
+        ok = ts <= _MAX_STEP_S
+        if ok.any():
+            # refine where the divergence lies: around the largest rate on the curve, or
+            # between the last step under 30 s and the first above
+            k = int(np.argmax(np.where(ok, lam, -np.inf)))
+            lo, hi = x[max(k - 1, 0)], x[min(k + 1, x.size - 1)]
+            fine = np.geomspace(lo, hi, 34)[1:-1]
+            lam_f, ts_f = trace(fine)
+            x = np.concatenate([x, fine])
+            lam, ts = np.concatenate([lam, lam_f]), np.concatenate([ts, ts_f])
+            order = np.argsort(x)
+            lam, ts = lam[order], ts[order]
+            ok = ts <= _MAX_STEP_S
+        # the stable branch: points (under 30 s) where the rate is a new maximum
+        lam_ok = np.where(ok, lam, -np.inf)
+        prev = np.concatenate([[-np.inf], np.maximum.accumulate(lam_ok)[:-1]])
+        keep = ok & (lam_ok > prev)
+        lam_div = float(lam[keep].max()) if keep.any() else 0.0
+        xs, ys = np.log(lam[keep]), np.log(ts[keep])
         if xs.size < 2:
             xs, ys = np.log(np.array([1e-12, 2e-12])), np.log(np.array([base, base]))
         curve = (lam_div, xs, ys)
