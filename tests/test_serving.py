@@ -119,6 +119,39 @@ def test_capacity_meets_its_slo_and_tighter_slo_costs_goodput() -> None:
     assert not never.feasible and never.goodput_rps == 0
 
 
+@pytest.mark.parametrize("case", [
+    ("Llama-3.1-8B", "H100-SXM", 1, "bf16", "vllm", "fixed:1000", "fixed:200"),
+    ("Llama-3.1-70B", "H100-SXM", 4, "fp8", "trtllm", "lognormal:mean=1000,sigma=0.5",
+     "fixed:200"),
+    ("Llama-3.1-8B", "L40S", 1, "fp8", "sglang", "uniform:low=100,high=3000",
+     "uniform:low=50,high=500"),
+])
+def test_level_search_agrees_with_bisection(case: tuple[str, ...]) -> None:
+    """capacity() and capacity_levels() (shared rate grid, log-rate secant, all max-batch
+    levels together) give the goodput that plain bisection on poisson() finds, within the
+    search tolerance, for SLOs on TTFT, TPOT and end-to-end latency."""
+    from kvopt.serving.capacity import capacity_levels, capacity_of
+    from kvopt.serving.lengths import parse_dist
+    from kvopt.serving.replica import build_replica
+    from kvopt.serving.serve import steady_model
+
+    model, gpu, tp, weights, engine, i_spec, o_spec = case
+    rep = build_replica(model=model, gpu=gpu, tp=int(tp), weights=weights, engine=engine)
+    inp, out = parse_dist(i_spec), parse_dist(o_spec)
+    levels = (8, 64, 512)
+    for slo in (Slo(tpot_p99_ms=40), Slo(ttft_p99_ms=400), Slo(e2e_p99_ms=10_000), Slo()):
+        found = capacity_levels(rep, input_dist=inp, output_dist=out, slo=slo,
+                                batches=levels, rel_tol=0.005)
+        for b, res in zip(levels, found, strict=True):
+            ref = capacity_of(steady_model(rep, inp, out, max_num_seqs=b), slo,
+                              rel_tol=0.001)
+            assert res.goodput_rps == pytest.approx(ref.goodput_rps, rel=0.01), (slo, b)
+            assert res.feasible == ref.feasible
+        one = capacity(rep, input_dist=inp, output_dist=out, slo=slo)
+        ref = capacity_of(steady_model(rep, inp, out), slo, rel_tol=0.001)
+        assert one.goodput_rps == pytest.approx(ref.goodput_rps, rel=0.01), slo
+
+
 def test_estimate_json_under_load_has_new_keys(run_cli) -> None:
     res = run_cli("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
                   "467", "--output-len", "256", "--rps", "4", "--json")

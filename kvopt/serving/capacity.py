@@ -2,8 +2,10 @@
 
 For each candidate replica the saturation rate comes from the steady-state model; SLOs on
 TTFT p99 and TPOT p99 then lower it. Both percentiles grow with the rate (checked by the
-property tests), so the SLO-limited rate is found by bisection. Candidates that share a
-replica share its step-cost table and steady model.
+property tests), so the SLO-limited rate is bracketed on a geometric rate grid and refined
+by a log-rate secant (:func:`capacity_of` is the plain bisection it is tested against).
+Candidates that share a replica share its step-cost table and steady model, and the
+max-batch levels of a replica are searched together (:func:`capacity_levels`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kvopt.errors import InputError
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.serve import check_context, steady_model
-from kvopt.serving.steady import Rows, SteadyModel, SteadyState, p99_rows
+from kvopt.serving.steady import Rows, SteadyModel, SteadyState, capacities, p99_rows
 
 Array = npt.NDArray[np.float64]
 
@@ -73,7 +75,9 @@ def _meets(st: SteadyState, slo: Slo) -> tuple[bool, str]:
 
 
 def capacity_of(model: SteadyModel, slo: Slo, *, rel_tol: float = 0.005) -> CapacityResult:
-    """Goodput of one steady model under ``slo`` (bisection on the rate)."""
+    """Goodput of one steady model under ``slo`` by bisection on the rate, one
+    :meth:`SteadyModel.poisson` at a time: the reference that the grid-and-secant search
+    of :func:`capacity` and :func:`capacity_levels` is tested against."""
     cap, limit = model.capacity()
     if cap <= 0:
         return _unserved(limit)
@@ -141,8 +145,9 @@ def _capacity(replica: Any, input_dist: LengthDist, output_dist: LengthDist, slo
               rel_tol: float) -> CapacityResult:
     if not replica.fits:
         return _unserved("does not fit in memory")
-    return capacity_of(steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec,
-                                    max_num_seqs=max_num_seqs), slo or Slo(), rel_tol=rel_tol)
+    model = steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec,
+                         max_num_seqs=max_num_seqs)
+    return _search({0: model}, slo or Slo(), rel_tol)[0]
 
 
 def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: LengthDist,
@@ -196,14 +201,15 @@ def capacity_levels(replica: Any, *, input_dist: LengthDist, output_dist: Length
     return [_CACHE[keys[b]] for b in batches]
 
 
-_GRID = np.geomspace(1e-4, 0.999, 16)  # first pass, as fractions of the largest capacity
+_GRID = np.array([1e-4, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.999])  # first pass:
+# fractions of the largest capacity, denser near it where SLO boundaries usually lie
 
 
 def _checks(m: SteadyModel, rows: Rows, cap: float, slo: Slo
-            ) -> tuple[Array, Array, list[str], Array]:
-    """(meets the SLO, margin, why not, total wait draws) per row for model ``m``. The
-    margin is the largest log(value / limit) over the checks (<= 0 where all pass): the
-    refinement interpolates its zero."""
+            ) -> tuple[Array, dict[str, Array], list[str], Array]:
+    """(meets the SLO, margin of each check, why not, total wait draws) per row for model
+    ``m``. A check's margin is log(value / limit) (<= 0 where it passes): the refinement
+    interpolates the zero of the check that fails at the top of the bracket."""
     slot = m.slot_wait(rows)
     wait = rows.budget_wait + slot
     ttft = rows.ttft_core + wait
@@ -229,8 +235,8 @@ def _checks(m: SteadyModel, rows: Rows, cap: float, slo: Slo
     for margin, name in reversed(checks):  # the first failing check names the reason
         for r in np.nonzero(~(margin <= 0))[0]:
             why[int(r)] = name
-    margins = np.max(np.stack([c for c, _ in checks]), axis=0)
-    return margins <= 0, margins, why, wait
+    ok = np.all(np.stack([c <= 0 for c, _ in checks]), axis=0)
+    return ok, {name: c for c, name in checks}, why, wait
 
 
 @dataclass
@@ -239,43 +245,84 @@ class _Bracket:
 
     lo: float
     hi: float
-    m_lo: float
-    m_hi: float
-    why_hi: str
+    lo_m: dict[str, float]  # each check's margin at lo (all <= 0)
+    hi_m: dict[str, float]
+    why_hi: str  # the check that fails at hi
     best: tuple[Rows, int, Array]  # the row at lo and its wait draws
+    prev: tuple[float, dict[str, float]] | None = None  # the last end replaced
     rounds: int = 0
+    side: int = 0  # the end that moved alone last round (+1: lo, -1: hi, 0: both/none)
+    w_lo: float = 1.0  # Illinois weights on the end margins
+    w_hi: float = 1.0
 
     def probes(self, rel_tol: float) -> Array:
-        """Two rates straddling the interpolated zero of the margin (log-rate secant),
-        or splitting the bracket in thirds when the secant is not trusted."""
+        """Two rates straddling the estimated zero of the failing check's margin in log
+        rate: inverse quadratic interpolation through the bracket's ends and the last
+        point it dropped (margins are curved near saturation), else a secant
+        (Illinois-weighted so that an end that stops moving does not stall it), else
+        the bracket split in thirds."""
         lo, hi = math.log(self.lo), math.log(self.hi)
-        if self.rounds < 2 and math.isfinite(self.m_hi) and self.m_hi > self.m_lo:
-            x = math.exp(lo + (hi - lo) * -self.m_lo / (self.m_hi - self.m_lo))
-            a, c = x * (1 - 0.4 * rel_tol), x * (1 + 0.4 * rel_tol)
+        m_lo = self.lo_m[self.why_hi] * self.w_lo
+        m_hi = self.hi_m[self.why_hi] * self.w_hi
+        x = math.nan
+        if self.rounds < 8 and math.isfinite(m_lo) and math.isfinite(m_hi) and m_hi > m_lo:
+            x = lo + (hi - lo) * -m_lo / (m_hi - m_lo)
+            if self.prev is not None and self.w_lo == self.w_hi == 1.0:
+                x = _iqi(((lo, m_lo), (hi, m_hi),
+                          (math.log(self.prev[0]), self.prev[1].get(self.why_hi, math.nan))),
+                         lo, hi, x)
+        if math.isfinite(x):
+            a, c = math.exp(x) * (1 - 0.4 * rel_tol), math.exp(x) * (1 + 0.4 * rel_tol)
         else:
             a, c = self.lo + (self.hi - self.lo) / 3, self.lo + 2 * (self.hi - self.lo) / 3
         a = min(max(a, self.lo), self.hi)
         c = min(max(c, self.lo), self.hi)
         return np.array([a, c])
 
-    def update(self, part: Rows, ok: Array, margin: Array, why: list[str], wait: Array
-               ) -> None:
+    def update(self, part: Rows, ok: Array, margins: dict[str, Array], why: list[str],
+               wait: Array) -> None:
         self.rounds += 1
+        moved_lo = moved_hi = False
         for r in np.argsort(part.lam):
             lam = float(part.lam[r])
             if not self.lo < lam < self.hi:
                 continue
+            here = {name: float(v[r]) for name, v in margins.items()}
             if ok[r]:
-                self.lo, self.m_lo, self.best = lam, float(margin[r]), (part, int(r), wait[r])
+                self.prev = (self.lo, self.lo_m)
+                self.lo, self.lo_m, self.best = lam, here, (part, int(r), wait[r])
+                self.w_lo, moved_lo = 1.0, True
             else:
-                self.hi, self.m_hi, self.why_hi = lam, float(margin[r]), why[r]
+                self.prev = (self.hi, self.hi_m)
+                self.hi, self.hi_m, self.why_hi = lam, here, why[r]
+                self.w_hi, moved_hi = 1.0, True
                 break
+        side = (1 if moved_lo else 0) - (1 if moved_hi else 0)
+        if side != 0 and side == self.side:  # Illinois: the same end moved twice alone
+            if side > 0:
+                self.w_hi /= 2
+            else:
+                self.w_lo /= 2
+        self.side = side
+
+
+def _iqi(pts: tuple[tuple[float, float], ...], lo: float, hi: float, fallback: float
+         ) -> float:
+    """Inverse quadratic interpolation: the ``x`` where the parabola in the margin through
+    three (x, margin) points gives margin 0, if it lies inside (lo, hi)."""
+    (x0, m0), (x1, m1), (x2, m2) = pts
+    if not all(math.isfinite(v) for v in (m0, m1, m2)) or min(
+            abs(m0 - m1), abs(m0 - m2), abs(m1 - m2)) < 1e-12:
+        return fallback
+    x = (x0 * m1 * m2 / ((m0 - m1) * (m0 - m2)) + x1 * m0 * m2 / ((m1 - m0) * (m1 - m2))
+         + x2 * m0 * m1 / ((m2 - m0) * (m2 - m1)))
+    return x if lo < x < hi else fallback
 
 
 def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
             ) -> dict[int, CapacityResult]:
     out: dict[int, CapacityResult] = {}
-    caps = {b: m.capacity() for b, m in models.items()}
+    caps = dict(zip(models, capacities(list(models.values())), strict=True))
     live = [b for b in models if caps[b][0] > 0]
     for b in models:
         if b not in live:
@@ -306,8 +353,12 @@ def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
         # the first failure above the light-load point closes the bracket
         i = i_low + int(np.argmin(ok[i_low:i_top + 1]))
         brackets[b] = _Bracket(lo=float(lams[i - 1]), hi=float(lams[i]),
-                               m_lo=float(margin[i - 1]), m_hi=float(margin[i]),
-                               why_hi=why[i], best=(rows, i - 1, wait[i - 1]))
+                               lo_m={k: float(v[i - 1]) for k, v in margin.items()},
+                               hi_m={k: float(v[i]) for k, v in margin.items()},
+                               why_hi=why[i], best=(rows, i - 1, wait[i - 1]),
+                               prev=(float(lams[i - 2]), {k: float(v[i - 2])
+                                                          for k, v in margin.items()})
+                               if i >= 2 else None)
     while True:
         open_ = [b for b, k in brackets.items() if k.hi - k.lo > rel_tol * k.hi]
         if not open_:

@@ -445,17 +445,26 @@ class SteadyModel:
         of the rate where step times diverge, where sequences in flight fill the slots
         (max_num_seqs or KV cache) and where prompt tokens fill the token budget."""
         if self._cap is None:
-            lam_div, _, _ = self._physics()
-            limits = [(lam_div, "step time (compute/memory)")]
-            # all slots busy: the closed-loop rate at full occupancy (a Poisson stream can
-            # only do worse, it also queues)
-            if self.slots >= 1:
-                limits.append((self._closed_point(max(1.0, math.floor(self.slots)))[0],
-                               self.limit_slots))
-            if lam_div > 0 and self._budget_excess(lam_div * (1 - 1e-9)) >= 0:
-                limits.append((self._budget_root(lam_div), "token budget"))
-            self._cap = min(limits, key=lambda v: v[0])
+            self._cap = self._capacity_from(
+                self._closed_point(self.full_run)[0] if self.slots >= 1 else None)
         return self._cap
+
+    @property
+    def full_run(self) -> float:
+        """Sequences running when every slot is busy."""
+        return max(1.0, math.floor(self.slots))
+
+    def _capacity_from(self, slot_rate: float | None) -> tuple[float, str]:
+        """The capacity given the closed-loop rate with every slot busy (None: no slot)."""
+        lam_div, _, _ = self._physics()
+        limits = [(lam_div, "step time (compute/memory)")]
+        # all slots busy: the closed-loop rate at full occupancy (a Poisson stream can
+        # only do worse, it also queues)
+        if slot_rate is not None:
+            limits.append((slot_rate, self.limit_slots))
+        if lam_div > 0 and self._budget_excess(lam_div * (1 - 1e-9)) >= 0:
+            limits.append((self._budget_root(lam_div), "token budget"))
+        return min(limits, key=lambda v: v[0])
 
     def step_times(self, lam: Array) -> Array:
         """Step times at rates ``lam``: log-log interpolation on the shared curve, the fixed
@@ -502,12 +511,18 @@ class SteadyModel:
         return st
 
     def _closed_point(self, run: float) -> tuple[float, float]:
-        """(request rate, step time) of a closed loop keeping ``run`` sequences busy:
-        lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E.
-        Solved as a fixed point in the step time t on two vectorized grids."""
-        dec = self.dec_steps
-        others_max = max(run - 1.0, 0.0)
+        """(request rate, step time) of a closed loop keeping ``run`` sequences busy."""
+        lam, t = self.closed_points(np.array([run], dtype=np.float64))
+        return float(lam[0]), float(t[0])
 
+    def closed_points(self, runs: Array) -> tuple[Array, Array]:
+        """(request rates, step times) of closed loops keeping ``runs`` sequences busy:
+        lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E.
+        Solved as a fixed point in the step time t on vectorized grids, all loops at once
+        (they share everything but C: the max-batch levels of one replica)."""
+        dec = self.dec_steps
+        run = np.asarray(runs, dtype=np.float64)[:, None]
+        others_max = np.maximum(run - 1.0, 0.0)
         req = self.req_s  # each client's cycle: request overhead + TTFT + decode
 
         def excess(t: Array) -> tuple[Array, Array]:
@@ -523,20 +538,27 @@ class SteadyModel:
             others = others_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam
 
+        n = run.shape[0]
+        rows = np.arange(n)
         base = float(self._step(1.0, 0.0))
-        grid = np.geomspace(base * 0.25, _MAX_STEP_S, 48)
+        grid = np.tile(np.geomspace(base * 0.25, _MAX_STEP_S, 48), (n, 1))
+        out_lam, out_t = np.zeros(n), np.zeros(n)
+        done = np.zeros(n, dtype=bool)
         for _ in range(3):
             h, lam = excess(grid)
-            neg = np.nonzero(h <= 0)[0]
-            if neg.size == 0:
-                return float(lam[-1]), float(grid[-1])
-            i = int(neg[0])
-            if i == 0:
-                return float(lam[0]), float(grid[0])
-            grid = np.linspace(grid[i - 1], grid[i], 24)
+            neg = h <= 0
+            i = np.argmax(neg, axis=1)  # the first step time the loop keeps up with
+            for end, sel in ((-1, ~neg.any(axis=1)), (0, neg.any(axis=1) & (i == 0))):
+                sel = sel & ~done
+                out_lam[sel], out_t[sel] = lam[sel, end], grid[sel, end]
+                done |= sel
+            lo, hi = grid[rows, np.maximum(i - 1, 0)], grid[rows, i]
+            grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 24)
         h, lam = excess(grid)
-        i = int(np.argmin(np.abs(h)))
-        return float(lam[i]), float(grid[i])
+        j = np.argmin(np.abs(h), axis=1)
+        out_lam = np.where(done, out_lam, lam[rows, j])
+        out_t = np.where(done, out_t, grid[rows, j])
+        return out_lam, out_t
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
                slots: float | None = None) -> SteadyState:
@@ -633,7 +655,10 @@ class SteadyModel:
         first = np.minimum(i_me + co, free)
         step = self._step(n_dec, first)
         chunks = np.ceil(i_me / free)
-        more = (chunks - 1) * self._step(n_dec, free)
+        # a full-budget chunk step takes one of two values per rate (idle or busy replica)
+        n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
+        full = self._step(n2, np.maximum(self.budget - n2, 1.0))
+        more = (chunks - 1) * np.where(busy, full[:, 1:], full[:, :1])
         return np.asarray(resid + step + more), np.asarray(resid)
 
     def rows(self, lam: Array, t: Array, *, closed: bool = False,
@@ -668,11 +693,14 @@ class SteadyModel:
         grid = np.linspace(lo, hi, 33, axis=1)
         g_mean, g_var = self._step_moments(np.repeat(lam[:, None], 33, axis=1),
                                            np.repeat(t[:, None], 33, axis=1), grid)
-        per = np.empty((lam.size, _QUAD))
-        var = np.empty((lam.size, _QUAD))
-        for r in range(lam.size):
-            per[r] = np.interp(others[r], grid[r], g_mean[r])
-            var[r] = np.interp(others[r], grid[r], g_var[r])
+        # linear interpolation on each row's uniform grid (all rows at once)
+        pos = np.clip((others - lo[:, None]) / (hi - lo)[:, None] * 32.0, 0.0, 32.0)
+        j = np.minimum(pos.astype(np.intp), 31)
+        frac = pos - j
+        per = np.take_along_axis(g_mean, j, 1) * (1 - frac) + np.take_along_axis(
+            g_mean, j + 1, 1) * frac
+        var = np.take_along_axis(g_var, j, 1) * (1 - frac) + np.take_along_axis(
+            g_var, j + 1, 1) * frac
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
@@ -733,6 +761,19 @@ class SteadyModel:
             steady_state_batch=at_cap.steady_state_batch if at_cap else 0.0, utilization=1.0,
             queue_s=math.inf, ttft_s=inf, tpot_s=at_cap.tpot_s if at_cap else inf,
             e2e_mean_s=math.inf, limit=limit)
+
+
+def capacities(models: list[SteadyModel]) -> list[tuple[float, str]]:
+    """:meth:`SteadyModel.capacity` of models that differ only in ``max_num_seqs`` (the
+    max-batch levels of one replica), their full-occupancy closed loops solved together."""
+    todo = [m for m in models if m._cap is None and m.slots >= 1]
+    if todo:
+        if len({m._phys_key for m in todo}) > 1:
+            raise ValueError("capacities() takes models that differ only in max_num_seqs")
+        lam, _ = todo[0].closed_points(np.array([m.full_run for m in todo]))
+        for m, rate in zip(todo, lam, strict=True):
+            m._cap = m._capacity_from(float(rate))
+    return [m.capacity() for m in models]
 
 
 def solve(model: SteadyModel, load: Load) -> SteadyState:
