@@ -642,9 +642,14 @@ class SteadyModel:
         dur = self._step((1.0 + n_sys)[:, None], np.minimum(k * self.i_new, self.budget))
         bw = w * dur
         cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
-        running = np.empty((lam.size, _QUAD))
-        for r in range(lam.size):
-            running[r] = dur[r][np.minimum(np.searchsorted(cdf[r], _D["u3"]), dur.shape[1] - 1)]
+        # inverse-CDF draws of each row's running step, all rows in one search: row r's
+        # CDF and draws are offset by r, so the rows stay apart in one sorted array
+        nq = dur.shape[1]
+        off = np.arange(lam.size, dtype=np.float64)[:, None]
+        pos = np.searchsorted((cdf + off).ravel(), (_D["u3"][None, :] + off).ravel())
+        local = np.minimum(pos.reshape(lam.size, _QUAD) - np.arange(lam.size)[:, None] * nq,
+                           nq - 1)
+        running = np.take_along_axis(dur, np.maximum(local, 0), axis=1)
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
         # prompts that arrived during the same residual are prefilled with it: a Poisson
         # count of random-length prompts
