@@ -20,6 +20,7 @@ import argparse
 import csv
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kvopt import KvoptError, estimate
@@ -69,6 +70,24 @@ def predict(row: dict[str, str]) -> tuple[float | None, str]:
     return None, f"metric {metric} not predicted"
 
 
+_SERVING = ("offline", "rps", "concurrency")
+# The accuracy targets of the issues: static rows (foundation issue) and serving rows (the
+# serving issue: throughput and ITL on offline/rps/concurrency rows, TTFT at low load, i.e.
+# open or closed loops, not offline runs where TTFT is queueing).
+TARGETS: tuple[tuple[str, float, Callable[[dict[str, str]], bool]], ...] = (
+    ("static rows, output throughput", 15.0,
+     lambda r: r["load_kind"] == "batch" and r["metric"] == "output_throughput"),
+    ("static rows, TTFT", 15.0,
+     lambda r: r["load_kind"] == "batch" and r["metric"] == "ttft_mean"),
+    ("serving rows, output throughput", 20.0,
+     lambda r: r["load_kind"] in _SERVING and r["metric"] == "output_throughput"),
+    ("serving rows, ITL", 20.0,
+     lambda r: r["load_kind"] in _SERVING and r["metric"] == "itl_mean"),
+    ("serving rows, TTFT at low load", 25.0,
+     lambda r: r["load_kind"] in ("rps", "concurrency") and r["metric"] == "ttft_mean"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -76,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with DATA.open(newline="") as f:
         rows = list(csv.DictReader(f))
     errors: dict[str, list[float]] = {}
+    groups: dict[str, list[tuple[str, float]]] = {name: [] for name, _, _ in TARGETS}
     out: list[tuple[str, ...]] = []
     skipped = 0
     for row in rows:
@@ -90,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         measured = float(row["value"])
         ape = abs(pred - measured) / measured * 100
         errors.setdefault(row["metric"], []).append(ape)
+        for name, _, member in TARGETS:
+            if member(row):
+                groups[name].append((row["id"], ape))
         desc = (f"{row['model']} {row['weight_precision']} {row['gpu']} tp{row['tp']} "
                 f"{row['engine']}-{row['engine_version']} in{row['input_len']}/"
                 f"out{row['output_len']} {row['load_kind']}={row['load_value']}")
@@ -121,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{statistics.median(all_errs):.1f}%, mean APE {statistics.fmean(all_errs):.1f}%"
                 f"; {skipped} rows skipped")
         print(("\n" if args.markdown else "") + line)
+    print("\ntargets (median APE of the rows each names):")
+    for name, target, _ in TARGETS:
+        got = groups[name]
+        if not got:
+            continue
+        med = statistics.median(a for _, a in got)
+        verdict = "met" if med <= target else "not met"
+        print(f"{'- ' if args.markdown else '  '}{name}: {med:.1f}% vs <= {target:g}% "
+              f"(ratio {med / target:.2f}, {verdict}; rows {', '.join(i for i, _ in got)})")
     return 0
 
 
