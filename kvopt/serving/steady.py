@@ -11,8 +11,13 @@ with ``f`` = :meth:`StepCost.mean_step_s`; it has a solution iff the replica kee
 TTFT = residual of the running step (if busy) + the step that prefills the prompt (more steps
 when the prompt exceeds the free token budget) + queueing for a free sequence slot
 (Erlang-C over ``min(max_num_seqs, KV capacity)`` slots) or for token budget (M/D/1).
-Percentiles come from these components evaluated on a fixed quadrature of random draws
-(seeded: the same inputs always give the same numbers).
+The prompts prefilled with it are all that arrived during the running step. Percentiles come
+from these components evaluated on a fixed quadrature of random draws (seeded: the same inputs
+always give the same numbers). A per-request TPOT averages its steps, which are correlated
+near capacity: a long step collects more prompts, so the next prefills more (an AR(1) with
+the step's elasticity to the arrival rate), and the number decoding varies more than Poisson
+because decode time grows with it (a linear-noise approximation with the elasticity ``e`` of
+the step-time curve: variance ``n (1 + e)``).
 
 Closed loops of C clients use ``lambda = C / E2E`` (desynchronized clients); offline runs of
 N requests run as a closed loop at the engine's concurrency until the queue drains.
@@ -481,6 +486,16 @@ class SteadyModel:
         out[lam >= math.exp(x[-1])] = np.inf
         return np.asarray(out)
 
+    def elasticity(self, lam: Array) -> Array:
+        """``d ln t / d ln lambda`` of the step-time curve at rates ``lam`` (its local
+        slope; 0 below the curve's first point, the last slope beyond its end)."""
+        _, x, y = self._physics()
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        slope = np.gradient(y, x) if x.size > 2 else np.zeros_like(x)
+        with np.errstate(divide="ignore"):
+            e = np.interp(np.log(lam), x, slope, left=0.0, right=float(slope[-1]))
+        return np.asarray(np.maximum(e, 0.0))
+
     def poisson_p99_ms(self, lam: Array) -> tuple[Array, Array]:
         """(TTFT p99, TPOT p99) in ms at many Poisson rates below capacity, as
         :meth:`poisson` gives them one by one (inf TTFT where the queue never drains)."""
@@ -651,9 +666,9 @@ class SteadyModel:
                            nq - 1)
         running = np.take_along_axis(dur, np.maximum(local, 0), axis=1)
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
-        # prompts that arrived during the same residual are prefilled with it: a Poisson
-        # count of random-length prompts
-        k_co = _poisson_inverse(_D["u4"], lam[:, None] * resid)
+        # prompts that arrive during the same running step (before or after it) are
+        # prefilled with it in the next one: a Poisson count of random-length prompts
+        k_co = _poisson_inverse(_D["u4"], lam[:, None] * np.where(resid > 0, running, 0.0))
         co = np.maximum(k_co * self.i_new + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
         # its own prompt: prefix-cache hits skip the cached tokens
         i_me = np.where(_D["u5"] < self.hit, np.maximum(i_me - self.shared, 1.0), i_me)
@@ -692,8 +707,13 @@ class SteadyModel:
                                                                 1e-12))[:, None],
                 (lam.size, _QUAD))
         else:
-            others = np.maximum(0.0, n[:, None] + np.sqrt(np.maximum(n, 0.0) * 2.0 / 3.0)[
-                :, None] * _D["z1"][None, :])
+            # the decode time grows with the sequences running, which feeds back on their
+            # number: a linear-noise approximation gives Var N = n (1 + e), with e the
+            # elasticity d ln t / d ln lambda of the step-time curve, and correlations
+            # (1 + e) times longer, so the life-average varies n (e + 2/3)
+            e = self.elasticity(lam)
+            others = np.maximum(0.0, n[:, None] + np.sqrt(np.maximum(n, 0.0) * (
+                e + 2.0 / 3.0))[:, None] * _D["z1"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
         hi = others.max(axis=1) + 1e-9
@@ -712,7 +732,8 @@ class SteadyModel:
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
-        tpot = np.maximum(per + np.sqrt(var / steps_me) * _D["z2"], 0.0)
+        tpot = np.maximum(per + np.sqrt(var * self._ar1_factor(
+            lam, t, n, closed)[:, None] / steps_me) * _D["z2"], 0.0)
         if self.spec is not None:  # tokens accepted per step vary from step to step
             rel = math.sqrt(self.spec.tokens_variance) / self.E
             tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
@@ -721,6 +742,26 @@ class SteadyModel:
         return Rows(lam=lam, t=t, ttft_core=ttft_core + self.req_s, resid=resid,
                     budget_wait=budget_wait,
                     e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0))
+
+    def _ar1_factor(self, lam: Array, t: Array, n: Array, closed: bool) -> Array:
+        """Variance of the mean of a request's step durations, per unit of (one step's
+        variance / its steps), for open loops: a step that runs long collects more
+        arrivals, so the next one prefills more (phi = d ln step / d ln lambda at fixed
+        step time and decoders, the prompt-burst feedback), which makes successive steps
+        an AR(1) process. The exact factor for the mean of N AR(1) steps, taken at the mean
+        request length, is 1 / (1 - phi)^2 for long requests; closed loops have no such
+        feedback (one arrival per completion)."""
+        if closed:
+            return np.ones_like(lam)
+        h = 0.02
+        hi = self._step_moments(lam * (1 + h), t, n)[0]
+        lo = self._step_moments(lam * (1 - h), t, n)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = (np.log(hi) - np.log(lo)) / (math.log1p(h) - math.log1p(-h))
+        phi = np.clip(np.nan_to_num(phi, nan=0.0), 0.0, 0.99)  # < 1 below divergence
+        steps = max(self.dec_steps, 1.0)
+        return np.asarray((1.0 / (1.0 - phi**2)) * ((1.0 + phi) / (1.0 - phi) - 2.0 * phi * (
+            1.0 - phi**steps) / (steps * (1.0 - phi) ** 2)))
 
     def slot_wait(self, rows: Rows) -> Array:
         """Queueing for a sequence slot (Erlang C over this model's slots), per row."""
