@@ -4,7 +4,7 @@ TPOT within 20%).
 
 The test suite checks the same five configurations at 15% and 35% of capacity
 (``tests/test_serving.py``); this report also runs 60% and 80%, where the analytic model is
-known to miss (it prints what it measured). Each point simulates 1,500 Poisson requests.
+known to miss (it prints what it measured). Each point simulates 4,000 Poisson requests.
 
 Run: ``python benchmarks/analytic_vs_sim.py [--requests N]``.
 """
@@ -35,7 +35,7 @@ FRACTIONS = (0.15, 0.35, 0.6, 0.8)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=1500, help="simulated requests per point")
+    ap.add_argument("--requests", type=int, default=4000, help="simulated requests per point")
     args = ap.parse_args(argv)
     names = " ".join(f"{key.removesuffix('_ms').removesuffix('_tok_s'):>10s}"
                      for _, key, _ in CHECKS)

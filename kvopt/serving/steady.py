@@ -14,8 +14,8 @@ when the prompt exceeds the free token budget) + queueing for a free sequence sl
 The prompts prefilled with it are all that arrived during the running step. Percentiles come
 from these components evaluated on a fixed quadrature of random draws (seeded: the same inputs
 always give the same numbers). A per-request TPOT averages its steps, which are correlated
-near capacity: a long step collects more prompts, so the next prefills more (an AR(1) with
-the step's elasticity to the arrival rate), and the number decoding varies more than Poisson
+near capacity: a long step collects more prompts, so the next prefills more (an AR(1) whose
+coefficient is the loop gain of the fixed point), and the number decoding varies more than Poisson
 because decode time grows with it (a linear-noise approximation with the elasticity ``e`` of
 the step-time curve: variance ``n (1 + e)``).
 
@@ -101,16 +101,20 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
     """Poisson quantiles at probabilities ``u`` for means ``mu`` (vectorized inversion of
     the CDF; a normal approximation above mean 40)."""
     mu = np.maximum(np.asarray(mu, dtype=np.float64), 0.0)
-    pmf = np.exp(-mu)
+    u = np.broadcast_to(np.asarray(u, dtype=np.float64), mu.shape)
+    flat_mu, flat_u = mu.ravel(), u.ravel()
+    pmf = np.exp(-flat_mu)
     cdf = pmf.copy()
-    k = np.zeros_like(mu)
+    flat_k = np.zeros(flat_mu.size)
+    act = np.nonzero(cdf < flat_u)[0]  # draws still above their CDF: only those move on
     for j in range(1, 96):
-        below = cdf < u
-        if not below.any():
+        if not act.size:
             break
-        k = k + below
-        pmf = pmf * mu / j
-        cdf = cdf + pmf
+        flat_k[act] += 1.0
+        pmf[act] = pmf[act] * flat_mu[act] / j
+        cdf[act] = cdf[act] + pmf[act]
+        act = act[cdf[act] < flat_u[act]]
+    k: Array = flat_k.reshape(mu.shape)
     big = mu > 40
     if big.any():
         z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
@@ -130,7 +134,7 @@ def _draws() -> dict[str, Array]:
             "u4": rng.random(_QUAD), "u5": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
             "z1": rng.standard_normal(_QUAD),
             "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
-            "q": (np.arange(_QUAD) + 0.5) / _QUAD}
+            "q": (np.arange(_QUAD) + 0.5) / _QUAD, "u6": rng.random(_QUAD)}
 
 
 _D = _draws()
@@ -561,7 +565,7 @@ class SteadyModel:
         grid = np.tile(np.geomspace(base * 0.25, _MAX_STEP_S, 48), (n, 1))
         out_lam, out_t = np.zeros(n), np.zeros(n)
         done = np.zeros(n, dtype=bool)
-        for _ in range(3):
+        for _ in range(2):  # 48 geometric points, then 24 linear twice: to ~0.04%
             h, lam = excess(grid)
             neg = h <= 0
             i = np.argmax(neg, axis=1)  # the first step time the loop keeps up with
@@ -652,9 +656,16 @@ class SteadyModel:
             p_busy = np.where(lam > 0, 1.0 - np.exp(-n_sys), 0.0)
         busy = _D["u2"][None, :] < p_busy[:, None]
         # the step in progress at a Poisson arrival is length-biased: it is more likely a
-        # long one that carries K ~ Poisson(lam t) prompts
-        k, w = _poisson_quadrature((lam * t)[:, None])
-        dur = self._step((1.0 + n_sys)[:, None], np.minimum(k * self.i_new, self.budget))
+        # long one that carries K ~ Poisson(lam d) prompts, d the step before it (itself
+        # K0 ~ Poisson(lam t)): long steps follow long steps (one level of the cascade)
+        k0, w0 = _poisson_quadrature((lam * t)[:, None])
+        d0 = self._step((1.0 + n_sys)[:, None], np.minimum(k0 * self.i_new, self.budget))
+        k, w = _poisson_quadrature((lam[:, None] * d0)[..., None])
+        dur = self._step((1.0 + n_sys)[:, None, None], np.minimum(k * self.i_new, self.budget))
+        w = (w0[..., None] * w).reshape(lam.size, -1)
+        dur = dur.reshape(lam.size, -1)
+        order = np.argsort(dur, axis=1)
+        dur, w = np.take_along_axis(dur, order, 1), np.take_along_axis(w, order, 1)
         bw = w * dur
         cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
         # inverse-CDF draws of each row's running step, all rows in one search: row r's
@@ -666,17 +677,26 @@ class SteadyModel:
                            nq - 1)
         running = np.take_along_axis(dur, np.maximum(local, 0), axis=1)
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
-        # prompts that arrive during the same running step (before or after it) are
-        # prefilled with it in the next one: a Poisson count of random-length prompts
-        k_co = _poisson_inverse(_D["u4"], lam[:, None] * np.where(resid > 0, running, 0.0))
-        co = np.maximum(k_co * self.i_new + np.sqrt(k_co * self.i_var) * _D["z3"], 0.0)
+        # prompts that arrived earlier in the same running step are ahead of it (first come,
+        # first served); those arriving during its residual join the same step behind it:
+        # Poisson counts of random-length prompts
+        k_ahead, k_behind = np.split(_poisson_inverse(
+            np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
+                [lam[:, None] * np.where(resid > 0, running - resid, 0.0),
+                 lam[:, None] * resid], axis=1)), 2, axis=1)
+        ahead = np.maximum(k_ahead * self.i_new + np.sqrt(k_ahead * self.i_var) * _D["z3"],
+                           0.0)
+        behind = k_behind * self.i_new
         # its own prompt: prefix-cache hits skip the cached tokens
         i_me = np.where(_D["u5"] < self.hit, np.maximum(i_me - self.shared, 1.0), i_me)
         n_dec = np.where(busy, n_sys[:, None], 0.0)
         free = np.maximum(self.budget - n_dec, 1.0)
-        first = np.minimum(i_me + co, free)
-        step = self._step(n_dec, first)
-        chunks = np.ceil(i_me / free)
+        # full-budget steps until its last chunk, then the step that finishes it (with
+        # whatever fits behind it)
+        total = ahead + i_me
+        chunks = np.maximum(np.ceil(total / free), 1.0)
+        last = total - (chunks - 1) * free
+        step = self._step(n_dec, np.minimum(last + behind, free))
         # a full-budget chunk step takes one of two values per rate (idle or busy replica)
         n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
         full = self._step(n2, np.maximum(self.budget - n2, 1.0))
@@ -732,8 +752,8 @@ class SteadyModel:
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
-        tpot = np.maximum(per + np.sqrt(var * self._ar1_factor(
-            lam, t, n, closed)[:, None] / steps_me) * _D["z2"], 0.0)
+        tpot = np.maximum(per + np.sqrt(var * self._ar1_factor(lam, closed)[:, None]
+                                        / steps_me) * _D["z2"], 0.0)
         if self.spec is not None:  # tokens accepted per step vary from step to step
             rel = math.sqrt(self.spec.tokens_variance) / self.E
             tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
@@ -743,22 +763,19 @@ class SteadyModel:
                     budget_wait=budget_wait,
                     e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0))
 
-    def _ar1_factor(self, lam: Array, t: Array, n: Array, closed: bool) -> Array:
+    def _ar1_factor(self, lam: Array, closed: bool) -> Array:
         """Variance of the mean of a request's step durations, per unit of (one step's
-        variance / its steps), for open loops: a step that runs long collects more
-        arrivals, so the next one prefills more (phi = d ln step / d ln lambda at fixed
-        step time and decoders, the prompt-burst feedback), which makes successive steps
-        an AR(1) process. The exact factor for the mean of N AR(1) steps, taken at the mean
-        request length, is 1 / (1 - phi)^2 for long requests; closed loops have no such
-        feedback (one arrival per completion)."""
+        variance / its steps), for open loops. A step that runs long collects more
+        arrivals (and, over time, more decoders), so the next one runs long too: successive
+        steps form an AR(1) whose coefficient is the loop gain of the step-time fixed point,
+        ``phi = e / (1 + e)`` with ``e`` the curve's elasticity (``1 + e = 1 / (1 - phi)``).
+        The exact factor for the mean of N AR(1) steps is taken at the mean request length;
+        it is ``1 / (1 - phi)^2`` for long requests. Closed loops have no such feedback (one
+        arrival per completion)."""
         if closed:
             return np.ones_like(lam)
-        h = 0.02
-        hi = self._step_moments(lam * (1 + h), t, n)[0]
-        lo = self._step_moments(lam * (1 - h), t, n)[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            phi = (np.log(hi) - np.log(lo)) / (math.log1p(h) - math.log1p(-h))
-        phi = np.clip(np.nan_to_num(phi, nan=0.0), 0.0, 0.99)  # < 1 below divergence
+        e = self.elasticity(lam)
+        phi = np.clip(e / (1.0 + e), 0.0, 0.99)  # < 1 below the divergence
         steps = max(self.dec_steps, 1.0)
         return np.asarray((1.0 / (1.0 - phi**2)) * ((1.0 + phi) / (1.0 - phi) - 2.0 * phi * (
             1.0 - phi**steps) / (steps * (1.0 - phi) ** 2)))
