@@ -101,7 +101,9 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
     """Poisson quantiles at probabilities ``u`` for means ``mu`` (vectorized inversion of
     the CDF; a normal approximation above mean 40)."""
     mu = np.maximum(np.asarray(mu, dtype=np.float64), 0.0)
-    u = np.broadcast_to(np.asarray(u, dtype=np.float64), mu.shape)
+    u = np.asarray(u, dtype=np.float64)
+    shape = np.broadcast_shapes(u.shape, mu.shape)
+    mu, u = np.broadcast_to(mu, shape), np.broadcast_to(u, shape)
     flat_mu, flat_u = mu.ravel(), u.ravel()
     pmf = np.exp(-flat_mu)
     cdf = pmf.copy()
@@ -646,7 +648,8 @@ class SteadyModel:
             limit=limit)
 
     # -- pieces ------------------------------------------------------------------------------
-    def _ttft_core(self, lam: Array, t: Array, closed: bool = False) -> tuple[Array, Array]:
+    def _ttft_core(self, lam: Array, t: Array, closed: bool = False, clients: float = 0.0
+                   ) -> tuple[Array, Array]:
         """TTFT draws without slot queueing, and the residual part, at rates ``lam`` with
         step times ``t`` (shape (R,) -> (R, Q)): residual of the running step (Poisson
         arrivals land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
@@ -680,16 +683,26 @@ class SteadyModel:
         # prompts that arrived earlier in the same running step are ahead of it (first come,
         # first served); those arriving during its residual join the same step behind it:
         # Poisson counts of random-length prompts
+        n_dec = np.where(busy, n_sys[:, None], 0.0)
+        # identical requests from a closed loop move in cohorts: those prefilled together
+        # finish together and come back at the same step end, as many as the budget
+        # prefills in one step beside the other cohorts' decodes
+        cohort = closed and self.inp.is_fixed and self.out.is_fixed and clients >= 1
         k_ahead, k_behind = np.split(_poisson_inverse(
             np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
                 [lam[:, None] * np.where(resid > 0, running - resid, 0.0),
                  lam[:, None] * resid], axis=1)), 2, axis=1)
+        if cohort:
+            g = float(np.clip(math.floor((self.budget - clients) / max(self.i_new - 1.0, 1.0)),
+                              1.0, clients))
+            k_ahead = np.broadcast_to(np.floor(_D["u4"] * g), (lam.size, _QUAD))
+            k_behind = g - 1.0 - k_ahead
+            n_dec = np.full((lam.size, _QUAD), clients - g)
         ahead = np.maximum(k_ahead * self.i_new + np.sqrt(k_ahead * self.i_var) * _D["z3"],
                            0.0)
         behind = k_behind * self.i_new
         # its own prompt: prefix-cache hits skip the cached tokens
         i_me = np.where(_D["u5"] < self.hit, np.maximum(i_me - self.shared, 1.0), i_me)
-        n_dec = np.where(busy, n_sys[:, None], 0.0)
         free = np.maximum(self.budget - n_dec, 1.0)
         # full-budget steps until its last chunk, then the step that finishes it (with
         # whatever fits behind it)
@@ -701,6 +714,9 @@ class SteadyModel:
         n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
         full = self._step(n2, np.maximum(self.budget - n2, 1.0))
         more = (chunks - 1) * np.where(busy, full[:, 1:], full[:, :1])
+        if cohort:  # the other cohorts decode beside every chunk step
+            more = (chunks - 1) * self._step(n_dec[:, :1], np.maximum(
+                self.budget - n_dec[:, :1], 1.0))
         return np.asarray(resid + step + more), np.asarray(resid)
 
     def rows(self, lam: Array, t: Array, *, closed: bool = False,
@@ -709,7 +725,7 @@ class SteadyModel:
         models that differ only in ``max_num_seqs`` share them (see :meth:`slot_wait`)."""
         lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        ttft_core, resid = self._ttft_core(lam, t, closed=closed)
+        ttft_core, resid = self._ttft_core(lam, t, closed=closed, clients=running)
         dec = self.dec_steps
         n = lam * dec * t
         e2e_core = np.mean(ttft_core, axis=1) + dec * t  # in the engine (slots, Little)
