@@ -4,9 +4,10 @@ TPOT within 20%).
 
 The test suite checks the same five configurations at 15% and 35% of capacity
 (``tests/test_serving.py``); this report also runs 60% and 80%, where the analytic model is
-known to miss, and closed loops of 1, 8 and 64 clients, whose TTFT the analytic model
-(desynchronized clients) misses badly from 8 clients on (it prints what it measured). Each
-point simulates 4,000 requests.
+known to miss; closed loops of 1, 8 and 64 clients, whose TTFT the analytic model misses
+badly from 8 clients on when prompt lengths vary; and offline batches of 200 and 2,000
+requests, whose TPOT it misses by up to 50% (it prints what it measured). Each Poisson and
+closed-loop point simulates 4,000 requests.
 
 Run: ``python benchmarks/analytic_vs_sim.py [--requests N]``.
 """
@@ -34,6 +35,7 @@ CHECKS = (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
           ("latency", "tpot_p99_ms", 0.20))
 FRACTIONS = (0.15, 0.35, 0.6, 0.8)
 CLIENTS = (1, 8, 64)
+BATCHES = (200, 2000)  # offline runs: all requests submitted at once
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,25 +72,37 @@ def main(argv: list[str] | None = None) -> int:
     # closed loops: the analytic model assumes desynchronized clients
     print(f"\n{'configuration':44s} {'conc.':>5s} {names}   (closed loop, analytic vs "
           "simulator, %)")
-    closed: dict[int, list[bool]] = {c: [] for c in CLIENTS}
+    closed = _other_mode("concurrency", CLIENTS, args.requests)
+    for clients, oks in closed.items():
+        print(f"{clients} clients: {sum(oks)}/{len(oks)} checks within tolerance")
+    # offline batches: every request at once (lock-step waves for fixed lengths)
+    print(f"\n{'configuration':44s} {'N':>5s} {names}   (offline, analytic vs simulator, %)")
+    offline = _other_mode("offline", BATCHES, None)
+    for n, oks in offline.items():
+        print(f"offline {n} requests: {sum(oks)}/{len(oks)} checks within tolerance")
+    return 0
+
+
+def _other_mode(mode: str, values: tuple[int, ...], requests: int | None
+                ) -> dict[int, list[bool]]:
+    """Closed-loop or offline points of every configuration, printed as a table."""
+    within: dict[int, list[bool]] = {v: [] for v in values}
     for model, gpu, tp, engine, i_spec, o_spec in CASES:
         rep = build_replica(model=model, gpu=gpu, tp=tp, engine=engine)
         inp, out = parse_dist(i_spec), parse_dist(o_spec)
-        for clients in CLIENTS:
-            load = Load(mode="concurrency", value=clients)
+        for value in values:
+            load = Load(mode=mode, value=value)
             a = estimate_under_load(rep, load=load, input_dist=inp, output_dist=out).to_dict()
             s = simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
-                                    num_requests=args.requests).to_dict()
+                                    num_requests=requests or value).to_dict()
             cells = []
             for block, key, tol in CHECKS:
                 err = (a[block][key] - s[block][key]) / s[block][key]
-                closed[clients].append(abs(err) <= tol)
+                within[value].append(abs(err) <= tol)
                 cells.append(f"{err * 100:+9.1f}{' ' if abs(err) <= tol else '*'}")
             label = f"{model} {gpu} tp{tp} {engine}"
-            print(f"{label:44s} {clients:5d} {' '.join(cells)}")
-    for clients, oks in closed.items():
-        print(f"{clients} clients: {sum(oks)}/{len(oks)} checks within tolerance")
-    return 0
+            print(f"{label:44s} {value:5d} {' '.join(cells)}")
+    return within
 
 
 if __name__ == "__main__":

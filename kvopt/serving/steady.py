@@ -595,9 +595,13 @@ class SteadyModel:
 
     def offline(self, n: int) -> SteadyState:
         """N requests submitted at once: a closed loop at the engine's concurrency until the
-        queue drains. Sequences admitted together stay in lock-step, so the slots are sized
-        for whole sequences (prompt + output) and admission is paced by the token budget."""
-        waves = self.inp.is_fixed and self.out.is_fixed and _WAVES
+        queue drains. Identical requests on an engine without chunked prefill stay in
+        lock-step waves, so the slots are sized for whole sequences (prompt + output) and
+        admission is paced by the token budget; with chunked prefill the admissions are
+        staggered chunk by chunk and the run behaves as a desynchronized closed loop
+        (checked against the simulator: TPOT at 2,000 requests -49% as waves, +1% now)."""
+        waves = (self.inp.is_fixed and self.out.is_fixed and _WAVES
+                 and not self.sc.replica.engine.chunked_prefill)
         kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
         slots = max(1.0, math.floor(min(float(self.max_seqs), kv)))
         conc = int(min(n, slots))
