@@ -533,31 +533,48 @@ class SteadyModel:
             return self._saturated("rps", lam, cap, limit)
         return st
 
-    def _closed_point(self, run: float) -> tuple[float, float]:
+    def _closed_point(self, run: float, cohorts: bool = False) -> tuple[float, float]:
         """(request rate, step time) of a closed loop keeping ``run`` sequences busy."""
-        lam, t = self.closed_points(np.array([run], dtype=np.float64))
+        lam, t = self.closed_points(np.array([run], dtype=np.float64), cohorts=cohorts)
         return float(lam[0]), float(t[0])
 
-    def closed_points(self, runs: Array) -> tuple[Array, Array]:
+    def cohort_size(self, clients: Array | float) -> Array:
+        """Clients of a closed loop of identical requests that move together: those
+        prefilled in one step finish together and come back at the same step end, so a
+        cohort is as many prompts as the budget prefills beside the other cohorts'
+        decodes (at least 1, at most all clients)."""
+        c = np.asarray(clients, dtype=np.float64)
+        return np.asarray(np.clip(np.floor((self.budget - c) / max(self.i_new - 1.0, 1.0)),
+                                  1.0, np.maximum(c, 1.0)))
+
+    def closed_points(self, runs: Array, cohorts: bool = False) -> tuple[Array, Array]:
         """(request rates, step times) of closed loops keeping ``runs`` sequences busy:
         lambda = C / E2E, with the others decoding = (C - 1) x the decode share of E2E.
         Solved as a fixed point in the step time t on vectorized grids, all loops at once
-        (they share everything but C: the max-batch levels of one replica)."""
+        (they share everything but C: the max-batch levels of one replica). ``cohorts``:
+        the clients move in cohorts (:meth:`cohort_size`), each prefilled in one step
+        beside the others' decodes; otherwise they are desynchronized."""
         dec = self.dec_steps
         run = np.asarray(runs, dtype=np.float64)[:, None]
         others_max = np.maximum(run - 1.0, 0.0)
         req = self.req_s  # each client's cycle: request overhead + TTFT + decode
+        g = self.cohort_size(run)
 
         def excess(t: Array) -> tuple[Array, Array]:
             lam = run / ((dec + 1.0) * t + req)
             ttft = t
-            for _ in range(4):
-                # a closed-loop request arrives at a step end and is prefilled in the next
-                # step with the others that finished in this one
-                ttft = self._step(others_max * dec * t / (dec * t + ttft + req),
-                                  np.minimum(self.i_new * np.maximum(1.0, lam * t),
-                                             self.budget))
+            if cohorts:
+                ttft = np.broadcast_to(self._step(run - g, np.minimum(
+                    g * self.i_new, self.budget)), t.shape)
                 lam = run / (ttft + dec * t + req)
+            else:
+                for _ in range(4):
+                    # a closed-loop request arrives at a step end and is prefilled in the
+                    # next step with the others that finished in this one
+                    ttft = self._step(others_max * dec * t / (dec * t + ttft + req),
+                                      np.minimum(self.i_new * np.maximum(1.0, lam * t),
+                                                 self.budget))
+                    lam = run / (ttft + dec * t + req)
             others = others_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam
 
@@ -584,14 +601,18 @@ class SteadyModel:
         return out_lam, out_t
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
-               slots: float | None = None) -> SteadyState:
-        """Closed loop of ``clients`` with no think time (desynchronized clients)."""
+               slots: float | None = None, cohorts: bool | None = None) -> SteadyState:
+        """Closed loop of ``clients`` with no think time: identical requests (fixed input
+        and output lengths) move in cohorts, others are desynchronized."""
         cap, limit = self.capacity()
         run = min(float(clients), slots if slots is not None else math.floor(self.slots))
-        lam, t = self._closed_point(run)
+        if cohorts is None:
+            cohorts = self.inp.is_fixed and self.out.is_fixed
+        lam, t = self._closed_point(run, cohorts=cohorts)
         queue = max(0.0, clients - run) / lam if lam > 0 else 0.0
         return self._metrics(mode, float(value if value is not None else clients), lam, t, cap,
-                             limit, closed=True, extra_wait=queue, running=run)
+                             limit, closed=True, extra_wait=queue, running=run,
+                             cohorts=cohorts)
 
     def offline(self, n: int) -> SteadyState:
         """N requests submitted at once: a closed loop at the engine's concurrency until the
@@ -607,7 +628,7 @@ class SteadyModel:
         conc = int(min(n, slots))
         if waves:
             return self._waves(n, conc)
-        run = self.closed(conc, mode="offline", value=n, slots=slots)
+        run = self.closed(conc, mode="offline", value=n, slots=slots, cohorts=False)
         lam = run.throughput_rps
         makespan = max(0, n - conc) / lam + run.e2e_mean_s
         idx = np.floor(_D["q"] * n)
@@ -652,8 +673,8 @@ class SteadyModel:
             limit=limit)
 
     # -- pieces ------------------------------------------------------------------------------
-    def _ttft_core(self, lam: Array, t: Array, closed: bool = False, clients: float = 0.0
-                   ) -> tuple[Array, Array]:
+    def _ttft_core(self, lam: Array, t: Array, closed: bool = False, clients: float = 0.0,
+                   cohorts: bool = False) -> tuple[Array, Array]:
         """TTFT draws without slot queueing, and the residual part, at rates ``lam`` with
         step times ``t`` (shape (R,) -> (R, Q)): residual of the running step (Poisson
         arrivals land mid-step; closed-loop ones at a step end), then the prefill step(s)."""
@@ -691,14 +712,13 @@ class SteadyModel:
         # identical requests from a closed loop move in cohorts: those prefilled together
         # finish together and come back at the same step end, as many as the budget
         # prefills in one step beside the other cohorts' decodes
-        cohort = closed and self.inp.is_fixed and self.out.is_fixed and clients >= 1
+        cohort = closed and cohorts and clients >= 1
         k_ahead, k_behind = np.split(_poisson_inverse(
             np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
                 [lam[:, None] * np.where(resid > 0, running - resid, 0.0),
                  lam[:, None] * resid], axis=1)), 2, axis=1)
         if cohort:
-            g = float(np.clip(math.floor((self.budget - clients) / max(self.i_new - 1.0, 1.0)),
-                              1.0, clients))
+            g = float(self.cohort_size(clients))
             k_ahead = np.broadcast_to(np.floor(_D["u4"] * g), (lam.size, _QUAD))
             k_behind = g - 1.0 - k_ahead
             n_dec = np.full((lam.size, _QUAD), clients - g)
@@ -724,12 +744,13 @@ class SteadyModel:
         return np.asarray(resid + step + more), np.asarray(resid)
 
     def rows(self, lam: Array, t: Array, *, closed: bool = False,
-             running: float = 0.0) -> Rows:
+             running: float = 0.0, cohorts: bool = False) -> Rows:
         """The slot-independent draws at rates ``lam`` (step times ``t``), one row per rate:
         models that differ only in ``max_num_seqs`` share them (see :meth:`slot_wait`)."""
         lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        ttft_core, resid = self._ttft_core(lam, t, closed=closed, clients=running)
+        ttft_core, resid = self._ttft_core(lam, t, closed=closed, clients=running,
+                                           cohorts=cohorts)
         dec = self.dec_steps
         n = lam * dec * t
         e2e_core = np.mean(ttft_core, axis=1) + dec * t  # in the engine (slots, Little)
@@ -811,8 +832,10 @@ class SteadyModel:
         return np.where(full[:, None], np.inf, wait)
 
     def _metrics(self, mode: str, value: float, lam: float, t: float, cap: float, limit: str,
-                 *, closed: bool, extra_wait: float = 0.0, running: float = 0.0) -> SteadyState:
-        rows = self.rows(np.array([lam]), np.array([t]), closed=closed, running=running)
+                 *, closed: bool, extra_wait: float = 0.0, running: float = 0.0,
+                 cohorts: bool = False) -> SteadyState:
+        rows = self.rows(np.array([lam]), np.array([t]), closed=closed, running=running,
+                         cohorts=cohorts)
         wait = rows.budget_wait[0] + extra_wait
         if not closed:
             wait = wait + self.slot_wait(rows)[0]
