@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from kvopt.serving.lengths import parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
 
-CASES = [  # the test suite's grid (tests/test_serving.py CASES)
-    ("Llama-3.1-8B", "H100-SXM", 1, "vllm", "lognormal:mean=800,sigma=0.6",
-     "lognormal:mean=200,sigma=0.5"),
-    ("Llama-3.1-8B", "L40S", 1, "vllm", "fixed:512", "fixed:128"),
-    ("Qwen3-30B-A3B", "H100-SXM", 1, "vllm", "uniform:low=200,high=1500", "fixed:256"),
-    ("Llama-3.1-70B", "H100-SXM", 4, "trtllm", "lognormal:mean=1000,sigma=0.4", "fixed:200"),
-    ("Mistral-7B", "A100-SXM-80GB", 1, "sglang", "fixed:1024", "lognormal:mean=300,sigma=0.4"),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_serving import CASES  # the test suite's grid: one list for both
+
 CHECKS = (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
           ("throughput", "output_tok_s", 0.10), ("latency", "ttft_p99_ms", 0.20),
           ("latency", "tpot_p99_ms", 0.20))
