@@ -2,8 +2,9 @@
 
 For each candidate replica the saturation rate comes from the steady-state model; SLOs on
 TTFT p99 and TPOT p99 then lower it. Both percentiles grow with the rate (checked by the
-property tests), so the SLO-limited rate is bracketed on a geometric rate grid and refined
-by a log-rate secant (:func:`capacity_of` is the plain bisection it is tested against).
+property tests), so the SLO-limited rate is bracketed on a first-pass rate grid (denser near
+capacity) and refined in log rate by inverse quadratic interpolation or a secant
+(:func:`capacity_of` is the plain bisection it is tested against).
 Candidates that share a replica share its step-cost table and steady model, and the
 max-batch levels of a replica are searched together (:func:`capacity_levels`).
 """

@@ -11,16 +11,20 @@ with ``f`` = :meth:`StepCost.mean_step_s`; it has a solution iff the replica kee
 TTFT = residual of the running step (if busy) + the step that prefills the prompt (more steps
 when the prompt exceeds the free token budget) + queueing for a free sequence slot
 (Erlang-C over ``min(max_num_seqs, KV capacity)`` slots) or for token budget (M/D/1).
-The prompts prefilled with it are all that arrived during the running step. Percentiles come
-from these components evaluated on a fixed quadrature of random draws (seeded: the same inputs
-always give the same numbers). A per-request TPOT averages its steps, which are correlated
-near capacity: a long step collects more prompts, so the next prefills more (an AR(1) whose
-coefficient is the loop gain of the fixed point), and the number decoding varies more than Poisson
-because decode time grows with it (a linear-noise approximation with the elasticity ``e`` of
-the step-time curve: variance ``n (1 + e)``).
+Prompts that arrived earlier in the running step are prefilled before it (first come, first
+served), those arriving during its residual beside it; the running step itself carries the
+prompts that arrived during the step before it (long steps follow long steps). Percentiles
+come from these components evaluated on a fixed quadrature of random draws (seeded: the same
+inputs always give the same numbers). A per-request TPOT averages its steps, which are
+correlated near capacity: a long step collects more prompts, so the next prefills more (an
+AR(1) whose coefficient is the loop gain of the fixed point), and the number decoding varies
+more than Poisson because decode time grows with it (a linear-noise approximation with the
+elasticity ``e`` of the step-time curve: variance ``n (1 + e)``).
 
-Closed loops of C clients use ``lambda = C / E2E`` (desynchronized clients); offline runs of
-N requests run as a closed loop at the engine's concurrency until the queue drains.
+Closed loops of C clients use ``lambda = C / E2E``: desynchronized clients, or cohorts when
+the requests are identical (prefilled together, they finish together). Offline runs of N
+requests run as a closed loop at the engine's concurrency until the queue drains (lock-step
+waves for identical requests on an engine without chunked prefill).
 """
 
 from __future__ import annotations
@@ -620,7 +624,8 @@ class SteadyModel:
         lock-step waves, so the slots are sized for whole sequences (prompt + output) and
         admission is paced by the token budget; with chunked prefill the admissions are
         staggered chunk by chunk and the run behaves as a desynchronized closed loop
-        (checked against the simulator: TPOT at 2,000 requests -49% as waves, +1% now)."""
+        (against the simulator, 8B on L40S, 2,000 requests: TPOT -49% as waves, +1% as a
+        closed loop)."""
         waves = (self.inp.is_fixed and self.out.is_fixed and _WAVES
                  and not self.sc.replica.engine.chunked_prefill)
         kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
@@ -713,15 +718,16 @@ class SteadyModel:
         # finish together and come back at the same step end, as many as the budget
         # prefills in one step beside the other cohorts' decodes
         cohort = closed and cohorts and clients >= 1
-        k_ahead, k_behind = np.split(_poisson_inverse(
-            np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
-                [lam[:, None] * np.where(resid > 0, running - resid, 0.0),
-                 lam[:, None] * resid], axis=1)), 2, axis=1)
         if cohort:
             g = float(self.cohort_size(clients))
             k_ahead = np.broadcast_to(np.floor(_D["u4"] * g), (lam.size, _QUAD))
             k_behind = g - 1.0 - k_ahead
             n_dec = np.full((lam.size, _QUAD), clients - g)
+        else:
+            k_ahead, k_behind = np.split(_poisson_inverse(
+                np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
+                    [lam[:, None] * np.where(resid > 0, running - resid, 0.0),
+                     lam[:, None] * resid], axis=1)), 2, axis=1)
         ahead = np.maximum(k_ahead * self.i_new + np.sqrt(k_ahead * self.i_var) * _D["z3"],
                            0.0)
         behind = k_behind * self.i_new
