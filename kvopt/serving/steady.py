@@ -631,6 +631,8 @@ class SteadyModel:
         kv = self.kv_seqs_full if waves else self.kv_seqs  # desynchronized when lengths vary
         slots = max(1.0, math.floor(min(float(self.max_seqs), kv)))
         conc = int(min(n, slots))
+        if n <= slots:
+            return self._one_wave(n)
         if waves:
             return self._waves(n, conc)
         run = self.closed(conc, mode="offline", value=n, slots=slots, cohorts=False)
@@ -649,6 +651,56 @@ class SteadyModel:
             steady_state_batch=float(conc), utilization=1.0, queue_s=float(np.mean(wait)),
             ttft_s=_stats(ttft), tpot_s=run.tpot_s,
             e2e_mean_s=float(np.mean(ttft)) + (self.o_mean - 1) * run.tpot_s[0], limit=run.limit)
+
+    def _one_wave(self, n: int) -> SteadyState:
+        """``n`` requests that all fit the slots, submitted at once and never replaced:
+        prefilled first come, first served in budget-sized steps beside the decodes of those
+        already prefilled, then decoded until the longest finishes, each step priced at the
+        batch it runs (a deterministic recurrence over steps on stratified lengths)."""
+        cap, limit = self.capacity()
+        q = (np.arange(n) + 0.5) / n
+        rng = np.random.default_rng(_Z_SEED)
+        i_len = _dist_draws(self.inp, q)[rng.permutation(n)] * (self.i_new / self.i_mean)
+        o_len = _dist_draws(self.out, q)[rng.permutation(n)]
+        dec = np.maximum(o_len - 1.0, 0.0) / self.E  # decode steps after the first token
+        need = np.cumsum(i_len)  # prefill tokens due before request i has its first token
+        chunked = self.sc.replica.engine.chunked_prefill
+        first = np.zeros(n, dtype=np.intp)  # step that ends each prefill
+        durations: list[float] = []
+        done, tokens = 0, 0.0
+        while done < n:
+            k = len(durations)
+            decoding = float(np.count_nonzero(first[:done] + dec[:done] >= k))
+            room = max(self.budget - decoding * self.verify, 1.0)
+            if chunked:
+                take = min(room, need[-1] - tokens)
+            else:  # whole prompts only, at least one
+                last = max(int(np.searchsorted(need, tokens + room, side="right")), done + 1)
+                take = need[last - 1] - tokens
+            durations.append(float(self._step(decoding, take)))
+            tokens += take
+            now = int(np.searchsorted(need, tokens * (1 + 1e-12), side="right"))
+            first[done:now] = k
+            done = now
+        # decode steps after the last prefill: the batch shrinks as requests finish
+        finish = first + np.ceil(dec).astype(np.intp)  # step of each last token
+        ks = np.arange(len(durations), int(finish.max()) + 1)
+        running = n - np.searchsorted(np.sort(finish), ks, side="left")
+        tail = self._step(running.astype(np.float64), 0.0) if ks.size else np.zeros(0)
+        ends = np.cumsum(np.concatenate([np.asarray(durations), np.asarray(tail)]))
+        ttft = ends[first] + self.req_s
+        e2e = ends[finish] + self.req_s
+        tpot = (e2e - ttft) / np.maximum(o_len - 1.0, 1.0)
+        start = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0.0)  # its last chunk
+        makespan = float(e2e.max())
+        return SteadyState(
+            mode="offline", value=float(n), saturated=False, capacity_rps=cap,
+            throughput_rps=n / makespan, output_tok_s=float(o_len.sum()) / makespan,
+            total_tok_s=float(o_len.sum() + i_len.sum()) / makespan,
+            steady_state_batch=float(np.sum(e2e - self.req_s - start) / makespan),
+            utilization=1.0, queue_s=float(np.mean(start)), ttft_s=_stats(ttft),
+            tpot_s=_stats(tpot), e2e_mean_s=float(np.mean(e2e)), e2e_p99_s=_stats(e2e)[3],
+            limit=limit)
 
     def _waves(self, n: int, conc: int) -> SteadyState:
         """Offline run of identical requests: lock-step waves of ``conc`` sequences. Each wave
