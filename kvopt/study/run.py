@@ -17,7 +17,6 @@ run loses the chunks in flight.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,7 +30,7 @@ from kvopt.errors import KvoptError
 from kvopt.study.scenarios import Scenario
 from kvopt.study.spec import Study
 from kvopt.study.store import Store, writer_lock
-from kvopt.study.worker import init_worker, run_chunk, run_task
+from kvopt.study.worker import init_worker, plan_evaluation_key, run_chunk, run_task
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -95,17 +94,17 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
 Submit = Callable[[list[dict[str, Any]]], Generator[dict[str, Any], None, None]]
 
 MAX_CHUNK = 64  # scenarios sharing a candidate evaluation sent to a worker at once
-# plan inputs that only the MILP reads (kvopt.space.evaluate does not)
-_MILP_ONLY = frozenset({"rps", "redundancy", "budget_usd_h", "power_cap_kw", "availability",
-                        "allow_mixing", "goal", "solver", "time_limit_s", "gap", "explain",
-                        "labels"})
 
 
 def _evaluation_key(task: dict[str, Any]) -> str:
+    """Plan scenarios with the same candidate evaluation share a key (the one the workers'
+    candidate cache uses); a scenario that cannot be built keeps its own."""
     if task["solve"] != "plan":
         return str(task["key"])
-    rest = {k: v for k, v in task["scenario"].items() if k not in _MILP_ONLY}
-    return json.dumps(rest, sort_keys=True, default=str)
+    try:
+        return plan_evaluation_key(task["scenario"])
+    except KvoptError:
+        return str(task["key"])
 
 
 def chunks(tasks: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:

@@ -46,16 +46,28 @@ def init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
+    """What :func:`kvopt.space.evaluate` reads of a workload and a space: scenarios with
+    the same key share one candidate evaluation (the rate, budget, goal and the other
+    MILP inputs are not in it)."""
+    return (workload.name, workload.model, workload.input_dist.label,
+            workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
+            space.gpus, space.tps, space.precisions, space.batches, space.engine,
+            space.prices_usd_h, space.regions)
+
+
+def plan_evaluation_key(scenario: dict[str, Any]) -> str:
+    """:func:`evaluation_key` of a plan scenario, as text (the chunker groups by it)."""
+    return repr(evaluation_key(_workload(scenario), _space(scenario)))
+
+
 def cached_evaluate(workload: Any, space: Any) -> Any:
     """:func:`kvopt.space.evaluate`, memoized per process on the inputs it reads."""
     from kvopt.space import CandidateSet, evaluate
 
     if space.calibrations:
         return evaluate(workload, space)
-    key = (workload.name, workload.model, workload.input_dist.label,
-           workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
-           space.gpus, space.tps, space.precisions, space.batches, space.engine,
-           space.prices_usd_h, space.regions)
+    key = evaluation_key(workload, space)
     if key in _CANDIDATES:
         CACHE_STATS["hits"] += 1
         _CANDIDATES.move_to_end(key)
