@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from kvopt.errors import InputError
 from kvopt.space import Candidate, Space, Workload
@@ -25,9 +26,10 @@ class FleetProblem:
     allow_mixing: bool = False  # several configurations per workload
     max_replicas: int | None = None  # per option, on top of the data-derived bound
 
-    @property
+    @cached_property
     def inventory(self) -> dict[str, int]:
-        """GPU caps by inventory key (``GPU`` or ``region:GPU``)."""
+        """GPU caps by inventory key (``GPU`` or ``region:GPU``), computed once (every
+        option's replica bound reads it)."""
         caps = dict(self.availability)
         for r in self.space.regions:
             for gpu, n in r.availability:
@@ -92,9 +94,9 @@ def slo_ratio(w: Workload, ttft_p99_ms: float, tpot_p99_ms: float,
 
 def replica_bound(w: Workload, rate_cap: float, tp: int, problem: FleetProblem,
                   gpu: str) -> int:
-    """``gpu`` is the candidate's inventory key (``GPU`` or ``region:GPU``)."""
     """Big-M for one option, from data: enough replicas for the demand plus redundancy,
-    never more than the GPU inventory (or the user's cap) allows."""
+    never more than the GPU inventory (or the user's cap) allows. ``gpu`` is the
+    candidate's inventory key (``GPU`` or ``region:GPU``)."""
     need = math.ceil(w.rate_rps / rate_cap - 1e-9) + w.redundancy
     avail = problem.inventory
     if gpu in avail:
