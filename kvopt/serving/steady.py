@@ -562,14 +562,15 @@ class SteadyModel:
         run = np.asarray(runs, dtype=np.float64)[:, None]
         others_max = np.maximum(run - 1.0, 0.0)
         req = self.req_s  # each client's cycle: request overhead + TTFT + decode
-        g = self.cohort_size(run)
+        if cohorts:  # each cohort's prefill step, beside the other cohorts' decodes
+            g = self.cohort_size(run)
+            cohort_ttft = self._step(run - g, np.minimum(g * self.i_new, self.budget))
 
         def excess(t: Array) -> tuple[Array, Array]:
             lam = run / ((dec + 1.0) * t + req)
             ttft = t
             if cohorts:
-                ttft = np.broadcast_to(self._step(run - g, np.minimum(
-                    g * self.i_new, self.budget)), t.shape)
+                ttft = np.broadcast_to(cohort_ttft, t.shape)
                 lam = run / (ttft + dec * t + req)
             else:
                 for _ in range(4):
@@ -792,13 +793,15 @@ class SteadyModel:
         chunks = np.maximum(np.ceil(total / free), 1.0)
         last = total - (chunks - 1) * free
         step = self._step(n_dec, np.minimum(last + behind, free))
-        # a full-budget chunk step takes one of two values per rate (idle or busy replica)
-        n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
-        full = self._step(n2, np.maximum(self.budget - n2, 1.0))
-        more = (chunks - 1) * np.where(busy, full[:, 1:], full[:, :1])
-        if cohort:  # the other cohorts decode beside every chunk step
-            more = (chunks - 1) * self._step(n_dec[:, :1], np.maximum(
-                self.budget - n_dec[:, :1], 1.0))
+        # a full-budget chunk step takes one value per rate for a cohort (the other cohorts
+        # decode beside it), otherwise one of two (idle or busy replica)
+        if cohort:
+            full_step = self._step(n_dec[:, :1], np.maximum(self.budget - n_dec[:, :1], 1.0))
+        else:
+            n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
+            full = self._step(n2, np.maximum(self.budget - n2, 1.0))
+            full_step = np.where(busy, full[:, 1:], full[:, :1])
+        more = (chunks - 1) * full_step
         return np.asarray(resid + step + more), np.asarray(resid)
 
     def rows(self, lam: Array, t: Array, *, closed: bool = False,
