@@ -27,11 +27,8 @@ CASES = [
     ("Llama-3.1-70B", "H100-SXM", 4, "trtllm", "lognormal:mean=1000,sigma=0.4", "fixed:200"),
     ("Mistral-7B", "A100-SXM-80GB", 1, "sglang", "fixed:1024", "lognormal:mean=300,sigma=0.4"),
 ]
-KNOWN = {  # (model, load fraction): why the analytic model misses the simulator there
-    ("Llama-3.1-70B", 0.6): "TTFT p99 21% low: a non-chunked engine near capacity builds "
-                            "cascades of long prefill steps; the analytic model carries one "
-                            "level of it (benchmarks/analytic_vs_sim.py)",
-}
+KNOWN: dict[tuple[str, float], str] = {}  # (model, load fraction): why the analytic
+# model misses the simulator there (a strict xfail)
 
 
 def _pair(case, frac):
@@ -331,3 +328,66 @@ def test_step_time_curve_matches_the_fixed_point(case: tuple[str, ...]) -> None:
     t = sm.step_times(lam)
     assert np.all(t >= sm.tpot(lam * 0.995) * 0.99)
     assert np.all(t <= sm.tpot(lam * 1.005) * 1.01)
+
+
+def test_running_step_chain_two_states_by_hand() -> None:
+    """Prompts that fill the whole budget (8,192 tokens, no chunked prefill) make the
+    chain of prompts per step two states: an idle-prefill step (d0) and a full one (d1).
+    From 0 the next step has a prompt with p01 = 1 - exp(-lam d0); from 1 it has none with
+    p10 = exp(-lam d1). The stationary share of full steps is p01 / (p01 + p10)."""
+    import math
+
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM", engine="trtllm")
+    sm = steady_model(rep, fixed(8192), fixed(64))
+    assert sm.budget == 8192 and sm.i_new == 8192
+    lam, n_sys = np.array([0.5, 3.0]), np.array([2.0, 10.0])
+    dur, pi = sm._chain_steps(lam, n_sys)
+    assert dur.shape == (2, 2)
+    for r in range(2):
+        d0 = float(sm._step(1.0 + n_sys[r], 0.0))
+        d1 = float(sm._step(1.0 + n_sys[r], 8192.0))
+        assert dur[r] == pytest.approx([d0, d1])
+        p01, p10 = 1 - math.exp(-lam[r] * d0), math.exp(-lam[r] * d1)
+        assert pi[r] == pytest.approx([p10 / (p01 + p10), p01 / (p01 + p10)], rel=1e-9)
+
+
+def test_running_step_chain_matches_a_simulated_chain() -> None:
+    """With several states (2,048-token prompts, an 8,192-token budget: 0..4 prompts per
+    step) the stationary law matches a long run of the chain K' ~ Poisson(lam d(K))."""
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM", engine="trtllm")
+    sm = steady_model(rep, fixed(2048), fixed(64))
+    lam, n_sys = np.array([20.0]), np.array([8.0])
+    dur, pi = sm._chain_steps(lam, n_sys)
+    assert dur.shape == (1, 5)
+    rng = np.random.default_rng(7)
+    k, counts = 0, np.zeros(5)
+    for _ in range(100_000):
+        k = min(int(rng.poisson(lam[0] * dur[0, k])), 4)
+        counts[k] += 1
+    assert counts / counts.sum() == pytest.approx(pi[0], abs=0.01)
+
+
+def test_slot_wait_is_allen_cunneen() -> None:
+    """The slot queue is M/G/c: an arrival waits with Erlang C's chance, then an
+    exponential wait with M/M/c's mean 1 / (c / E2E - lam) scaled by (1 + SCV) / 2, SCV the
+    squared coefficient of variation of the slot holding time. A fixed output length
+    holds slots for nearly the same time (SCV near 0: waits halve); a spread of output
+    lengths holds them longer on average than that."""
+    from kvopt.serving.steady import _D, erlang_c_many
+
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    for out, scv_range in ((fixed(200), (0.0, 0.05)),
+                           (parse_dist("lognormal:mean=200,sigma=1.0"), (0.5, 3.0))):
+        sm = steady_model(rep, fixed(1000), out, max_num_seqs=16)
+        cap, _ = sm.capacity()
+        lam = np.array([0.9 * cap])
+        rows = sm.rows(lam, sm.step_times(lam))
+        scv = float(rows.service_scv[0])
+        assert scv_range[0] <= scv <= scv_range[1]
+        wait = sm.slot_wait(rows)[0]
+        e2e = float(rows.e2e_core[0])
+        pw = float(erlang_c_many(16, np.array([lam[0] * e2e]))[0])
+        waiting = _D["u2"] < pw
+        assert 0 < pw < 1 and np.all(wait[~waiting] == 0)
+        mean = (1 + scv) / 2 / (16 / e2e - lam[0])
+        assert wait[waiting] == pytest.approx(_D["e"][waiting] * mean, rel=1e-12)

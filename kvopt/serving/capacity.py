@@ -255,18 +255,22 @@ class _Bracket:
     side: int = 0  # the end that moved alone last round (+1: lo, -1: hi, 0: both/none)
     w_lo: float = 1.0  # Illinois weights on the end margins
     w_hi: float = 1.0
+    shrink: float = 0.0  # log-width ratio of the bracket over the last round (0: none yet)
 
     def probes(self, rel_tol: float) -> Array:
         """Two rates straddling the estimated zero of the failing check's margin in log
         rate: inverse quadratic interpolation through the bracket's ends and the last
         point it dropped (margins are curved near saturation), else a secant
         (Illinois-weighted so that an end that stops moving does not stall it), else
-        the bracket split in thirds."""
+        the bracket split in thirds. Thirds also when the last round did not halve the
+        bracket: a margin that is flat then steep (slot queueing) or flat and noisy (a p99
+        of draws) defeats interpolation, and thirds shrink the bracket threefold."""
         lo, hi = math.log(self.lo), math.log(self.hi)
         m_lo = self.lo_m[self.why_hi] * self.w_lo
         m_hi = self.hi_m[self.why_hi] * self.w_hi
         x = math.nan
-        if self.rounds < 8 and math.isfinite(m_lo) and math.isfinite(m_hi) and m_hi > m_lo:
+        if (self.rounds < 8 and not self.shrink > 0.5 and math.isfinite(m_lo)
+                and math.isfinite(m_hi) and m_hi > m_lo):
             x = lo + (hi - lo) * -m_lo / (m_hi - m_lo)
             if self.prev is not None and self.w_lo == self.w_hi == 1.0:
                 x = _iqi(((lo, m_lo), (hi, m_hi),
@@ -275,7 +279,7 @@ class _Bracket:
         if math.isfinite(x):
             a, c = math.exp(x) * (1 - 0.4 * rel_tol), math.exp(x) * (1 + 0.4 * rel_tol)
         else:
-            a, c = self.lo + (self.hi - self.lo) / 3, self.lo + 2 * (self.hi - self.lo) / 3
+            a, c = math.exp(lo + (hi - lo) / 3), math.exp(lo + 2 * (hi - lo) / 3)
         a = min(max(a, self.lo), self.hi)
         c = min(max(c, self.lo), self.hi)
         return np.array([a, c])
@@ -283,6 +287,7 @@ class _Bracket:
     def update(self, part: Rows, ok: Array, margins: dict[str, Array], why: list[str],
                wait: Array) -> None:
         self.rounds += 1
+        width = math.log(self.hi / self.lo)
         moved_lo = moved_hi = False
         for r in np.argsort(part.lam):
             lam = float(part.lam[r])
@@ -305,6 +310,7 @@ class _Bracket:
             else:
                 self.w_lo /= 2
         self.side = side
+        self.shrink = math.log(self.hi / self.lo) / width if width > 0 else 0.0
 
 
 def _iqi(pts: tuple[tuple[float, float], ...], lo: float, hi: float, fallback: float
@@ -332,7 +338,9 @@ def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
         return out
     base = models[live[0]]  # any level: the rows do not depend on the slots
     top = max(caps[b][0] for b in live)
-    ends = [caps[b][0] * f for b in live for f in (0.999, 1e-4)]
+    # each level's top end, and one light-load point below every level's capacity
+    light = min(caps[b][0] for b in live) * 1e-4
+    ends = [caps[b][0] * 0.999 for b in live] + [light]
     lams = np.unique(np.concatenate([top * _GRID, ends]))
     rows = base.rows(lams, base.step_times(lams))
     brackets: dict[int, _Bracket] = {}
@@ -340,7 +348,7 @@ def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
         m, (cap, limit) = models[b], caps[b]
         ok, margin, why, wait = _checks(m, rows, cap, slo)
         i_top = int(np.searchsorted(lams, cap * 0.999))
-        i_low = int(np.searchsorted(lams, cap * 1e-4))
+        i_low = int(np.searchsorted(lams, light))
         if ok[i_top]:
             out[b] = _result(m.state_at(rows, i_top, wait[i_top], mode="rps",
                                         value=float(lams[i_top]), cap=cap, limit=limit),

@@ -9,11 +9,12 @@ So the mean time per output token solves the fixed point
 
 with ``f`` = :meth:`StepCost.mean_step_s`; it has a solution iff the replica keeps up.
 TTFT = residual of the running step (if busy) + the step that prefills the prompt (more steps
-when the prompt exceeds the free token budget) + queueing for a free sequence slot
-(Erlang-C over ``min(max_num_seqs, KV capacity)`` slots) or for token budget (M/D/1).
-Prompts that arrived earlier in the running step are prefilled before it (first come, first
-served), those arriving during its residual beside it; the running step itself carries the
-prompts that arrived during the step before it (long steps follow long steps). Percentiles
+when the prompt exceeds the free token budget) + queueing for a free sequence slot (M/G/c over
+``min(max_num_seqs, KV capacity)`` slots: Erlang C with the Allen-Cunneen wait) or for token
+budget (M/D/1). Prompts that arrived earlier in the running step are prefilled before it
+(first come, first served), those arriving during its residual beside it; the running step is
+length-biased from the stationary law of the chain of prompts per step (each step prefills
+the prompts that arrived during the one before: long steps follow long steps). Percentiles
 come from these components evaluated on a fixed quadrature of random draws (seeded: the same
 inputs always give the same numbers). A per-request TPOT averages its steps, which are
 correlated near capacity: a long step collects more prompts, so the next prefills more (an
@@ -44,6 +45,7 @@ Array = npt.NDArray[np.float64]
 _QUAD = 1024
 _WAVES = True
 _CURVES: dict[tuple[object, ...], tuple[object, tuple[float, Array, Array]]] = {}
+_CHAIN_STATES = 64
 _OTHERS_GRID = 9  # points of the step-moment curve over the others decoding, per rate
 # (TPOT p99s within 0.15% of a 33-point curve)
 _MAX_STEP_S = 30.0  # no fixed point below this: the replica cannot keep up
@@ -144,6 +146,21 @@ def _draws() -> dict[str, Array]:
 
 
 _D = _draws()
+_U3_SORTED = np.sort(_D["u3"])
+_U3_RANK = np.argsort(np.argsort(_D["u3"]))  # each u3 draw's place in _U3_SORTED
+
+
+def _inverse_cdf_u3(cdf: Array) -> npt.NDArray[np.intp]:
+    """For each row of increasing ``cdf`` (R, n), the index of the first entry >= each
+    ``u3`` draw (R, Q), clipped to n - 1. The draws are sorted once, so one search places
+    every CDF entry among them: the answer for the i-th smallest draw is the number of
+    entries that precede it (a cumulative count per row)."""
+    r, n = cdf.shape
+    before = np.searchsorted(_U3_SORTED, cdf, side="right")  # draws <= each entry
+    counts = np.bincount((before + np.arange(r)[:, None] * (_QUAD + 1)).ravel(),
+                         minlength=r * (_QUAD + 1)).reshape(r, _QUAD + 1)
+    first = np.cumsum(counts, axis=1)[:, _U3_RANK]  # entries < the draw
+    return np.asarray(np.minimum(first, n - 1))
 
 
 def _stats(x: Array) -> tuple[float, float, float, float]:
@@ -190,6 +207,7 @@ class Rows:
     e2e_core: Array  # mean TTFT core + decode time
     tpot: Array  # per-request time per output token
     out_tokens: Array  # (Q,) output tokens after the first, per draw
+    service_scv: Array  # squared coefficient of variation of a slot's holding time
     memo: dict[str, Array] = field(default_factory=dict, compare=False, repr=False)
 
     def p99(self, name: str, x: Array) -> Array:
@@ -203,7 +221,7 @@ class Rows:
         return Rows(lam=self.lam[idx], t=self.t[idx], ttft_core=self.ttft_core[idx],
                     resid=self.resid[idx], budget_wait=self.budget_wait[idx],
                     e2e_core=self.e2e_core[idx], tpot=self.tpot[idx],
-                    out_tokens=self.out_tokens)
+                    out_tokens=self.out_tokens, service_scv=self.service_scv[idx])
 
 
 class SteadyModel:
@@ -566,43 +584,62 @@ class SteadyModel:
             g = self.cohort_size(run)
             cohort_ttft = self._step(run - g, np.minimum(g * self.i_new, self.budget))
 
-        def excess(t: Array) -> tuple[Array, Array]:
-            lam = run / ((dec + 1.0) * t + req)
+        def excess(t: Array, sel: slice | npt.NDArray[np.intp] = slice(None)
+                   ) -> tuple[Array, Array]:
+            """(step seen - t, rate) at step times ``t`` for the loops ``sel``."""
+            c, o_max = run[sel], others_max[sel]
+            lam = c / ((dec + 1.0) * t + req)
             ttft = t
             if cohorts:
-                ttft = np.broadcast_to(cohort_ttft, t.shape)
-                lam = run / (ttft + dec * t + req)
+                ttft = np.broadcast_to(cohort_ttft[sel], t.shape)
+                lam = c / (ttft + dec * t + req)
             else:
                 for _ in range(4):
                     # a closed-loop request arrives at a step end and is prefilled in the
                     # next step with the others that finished in this one
-                    ttft = self._step(others_max * dec * t / (dec * t + ttft + req),
+                    ttft = self._step(o_max * dec * t / (dec * t + ttft + req),
                                       np.minimum(self.i_new * np.maximum(1.0, lam * t),
                                                  self.budget))
-                    lam = run / (ttft + dec * t + req)
-            others = others_max * dec * t / (ttft + dec * t + req)
+                    lam = c / (ttft + dec * t + req)
+            others = o_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam
 
         n = run.shape[0]
         rows = np.arange(n)
         base = float(self._step(1.0, 0.0))
-        grid = np.tile(np.geomspace(base * 0.25, _MAX_STEP_S, 48), (n, 1))
-        out_lam, out_t = np.zeros(n), np.zeros(n)
-        done = np.zeros(n, dtype=bool)
-        for _ in range(2):  # 48 geometric points, then 24 linear twice: to ~0.04%
-            h, lam = excess(grid)
-            neg = h <= 0
-            i = np.argmax(neg, axis=1)  # the first step time the loop keeps up with
-            for end, sel in ((-1, ~neg.any(axis=1)), (0, neg.any(axis=1) & (i == 0))):
-                sel = sel & ~done
-                out_lam[sel], out_t[sel] = lam[sel, end], grid[sel, end]
-                done |= sel
-            lo, hi = grid[rows, np.maximum(i - 1, 0)], grid[rows, i]
-            grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 24)
+        # a geometric grid brackets the first step time the loop keeps up with, then
+        # regula falsi (Illinois) on log(step seen / t) in log t, all loops at once
+        grid = np.tile(np.geomspace(base * 0.25, _MAX_STEP_S, 16), (n, 1))
         h, lam = excess(grid)
-        j = np.argmin(np.abs(h), axis=1)
-        out_lam = np.where(done, out_lam, lam[rows, j])
-        out_t = np.where(done, out_t, grid[rows, j])
+        neg = h <= 0
+        i = np.argmax(neg, axis=1)
+        out_t = grid[rows, i]  # exact at the grid's first point, or its last if never
+        out_lam = lam[rows, np.where(neg.any(axis=1), i, -1)]
+        todo = neg.any(axis=1) & (i > 0)
+        a, b = np.log(grid[rows, np.maximum(i - 1, 0)]), np.log(out_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fa = np.log1p(h[rows, np.maximum(i - 1, 0)] / grid[rows, np.maximum(i - 1, 0)])
+            fb = np.log1p(np.maximum(h[rows, i] / out_t, -1.0 + 1e-300))
+        side = np.zeros(n)
+        for _ in range(40):
+            if not todo.any():
+                break
+            k = np.nonzero(todo)[0]
+            denom = fb[k] - fa[k]
+            c = np.where(denom < 0, b[k] - fb[k] * (b[k] - a[k]) / np.where(denom < 0, denom,
+                                                                          -1.0),
+                         (a[k] + b[k]) / 2)
+            tc = np.exp(c)
+            hc, lc = excess(tc[:, None], k)
+            fc = np.log1p(np.maximum(hc[:, 0] / tc, -1.0 + 1e-300))
+            move_b = fc <= 0
+            fa[k] = np.where(move_b & (side[k] == -1), fa[k] / 2, np.where(move_b, fa[k], fc))
+            fb[k] = np.where(~move_b & (side[k] == 1), fb[k] / 2, np.where(move_b, fc, fb[k]))
+            a[k] = np.where(move_b, a[k], c)
+            b[k] = np.where(move_b, c, b[k])
+            side[k] = np.where(move_b, -1.0, 1.0)
+            out_t[k], out_lam[k] = tc, lc[:, 0]
+            todo[k[(np.abs(fc) < 1e-7) | (b[k] - a[k] < 1e-7)]] = False
         return out_lam, out_t
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
@@ -741,27 +778,13 @@ class SteadyModel:
         with np.errstate(over="ignore"):
             p_busy = np.where(lam > 0, 1.0 - np.exp(-n_sys), 0.0)
         busy = _D["u2"][None, :] < p_busy[:, None]
-        # the step in progress at a Poisson arrival is length-biased: it is more likely a
-        # long one that carries K ~ Poisson(lam d) prompts, d the step before it (itself
-        # K0 ~ Poisson(lam t)): long steps follow long steps (one level of the cascade)
-        k0, w0 = _poisson_quadrature((lam * t)[:, None])
-        d0 = self._step((1.0 + n_sys)[:, None], np.minimum(k0 * self.i_new, self.budget))
-        k, w = _poisson_quadrature((lam[:, None] * d0)[..., None])
-        dur = self._step((1.0 + n_sys)[:, None, None], np.minimum(k * self.i_new, self.budget))
-        w = (w0[..., None] * w).reshape(lam.size, -1)
-        dur = dur.reshape(lam.size, -1)
-        order = np.argsort(dur, axis=1)
-        dur, w = np.take_along_axis(dur, order, 1), np.take_along_axis(w, order, 1)
+        # the step in progress at a Poisson arrival is length-biased, and long steps follow
+        # long steps: the prompts of the next step arrive during this one
+        dur, w = self._chain_steps(lam, n_sys)
         bw = w * dur
         cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
-        # inverse-CDF draws of each row's running step, all rows in one search: row r's
-        # CDF and draws are offset by r, so the rows stay apart in one sorted array
-        nq = dur.shape[1]
-        off = np.arange(lam.size, dtype=np.float64)[:, None]
-        pos = np.searchsorted((cdf + off).ravel(), (_D["u3"][None, :] + off).ravel())
-        local = np.minimum(pos.reshape(lam.size, _QUAD) - np.arange(lam.size)[:, None] * nq,
-                           nq - 1)
-        running = np.take_along_axis(dur, np.maximum(local, 0), axis=1)
+        # inverse-CDF draws of each row's running step
+        running = np.take_along_axis(dur, _inverse_cdf_u3(cdf), axis=1)
         resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
         # prompts that arrived earlier in the same running step are ahead of it (first come,
         # first served); those arriving during its residual join the same step behind it:
@@ -803,6 +826,38 @@ class SteadyModel:
             full_step = np.where(busy, full[:, 1:], full[:, :1])
         more = (chunks - 1) * full_step
         return np.asarray(resid + step + more), np.asarray(resid)
+
+    def _chain_steps(self, lam: Array, n_sys: Array) -> tuple[Array, Array]:
+        """Durations of steps that prefill k = 0, 1, ... prompts (R, S), and how often
+        such steps occur: the stationary law of the chain ``K' ~ Poisson(lam d(K))`` (the
+        prompts of the next step arrive during this one), the whole cascade of long steps.
+        Steps whose prompts fill the token budget all last the same, so they are one state
+        (the budget defers the rest)."""
+        full = max(1, math.ceil(self.budget / max(self.i_new, 1.0)))
+        size = min(full, _CHAIN_STATES - 1) + 1
+        k = np.arange(size, dtype=np.float64)
+        dur = self._step((1.0 + n_sys)[:, None], np.minimum(k * self.i_new, self.budget))
+        mu = np.maximum(lam[:, None] * dur, 1e-300)[:, :, None]  # (R, from, 1)
+        j = k[None, None, :]
+        from scipy.special import gammaln, pdtr
+
+        pmf = np.exp(j * np.log(mu) - mu - gammaln(j + 1.0))
+        pmf[..., -1] = np.maximum(1.0 - pdtr(size - 2, mu[..., 0]), 0.0)  # the last: >= it
+        # stationary law: pi (P - I) = 0, sum pi = 1
+        a = np.swapaxes(pmf, 1, 2) - np.eye(size)
+        a[:, -1, :] = 1.0
+        b = np.zeros((lam.size, size))
+        b[:, -1] = 1.0
+        pi = np.maximum(np.linalg.solve(a, b[..., None])[..., 0], 0.0)
+        if self.i_var > 0:  # k prompts of random length: k mean +- sqrt(k) sd tokens
+            spread = np.sqrt(k * self.i_var)
+            toks = np.concatenate([np.maximum(k * self.i_new - spread, 0.0),
+                                   k * self.i_new + spread])
+            dur = self._step((1.0 + n_sys)[:, None], np.minimum(toks, self.budget))
+            pi = np.concatenate([pi, pi], axis=1) / 2
+            order = np.argsort(dur, axis=1)
+            dur, pi = np.take_along_axis(dur, order, 1), np.take_along_axis(pi, order, 1)
+        return np.asarray(dur), np.asarray(pi)
 
     def rows(self, lam: Array, t: Array, *, closed: bool = False,
              running: float = 0.0, cohorts: bool = False) -> Rows:
@@ -863,7 +918,16 @@ class SteadyModel:
         tpot = tpot * (t / np.maximum(np.mean(tpot, axis=1), 1e-12))[:, None] / self.E
         return Rows(lam=lam, t=t, ttft_core=ttft_core + self.req_s, resid=resid,
                     budget_wait=budget_wait,
-                    e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0))
+                    e2e_core=e2e_core, tpot=tpot, out_tokens=np.maximum(o_me - 1.0, 0.0),
+                    service_scv=self._service_scv(ttft_core, tpot, o_me))
+
+    def _service_scv(self, ttft_core: Array, tpot: Array, o_me: Array) -> Array:
+        """Squared coefficient of variation of how long a request holds its slot (TTFT
+        core plus its decode), per row: the holding time is nearly fixed when the output
+        length is, which halves an M/M/c queue's waits (Allen-Cunneen)."""
+        hold = ttft_core + np.maximum(o_me - 1.0, 0.0) * tpot
+        mean = np.mean(hold, axis=1)
+        return np.asarray(np.var(hold, axis=1) / np.maximum(mean, 1e-300) ** 2)
 
     def _ar1_factor(self, lam: Array, closed: bool) -> Array:
         """Variance of the mean of a request's step durations, per unit of (one step's
@@ -883,12 +947,16 @@ class SteadyModel:
             1.0 - phi**steps) / (steps * (1.0 - phi) ** 2)))
 
     def slot_wait(self, rows: Rows) -> Array:
-        """Queueing for a sequence slot (Erlang C over this model's slots), per row."""
+        """Queueing for a sequence slot, per row: an M/G/c queue over this model's slots,
+        by Allen-Cunneen: the chance of waiting is Erlang C's, the wait is exponential with
+        M/M/c's mean times ``(1 + SCV) / 2`` (SCV of the holding time: a fixed output
+        length halves the waits)."""
         offered = rows.lam * rows.e2e_core
         full = offered >= self.slots  # every slot busy on average: the queue never drains
         pw = erlang_c_many(self.slots, np.where(full, 0.0, offered))
         with np.errstate(divide="ignore"):
-            rate = np.where(full, 1.0, self.slots / rows.e2e_core - rows.lam)
+            rate = np.where(full, 1.0, (self.slots / rows.e2e_core - rows.lam)
+                            * 2.0 / (1.0 + rows.service_scv))
         wait = np.where(_D["u2"][None, :] < pw[:, None], _D["e"][None, :] / rate[:, None], 0.0)
         return np.where(full[:, None], np.inf, wait)
 
