@@ -2,12 +2,11 @@
 serving issue's tolerances (mean TTFT, mean TPOT and throughput within 10%; p99 TTFT and
 TPOT within 20%).
 
-The test suite checks the same five configurations at 15% and 35% of capacity
-(``tests/test_serving.py``); this report also runs 60% and 80%, where the analytic model is
-known to miss; closed loops of 1, 8 and 64 clients, whose TTFT the analytic model misses
-badly from 8 clients on when prompt lengths vary; and offline batches of 200 and 2,000
-requests, whose TPOT it misses by up to 50% (it prints what it measured). Each Poisson and
-closed-loop point simulates 4,000 requests.
+The test suite checks the same five configurations at 15, 35, 60 and 80% of capacity
+(``tests/test_serving.py``); this report also runs closed loops of 1, 8 and 64 clients, whose
+TTFT the analytic model misses badly from 8 clients on when prompt lengths vary, and offline
+batches of 200 and 2,000 requests, whose TPOT p99 it misses by up to 50% (it prints what it
+measured). Each Poisson and closed-loop point simulates 4,000 requests.
 
 Run: ``python benchmarks/analytic_vs_sim.py [--requests N]``.
 """

@@ -43,7 +43,7 @@ def _pair(case, frac):
     return a, s
 
 
-@pytest.mark.parametrize("frac", [0.15, 0.35, 0.6])
+@pytest.mark.parametrize("frac", [0.15, 0.35, 0.6, 0.8])
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in CASES])
 def test_analytic_matches_simulator_below_saturation(case, frac, request) -> None:
     reason = KNOWN.get((case[0], frac))
