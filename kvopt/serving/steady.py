@@ -22,8 +22,9 @@ AR(1) whose coefficient is the loop gain of the fixed point), and the number dec
 more than Poisson because decode time grows with it (a linear-noise approximation with the
 elasticity ``e`` of the step-time curve: variance ``n (1 + e)``).
 
-Closed loops of C clients use ``lambda = C / E2E``: desynchronized clients, or cohorts when
-the requests are identical (prefilled together, they finish together). Offline runs of N
+Closed loops of C clients use ``lambda = C / E2E``: cohorts when the output length is fixed
+(prefilled together, they finish together; a cohort sheds the clients whose prompts overflow
+the budget), desynchronized clients otherwise. Offline runs of N
 requests run as a closed loop at the engine's concurrency until the queue drains (lock-step
 waves for identical requests on an engine without chunked prefill).
 """
@@ -46,6 +47,7 @@ _QUAD = 1024
 _WAVES = True
 _CURVES: dict[tuple[object, ...], tuple[object, tuple[float, Array, Array]]] = {}
 _CHAIN_STATES = 64
+_COHORT_Z = 2.33  # a cohort overflows the budget in < 1% of its cycles (normal quantile)
 _OTHERS_GRID = 9  # points of the step-moment curve over the others decoding, per rate
 # (TPOT p99s within 0.15% of a 33-point curve)
 _MAX_STEP_S = 30.0  # no fixed point below this: the replica cannot keep up
@@ -142,7 +144,8 @@ def _draws() -> dict[str, Array]:
             "u4": rng.random(_QUAD), "u5": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
             "z1": rng.standard_normal(_QUAD),
             "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
-            "q": (np.arange(_QUAD) + 0.5) / _QUAD, "u6": rng.random(_QUAD)}
+            "q": (np.arange(_QUAD) + 0.5) / _QUAD, "u6": rng.random(_QUAD),
+            "u7": rng.random(_QUAD)}
 
 
 _D = _draws()
@@ -561,13 +564,29 @@ class SteadyModel:
         return float(lam[0]), float(t[0])
 
     def cohort_size(self, clients: Array | float) -> Array:
-        """Clients of a closed loop of identical requests that move together: those
-        prefilled in one step finish together and come back at the same step end, so a
+        """Clients of a closed loop of fixed-output requests that move together: those
+        prefilled in one step finish together and come back at the same step end. A
         cohort is as many prompts as the budget prefills beside the other cohorts'
-        decodes (at least 1, at most all clients)."""
+        decodes: when its prompts vary in length it sheds the clients that overflow to the
+        next step until it overflows in fewer than 1% of its cycles (``k`` prompts of mean
+        ``I`` and sd ``s``: ``k (I - 1) + 2.33 s sqrt(k) <= budget - clients``); at least 1,
+        at most all clients."""
         c = np.asarray(clients, dtype=np.float64)
-        return np.asarray(np.clip(np.floor((self.budget - c) / max(self.i_new - 1.0, 1.0)),
-                                  1.0, np.maximum(c, 1.0)))
+        room = np.maximum(self.budget - c, 0.0)
+        a = max(self.i_new - 1.0, 1.0)
+        zs = _COHORT_Z * math.sqrt(self.i_var)
+        root = (-zs + np.sqrt(zs**2 + 4.0 * a * room)) / (2.0 * a)
+        return np.asarray(np.clip(np.floor(root**2 + 1e-9), 1.0, np.maximum(c, 1.0)))
+
+    def cohort_mix(self, clients: float) -> tuple[tuple[float, float], ...]:
+        """(cohort size, share of the clients in such cohorts): full cohorts, and one
+        smaller cohort of the clients left over."""
+        c = max(float(clients), 1.0)
+        g = float(self.cohort_size(c))
+        rest = c - g * math.floor(c / g)
+        if rest < 1.0:
+            return ((g, 1.0),)
+        return ((g, 1.0 - rest / c), (rest, rest / c))
 
     def closed_points(self, runs: Array, cohorts: bool = False) -> tuple[Array, Array]:
         """(request rates, step times) of closed loops keeping ``runs`` sequences busy:
@@ -581,8 +600,11 @@ class SteadyModel:
         others_max = np.maximum(run - 1.0, 0.0)
         req = self.req_s  # each client's cycle: request overhead + TTFT + decode
         if cohorts:  # each cohort's prefill step, beside the other cohorts' decodes
-            g = self.cohort_size(run)
-            cohort_ttft = self._step(run - g, np.minimum(g * self.i_new, self.budget))
+            cohort_ttft = np.zeros_like(run)
+            for r, c in enumerate(run[:, 0]):
+                for g, share in self.cohort_mix(float(c)):
+                    cohort_ttft[r] += share * float(self._step(
+                        float(c) - g, min(g * self.i_new, self.budget)))
 
         def excess(t: Array, sel: slice | npt.NDArray[np.intp] = slice(None)
                    ) -> tuple[Array, Array]:
@@ -596,10 +618,9 @@ class SteadyModel:
             else:
                 for _ in range(4):
                     # a closed-loop request arrives at a step end and is prefilled in the
-                    # next step with the others that finished in this one
+                    # next step with the others that finished in this one (lam t of them)
                     ttft = self._step(o_max * dec * t / (dec * t + ttft + req),
-                                      np.minimum(self.i_new * np.maximum(1.0, lam * t),
-                                                 self.budget))
+                                      np.minimum(self.i_new * (1.0 + lam * t), self.budget))
                     lam = c / (ttft + dec * t + req)
             others = o_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam
@@ -644,12 +665,12 @@ class SteadyModel:
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
                slots: float | None = None, cohorts: bool | None = None) -> SteadyState:
-        """Closed loop of ``clients`` with no think time: identical requests (fixed input
-        and output lengths) move in cohorts, others are desynchronized."""
+        """Closed loop of ``clients`` with no think time: requests with a fixed output
+        length move in cohorts (:meth:`cohort_mix`), others are desynchronized."""
         cap, limit = self.capacity()
         run = min(float(clients), slots if slots is not None else math.floor(self.slots))
         if cohorts is None:
-            cohorts = self.inp.is_fixed and self.out.is_fixed
+            cohorts = self.out.is_fixed and (self.spec is None or not self.spec.k)
         lam, t = self._closed_point(run, cohorts=cohorts)
         queue = max(0.0, clients - run) / lam if lam > 0 else 0.0
         return self._metrics(mode, float(value if value is not None else clients), lam, t, cap,
@@ -794,11 +815,17 @@ class SteadyModel:
         # finish together and come back at the same step end, as many as the budget
         # prefills in one step beside the other cohorts' decodes
         cohort = closed and cohorts and clients >= 1
-        if cohort:
-            g = float(self.cohort_size(clients))
+        if cohort:  # a full cohort, or the one of the clients left over
+            (g_full, share), *rest = self.cohort_mix(clients)
+            g = np.where(_D["u7"] < share, g_full, rest[0][0] if rest else g_full)
             k_ahead = np.broadcast_to(np.floor(_D["u4"] * g), (lam.size, _QUAD))
             k_behind = g - 1.0 - k_ahead
-            n_dec = np.full((lam.size, _QUAD), clients - g)
+            n_dec = np.broadcast_to(clients - g, (lam.size, _QUAD))
+        elif closed:  # desynchronized clients: those that finished in the same step as
+            # its previous request arrive with it, K ~ Poisson(lam t), in random order
+            k_co = _poisson_inverse(_D["u6"][None, :], (lam * t)[:, None])
+            k_ahead = np.floor(_D["u4"] * (k_co + 1.0))
+            k_behind = k_co - k_ahead
         else:
             k_ahead, k_behind = np.split(_poisson_inverse(
                 np.concatenate([_D["u4"], _D["u6"]]), np.concatenate(
@@ -819,7 +846,7 @@ class SteadyModel:
         # a full-budget chunk step takes one value per rate for a cohort (the other cohorts
         # decode beside it), otherwise one of two (idle or busy replica)
         if cohort:
-            full_step = self._step(n_dec[:, :1], np.maximum(self.budget - n_dec[:, :1], 1.0))
+            full_step = self._step(n_dec, np.maximum(self.budget - n_dec, 1.0))
         else:
             n2 = np.stack([np.zeros_like(n_sys), n_sys], axis=1)
             full = self._step(n2, np.maximum(self.budget - n2, 1.0))
