@@ -138,8 +138,8 @@ def test_cohort_size_by_hand() -> None:
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3], CASES[4]],
                          ids=lambda c: f"{c[0]}-{c[1]}")
 def test_offline_batch_within_the_slots_matches_simulator(case) -> None:
-    """200 requests submitted at once that all fit the slots: one wave, prefilled first
-    come first served beside the decodes, then drained without replacement. The analytic
+    """200 requests submitted at once that all fit the slots: prefilled first come first
+    served beside the decodes, then drained without replacement. The analytic
     model agrees with the simulator (it was up to 59% off in throughput while it treated
     the batch as a closed loop that keeps replacing finished requests)."""
     m, g, tp, eng, i, o = case
@@ -148,6 +148,24 @@ def test_offline_batch_within_the_slots_matches_simulator(case) -> None:
           "output_dist": parse_dist(o)}
     a = estimate_under_load(rep, **kw).to_dict()
     s = simulate_under_load(rep, num_requests=200, **kw).to_dict()
+    for block, key, tol in (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
+                            ("throughput", "output_tok_s", 0.10),
+                            ("latency", "ttft_p99_ms", 0.20), ("latency", "tpot_p99_ms", 0.20)):
+        assert a[block][key] == pytest.approx(s[block][key], rel=tol), key
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3]], ids=lambda c: c[0] + "-" + c[1])
+def test_offline_run_beyond_the_slots_matches_simulator(case) -> None:
+    """2,000 requests at once, more than the slots: requests are admitted as slots free up.
+    The first ones decode beside the prefill-heavy ramp, which sets the TPOT p99 (it was
+    25-33% low while the run was a closed loop at the engine's concurrency). The 70B case
+    runs TensorRT-LLM, which reserves KV for whole sequences and never preempts."""
+    m, g, tp, eng, i, o = case
+    rep = build_replica(model=m, gpu=g, tp=tp, engine=eng)
+    kw = {"load": Load(mode="offline", value=2000), "input_dist": parse_dist(i),
+          "output_dist": parse_dist(o)}
+    a = estimate_under_load(rep, **kw).to_dict()
+    s = simulate_under_load(rep, num_requests=2000, **kw).to_dict()
     for block, key, tol in (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
                             ("throughput", "output_tok_s", 0.10),
                             ("latency", "ttft_p99_ms", 0.20), ("latency", "tpot_p99_ms", 0.20)):
@@ -182,6 +200,7 @@ def test_simulator_preempts_when_kv_runs_out() -> None:
 REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
 MODEL = steady_model(REP, parse_dist("lognormal:mean=600,sigma=0.5"), fixed(150))
 CAP = MODEL.capacity()[0]
+OFFLINE_TOP = MODEL.offline(50_000).output_tok_s
 
 
 @settings(max_examples=20, deadline=None)
@@ -200,8 +219,11 @@ def test_latency_percentiles_never_fall_as_rate_rises(f1: float, f2: float) -> N
 @settings(max_examples=15, deadline=None)
 @given(frac=st.floats(0.05, 3.0))
 def test_throughput_never_exceeds_offline_maximum(frac: float) -> None:
-    top = MODEL.offline(5000).output_tok_s
-    assert MODEL.poisson(CAP * frac).output_tok_s <= top * 1.0001
+    """A long offline run (the step recurrence, 50,000 requests: ramp and drain are 1% of
+    it) bounds the Poisson throughput, capacity included. The capacity comes from the
+    full-occupancy fixed point, a second model of the same loop: they agree within 0.5%."""
+    top = OFFLINE_TOP
+    assert MODEL.poisson(CAP * frac).output_tok_s <= top * 1.005
 
 
 def test_capacity_meets_its_slo_and_tighter_slo_costs_goodput() -> None:

@@ -34,6 +34,11 @@ class EngineProfile:
     # admission, detokenization of the stream): added to its TTFT and end-to-end latency.
     # 0 in the shipped profiles (no published figure); `kvopt calibrate --fit request` fits it
     request_overhead_ms: float = 0.0
+    # how the scheduler admits a request against the KV pool: "on_demand" (blocks as tokens
+    # are written; the newest request is preempted when they run out: vLLM, SGLang) or
+    # "full_sequence" (blocks for prompt + max output reserved at admission, never
+    # preempted: TensorRT-LLM's GUARANTEED_NO_EVICT)
+    kv_admission: str = "on_demand"
     version_modeled: str = ""
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -51,8 +56,25 @@ class EngineProfile:
             raise ValueError("request_overhead_ms must be >= 0")
         if self.physical_batch_tokens < 0:
             raise ValueError("physical_batch_tokens must be >= 0")
+        if self.kv_admission not in KV_ADMISSIONS:
+            raise ValueError(f"kv_admission {self.kv_admission!r} must be one of "
+                             f"{', '.join(KV_ADMISSIONS)}")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
+
+
+KV_ADMISSIONS = ("on_demand", "full_sequence")
+
+
+def _admission(node: Any, origin: str, srcs: dict[str, str]) -> str:
+    """``kv_admission: {value: on_demand|full_sequence, source: ...}`` (absent: on_demand)."""
+    if node is None:
+        return "on_demand"
+    if not isinstance(node, dict) or not node.get("source") or "value" not in node:
+        raise CatalogError(f"{origin}: field 'kv_admission' must be a mapping with 'value' "
+                           "and a non-empty 'source'")
+    srcs["kv_admission"] = str(node["source"])
+    return str(node["value"])
 
 
 @cache
@@ -107,6 +129,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             if "physical_batch_tokens" in data else 0,
             request_overhead_ms=num(data["request_overhead_ms"], "request_overhead_ms")
             if "request_overhead_ms" in data else 0.0,
+            kv_admission=_admission(data.get("kv_admission"), origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             sources=tuple(sorted(srcs.items())),
         )

@@ -8,7 +8,9 @@ scheduler, and prices every step with :class:`kvopt.serving.stepcost.StepCost`:
    its blocks are freed and it re-queues at the front to recompute its tokens);
 2. sequences mid-prefill continue with a chunk of the remaining token budget;
 3. waiting requests are admitted first-come-first-served while fewer than ``max_num_seqs``
-   run, budget remains and KV blocks for their first chunk are free;
+   run, budget remains and KV blocks for their first chunk are free (for an engine that
+   reserves the whole sequence, ``kv_admission: full_sequence``, blocks for prompt + output
+   are taken at admission, so it never preempts);
 4. the step takes ``StepCost.step_s``; a sequence whose prompt completes samples its first
    token at the end of that step (TTFT); a sequence is done after its output tokens.
 
@@ -109,6 +111,8 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         raise InputError("input + output length", context, f"one sequence needs {need_one} KV "
                          f"blocks but the pool holds {total_blocks}")
     budget = eng.step_tokens if eng.chunked_prefill else max(eng.step_tokens, context)
+    reserve = eng.kv_admission == "full_sequence"
+    extra = spec.k if spec else 0  # draft tokens a last verify step may write
     sc = step_cost or StepCost(replica, budget + eng.max_num_seqs)
 
     arrival = np.full(n_req, np.nan)
@@ -202,6 +206,12 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     left -= c
         while waiting and left > 0 and len(running) < eng.max_num_seqs:
             s = waiting[0]
+            if reserve:  # blocks for the whole sequence, held until it finishes
+                whole = -(-(s.base + s.prefill_left + s.out + extra) // bs) - s.blocks
+                if whole > free:
+                    break
+                free -= whole
+                s.blocks += whole
             c = _grant(s, left, bs, free)
             if not c:
                 break
