@@ -144,7 +144,7 @@ def _draws() -> dict[str, Array]:
             "z1": rng.standard_normal(_QUAD),
             "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
             "q": (np.arange(_QUAD) + 0.5) / _QUAD, "u6": rng.random(_QUAD),
-            "u7": rng.random(_QUAD)}
+            "u7": rng.random(_QUAD), "u8": rng.random(_QUAD)}
 
 
 _D = _draws()
@@ -773,7 +773,23 @@ class SteadyModel:
         cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
         # inverse-CDF draws of each row's running step
         running = np.take_along_axis(dur, _inverse_cdf_u3(cdf), axis=1)
-        resid = np.where(busy & (not closed), _D["u"] * running, 0.0)
+        if not closed:
+            # with nobody decoding the replica may still be prefilling a prompt that
+            # arrived just before (a prefill-only step d1 per arrival that finds it idle):
+            # the arrival waits out the rest of it (at low load, the TTFT tail)
+            # (length-biased: a long prompt is more likely the one in progress)
+            sd = math.sqrt(self.i_var)
+            d_lo, d_hi = (float(v) for v in self._step(0.0, np.minimum(np.array(
+                [max(self.i_new - sd, 1.0), self.i_new + sd]), self.budget)))
+            d1 = (d_lo + d_hi) / 2
+            with np.errstate(over="ignore"):
+                p_pf = (1.0 - p_busy) * (1.0 - np.exp(-lam * d1))
+            prefilling = ~busy & (_D["u2"][None, :] < (p_busy + p_pf)[:, None])
+            pick = np.where(_D["u3"] < d_hi / (d_lo + d_hi), d_hi, d_lo)
+            running = np.where(prefilling, pick[None, :], running)
+            busy_any = busy | prefilling
+        resid = np.where(busy_any, _D["u"] * running, 0.0) if not closed else np.zeros_like(
+            running)
         # prompts that arrived earlier in the same running step are ahead of it (first come,
         # first served); those arriving during its residual join the same step behind it:
         # Poisson counts of random-length prompts
@@ -881,10 +897,14 @@ class SteadyModel:
             # the decode time grows with the sequences running, which feeds back on their
             # number: a linear-noise approximation gives Var N = n (1 + e), with e the
             # elasticity d ln t / d ln lambda of the step-time curve, and correlations
-            # (1 + e) times longer, so the life-average varies n (e + 2/3)
-            e = self.elasticity(lam)
-            others = np.maximum(0.0, n[:, None] + np.sqrt(np.maximum(n, 0.0) * (
-                e + 2.0 / 3.0))[:, None] * _D["z1"][None, :])
+            # (1 + e) times longer, so the life-average varies n (e + 2/3). Its law: those
+            # arriving within one life before or after it, K ~ Poisson(2n), overlap it by
+            # U(0, 1) of its life each (mean n, variance 2n/3: skewed when n is small); the
+            # feedback widens the overlaps to U(0, b), b = 1 + 1.5 e, with K ~ Poisson(2n/b)
+            # (mean n, variance n (e + 2/3))
+            b = 1.0 + 1.5 * self.elasticity(lam)
+            k = _poisson_inverse(_D["u8"][None, :], (2.0 * np.maximum(n, 0.0) / b)[:, None])
+            others = b[:, None] * np.maximum(0.0, k / 2 + np.sqrt(k / 12) * _D["z1"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
         hi = others.max(axis=1) + 1e-9
