@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from kvopt.serving.capacity import Slo, capacity
-from kvopt.serving.lengths import parse_dist
+from kvopt.serving.lengths import LengthDist, parse_dist
 from kvopt.serving.load import Load
-from kvopt.serving.replica import build_replica
+from kvopt.serving.replica import Replica, build_replica
 from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -54,19 +54,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model} {gpu}: no goodput under SLO x{f:g}")
                 continue
 
-            def sim(rate: float) -> tuple[float, float]:
-                lat = simulate_under_load(rep, load=Load(mode="rps", value=rate),
-                                          input_dist=inp, output_dist=out,
-                                          num_requests=args.requests).to_dict()["latency"]
-                assert slo.ttft_p99_ms is not None and slo.tpot_p99_ms is not None
-                return lat["ttft_p99_ms"] / slo.ttft_p99_ms, lat["tpot_p99_ms"] / slo.tpot_p99_ms
-
-            at = sim(res.goodput_rps)
+            at = _sim(rep, inp, out, slo, res.goodput_rps, args.requests)
             misses.append(max(at))
             lo, hi = 0.5 * res.goodput_rps, min(1.3 * res.goodput_rps, cap)
             for _ in range(6):
                 mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if max(sim(mid)) <= 1.0 else (lo, mid)
+                ok = max(_sim(rep, inp, out, slo, mid, args.requests)) <= 1.0
+                lo, hi = (mid, hi) if ok else (lo, mid)
             err = res.goodput_rps / lo - 1
             errors.append(err)
             label = f"{model} {gpu} tp{tp} {engine}"
@@ -78,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{statistics.median(misses) * 100:.0f}% of the SLO (median), "
           f"{max(misses) * 100:.0f}% (worst)")
     return 0
+
+
+def _sim(rep: Replica, inp: LengthDist, out: LengthDist, slo: Slo, rate: float,
+         requests: int) -> tuple[float, float]:
+    """The simulator's (TTFT p99, TPOT p99) at ``rate`` as fractions of the SLO."""
+    lat = simulate_under_load(rep, load=Load(mode="rps", value=rate), input_dist=inp,
+                              output_dist=out, num_requests=requests).to_dict()["latency"]
+    assert slo.ttft_p99_ms is not None and slo.tpot_p99_ms is not None
+    return lat["ttft_p99_ms"] / slo.ttft_p99_ms, lat["tpot_p99_ms"] / slo.tpot_p99_ms
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
     pmf = np.exp(-flat_mu)
     cdf = pmf.copy()
     flat_k = np.zeros(flat_mu.size)
-    act = np.nonzero(cdf < flat_u)[0]  # draws still above their CDF: only those move on
+    # draws still above their CDF move on; means above 40 take the normal approximation
+    act = np.nonzero((cdf < flat_u) & (flat_mu <= 40))[0]
     for j in range(1, 96):
         if not act.size:
             break
@@ -129,6 +130,29 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
         z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
         k = np.where(big, np.maximum(0.0, np.round(mu + np.sqrt(mu) * z)), k)
     return k
+
+
+def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
+    """:func:`_poisson_inverse` when the mean is per row and the probabilities per column
+    (``u`` (Q,), ``mu`` (R,) -> (R, Q)): one CDF table per row, searched for every draw."""
+    from scipy.special import gammaln
+
+    mu = np.maximum(np.asarray(mu, dtype=np.float64), 0.0)
+    small = np.minimum(mu, 40.0)
+    top = float(small.max()) if small.size else 0.0
+    k = np.arange(math.ceil(top + 12.0 * math.sqrt(top) + 12.0) + 1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = k[None, :] * np.log(small)[:, None] - small[:, None] - gammaln(k + 1.0)[None, :]
+    cdf = np.cumsum(np.exp(np.where(small[:, None] > 0, logp, np.where(k == 0, 0.0,
+                                                                          -np.inf))), axis=1)
+    out = np.empty((mu.size, u.size))
+    for r in range(mu.size):
+        out[r] = np.minimum(np.searchsorted(cdf[r], u, side="left"), k.size - 1)
+    big = mu > 40
+    if big.any():
+        z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
+        out[big] = np.maximum(0.0, np.round(mu[big, None] + np.sqrt(mu[big, None]) * z))
+    return out
 
 
 def _erfinv(x: Array) -> Array:
@@ -806,7 +830,7 @@ class SteadyModel:
             n_dec = np.broadcast_to(clients - g, (lam.size, _QUAD))
         elif closed:  # desynchronized clients: those that finished in the same step as
             # its previous request arrive with it, K ~ Poisson(lam t), in random order
-            k_co = _poisson_inverse(_D["u6"][None, :], (lam * t)[:, None])
+            k_co = _poisson_inverse_rows(_D["u6"], lam * t)
             k_ahead = np.floor(_D["u4"] * (k_co + 1.0))
             k_behind = k_co - k_ahead
         else:
@@ -903,7 +927,7 @@ class SteadyModel:
             # feedback widens the overlaps to U(0, b), b = 1 + 1.5 e, with K ~ Poisson(2n/b)
             # (mean n, variance n (e + 2/3))
             b = 1.0 + 1.5 * self.elasticity(lam)
-            k = _poisson_inverse(_D["u8"][None, :], (2.0 * np.maximum(n, 0.0) / b)[:, None])
+            k = _poisson_inverse_rows(_D["u8"], 2.0 * np.maximum(n, 0.0) / b)
             others = b[:, None] * np.maximum(0.0, k / 2 + np.sqrt(k / 12) * _D["z1"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
