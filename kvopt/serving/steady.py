@@ -628,24 +628,25 @@ class SteadyModel:
                     cohort_ttft[r] += share * float(self._step(
                         float(c) - g, min(g * self.i_new, self.budget)))
 
-        def excess(t: Array, sel: slice | npt.NDArray[np.intp] = slice(None)
-                   ) -> tuple[Array, Array]:
-            """(step seen - t, rate) at step times ``t`` for the loops ``sel``."""
+        def excess(t: Array, sel: slice | npt.NDArray[np.intp] = slice(None),
+                   ttft0: Array | None = None) -> tuple[Array, Array, Array]:
+            """(step seen - t, rate, TTFT) at step times ``t`` for the loops ``sel``; the
+            TTFT-rate loop starts from ``ttft0`` when given (a nearby step time's)."""
             c, o_max = run[sel], others_max[sel]
-            lam = c / ((dec + 1.0) * t + req)
-            ttft = t
+            ttft = t if ttft0 is None else ttft0
+            lam = c / (ttft + dec * t + req)
             if cohorts:
                 ttft = np.broadcast_to(cohort_ttft[sel], t.shape)
                 lam = c / (ttft + dec * t + req)
             else:
-                for _ in range(4):
+                for _ in range(4 if ttft0 is None else 2):
                     # a closed-loop request arrives at a step end and is prefilled in the
                     # next step with the others that finished in this one (lam t of them)
                     ttft = self._step(o_max * dec * t / (dec * t + ttft + req),
                                       np.minimum(self.i_new * (1.0 + lam * t), self.budget))
                     lam = c / (ttft + dec * t + req)
             others = o_max * dec * t / (ttft + dec * t + req)
-            return self.step_seen(lam, t, others) - t, lam
+            return self.step_seen(lam, t, others) - t, lam, np.asarray(ttft)
 
         n = run.shape[0]
         rows = np.arange(n)
@@ -653,12 +654,13 @@ class SteadyModel:
         # a geometric grid brackets the first step time the loop keeps up with, then
         # regula falsi (Illinois) on log(step seen / t) in log t, all loops at once
         grid = np.tile(np.geomspace(base * 0.25, _MAX_STEP_S, 16), (n, 1))
-        h, lam = excess(grid)
+        h, lam, ttft = excess(grid)
         neg = h <= 0
         i = np.argmax(neg, axis=1)
         out_t = grid[rows, i]  # exact at the grid's first point, or its last if never
         out_lam = lam[rows, np.where(neg.any(axis=1), i, -1)]
         todo = neg.any(axis=1) & (i > 0)
+        warm = np.broadcast_to(ttft, grid.shape)[rows, i].copy()  # TTFT near the root
         a, b = np.log(grid[rows, np.maximum(i - 1, 0)]), np.log(out_t)
         with np.errstate(divide="ignore", invalid="ignore"):
             fa = np.log1p(h[rows, np.maximum(i - 1, 0)] / grid[rows, np.maximum(i - 1, 0)])
@@ -673,7 +675,8 @@ class SteadyModel:
                                                                           -1.0),
                          (a[k] + b[k]) / 2)
             tc = np.exp(c)
-            hc, lc = excess(tc[:, None], k)
+            hc, lc, tt = excess(tc[:, None], k, warm[k, None])
+            warm[k] = tt[:, 0]
             fc = np.log1p(np.maximum(hc[:, 0] / tc, -1.0 + 1e-300))
             move_b = fc <= 0
             fa[k] = np.where(move_b & (side[k] == -1), fa[k] / 2, np.where(move_b, fa[k], fc))
@@ -682,7 +685,7 @@ class SteadyModel:
             b[k] = np.where(move_b, c, b[k])
             side[k] = np.where(move_b, -1.0, 1.0)
             out_t[k], out_lam[k] = tc, lc[:, 0]
-            todo[k[(np.abs(fc) < 1e-7) | (b[k] - a[k] < 1e-7)]] = False
+            todo[k[(np.abs(fc) < 1e-6) | (b[k] - a[k] < 1e-6)]] = False
         return out_lam, out_t
 
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
