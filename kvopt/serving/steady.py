@@ -43,7 +43,7 @@ from kvopt.serving.load import Load
 from kvopt.serving.stepcost import StepCost
 
 Array = npt.NDArray[np.float64]
-_QUAD = 1024
+_QUAD = 1024  # quadrature points: a scrambled Sobol net
 _CURVES: dict[tuple[object, ...], tuple[object, tuple[float, Array, Array]]] = {}
 _CHAIN_STATES = 64
 _COHORT_Z = 2.33  # a cohort overflows the budget in < 1% of its cycles (normal quantile)
@@ -161,14 +161,62 @@ def _erfinv(x: Array) -> Array:
     return np.asarray(erfinv(np.clip(x, -0.999999, 0.999999)), dtype=np.float64)
 
 
+# Sobol direction numbers for dimensions 2..13, (s, a, m_1..m_s): S. Joe and F. Y. Kuo,
+# new-joe-kuo-6.21201 (web.maths.unsw.edu.au/~fkuo/sobol/); a test checks the points against
+# scipy.stats.qmc.Sobol without scrambling
+_JOE_KUO = ((1, 0, (1,)), (2, 1, (1, 3)), (3, 1, (1, 3, 1)), (3, 2, (1, 1, 1)),
+            (4, 1, (1, 1, 3, 3)), (4, 4, (1, 3, 5, 13)), (5, 2, (1, 1, 5, 5, 17)),
+            (5, 4, (1, 1, 5, 5, 5)), (5, 7, (1, 1, 7, 11, 19)), (5, 11, (1, 1, 5, 1, 1)),
+            (5, 13, (1, 1, 1, 3, 11)), (5, 14, (1, 3, 5, 5, 31)))
+_SOBOL_BITS = 30
+
+
+def _sobol(n: int, dim: int, seed: int | None = None) -> Array:
+    """The first ``n`` points of the ``dim``-dimensional Sobol sequence (Gray-code order), in
+    (0, 1); with ``seed``, digitally shifted (each coordinate XOR-ed with a random 30-bit
+    integer: still a net, no longer anchored at 0)."""
+    if not 1 <= dim <= len(_JOE_KUO) + 1:
+        raise ValueError(f"Sobol dimension {dim} outside 1..{len(_JOE_KUO) + 1}")
+    bits = _SOBOL_BITS
+    v = np.zeros((dim, bits), dtype=np.uint64)
+    v[0] = [1 << (bits - 1 - i) for i in range(bits)]
+    for d in range(1, dim):
+        deg, a, m0 = _JOE_KUO[d - 1]
+        m = list(m0)
+        for i in range(deg, bits):
+            new = m[i - deg] ^ (m[i - deg] << deg)
+            for k in range(1, deg):
+                if (a >> (deg - 1 - k)) & 1:
+                    new ^= m[i - k] << k
+            m.append(new)
+        v[d] = [m[i] << (bits - 1 - i) for i in range(bits)]
+    idx = np.arange(n, dtype=np.uint64)
+    gray = idx ^ (idx >> np.uint64(1))
+    x = np.zeros((n, dim), dtype=np.uint64)
+    for j in range(max(int(n - 1).bit_length(), 1)):
+        x[((gray >> np.uint64(j)) & np.uint64(1)).astype(bool)] ^= v[:, j]
+    if seed is not None:
+        x ^= np.random.default_rng(seed).integers(0, 1 << bits, size=dim, dtype=np.uint64)
+    return np.asarray((x.astype(np.float64) + 0.5) / 2.0**bits)
+
+
 def _draws() -> dict[str, Array]:
-    rng = np.random.default_rng(_Z_SEED)
-    return {"u": rng.random(_QUAD), "u2": rng.random(_QUAD), "u3": rng.random(_QUAD),
-            "u4": rng.random(_QUAD), "u5": rng.random(_QUAD), "z3": rng.standard_normal(_QUAD),
-            "z1": rng.standard_normal(_QUAD),
-            "z2": rng.standard_normal(_QUAD), "e": rng.exponential(1.0, _QUAD),
-            "q": (np.arange(_QUAD) + 0.5) / _QUAD, "u6": rng.random(_QUAD),
-            "u7": rng.random(_QUAD), "u8": rng.random(_QUAD)}
+    """The fixed quadrature: one scrambled Sobol net over every random input of a request
+    (uniforms, normals by the inverse CDF, a unit exponential), the most influential ones on
+    the first, most uniform coordinates. Against 131,072 random draws over the test grid at
+    10-90% of capacity (six scramblings each), 1,024 of these points miss the p99s by less
+    than 1,024 random draws did (mean error: TTFT 2.0 vs 3.0%, TPOT 0.4 vs 0.9%; worst 7.7 vs
+    21%). 512 points would halve the cost but miss TTFT p99s by 3.4%, no better than the
+    random draws."""
+    from scipy.special import ndtri
+
+    names = ("q", "u", "u2", "u3", "e", "z2", "z1", "u8", "u4", "u6", "z3", "u5", "u7")
+    pts = _sobol(_QUAD, len(names), seed=_Z_SEED)
+    out = {name: pts[:, i] for i, name in enumerate(names)}
+    for name in ("z1", "z2", "z3"):
+        out[name] = np.asarray(ndtri(out[name]), dtype=np.float64)
+    out["e"] = -np.log1p(-out["e"])
+    return out
 
 
 _D = _draws()
