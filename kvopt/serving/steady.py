@@ -15,12 +15,13 @@ budget (M/D/1). Prompts that arrived earlier in the running step are prefilled b
 (first come, first served), those arriving during its residual beside it; the running step is
 length-biased from the stationary law of the chain of prompts per step (each step prefills
 the prompts that arrived during the one before: long steps follow long steps). Percentiles
-come from these components evaluated on a fixed quadrature of random draws (seeded: the same
-inputs always give the same numbers). A per-request TPOT averages its steps, which are
-correlated near capacity: a long step collects more prompts, so the next prefills more (an
-AR(1) whose coefficient is the loop gain of the fixed point), and the number decoding varies
-more than Poisson because decode time grows with it (a linear-noise approximation with the
-elasticity ``e`` of the step-time curve: variance ``n (1 + e)``).
+come from these components evaluated on a fixed quadrature (a scrambled Sobol net over the
+random inputs: the same inputs always give the same numbers). A per-request TPOT averages its
+steps, which are correlated near capacity: a long step collects more prompts, so the next
+prefills more (an AR(1) whose coefficient is the loop gain of the fixed point), and the number
+decoding varies more than Poisson because decode time grows with it (a linear-noise
+approximation with the elasticity ``e`` of the step-time curve: variance ``n (1 + e)``; over
+a request's life a compound Poisson with that mean and variance).
 
 Closed loops of C clients use ``lambda = C / E2E``: cohorts when the output length is fixed
 (prefilled together, they finish together; a cohort sheds the clients whose prompts overflow
