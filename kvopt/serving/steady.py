@@ -961,7 +961,11 @@ class SteadyModel:
             rho_b = lam * t * self.i_new / self.budget
             ok = (rho_b > 0) & (rho_b < 1)
             coef = np.where(ok, rho_b / (2 * (1 - np.where(ok, rho_b, 0.0))) * t, 0.0)
-            budget_wait = coef[:, None] * _D["e"][None, :]
+            # M/G/1 waits: none with probability 1 - rho, else an exponential tail (the
+            # Cramer-Lundberg shape) with the M/D/1 mean overall
+            waits = _D["u2"][None, :] < rho_b[:, None]
+            budget_wait = np.where(waits, (coef / np.where(ok, rho_b, 1.0))[:, None]
+                                   * _D["e"][None, :], 0.0)
         # per-request TPOT: the others decoding during its life average to ~N(n, 2n/3)
         # (M/G/inf with a triangular autocorrelation); prompt bursts average over its steps
         if closed:  # a client's cycle also holds the request overhead
