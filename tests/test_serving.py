@@ -169,6 +169,26 @@ def test_simulator_preempts_when_kv_runs_out() -> None:
     assert np.all(np.isfinite(r.finish_s))  # every request still completes
 
 
+def test_full_sequence_admission_never_preempts() -> None:
+    """TensorRT-LLM reserves KV for prompt + output at admission (GUARANTEED_NO_EVICT): 600
+    requests of 512 + 2,048 tokens at once never preempt, and at most blocks // 80 run
+    (2,560 tokens in 32-token blocks), where vLLM over-admits and preempts. The analytic
+    slots are the same reservation with half a block of rounding: blocks / 80.5."""
+    load = Load(mode="offline", value=600)
+    trt = build_replica(model="Llama-3.1-70B", gpu="H100-SXM", tp=2, weights="fp8",
+                        engine="trtllm")
+    r = simulate(trt, load=load, input_dist=fixed(512), output_dist=fixed(2048))
+    assert trt.engine.kv_admission == "full_sequence" and trt.engine.block_size == 32
+    assert r.preemptions == 0 and np.all(np.isfinite(r.finish_s))
+    assert 0 < r.mean_running <= trt.kv_capacity_blocks // 80
+    sm = steady_model(trt, fixed(512), fixed(2048))
+    assert sm.kv_seqs == pytest.approx(trt.kv_capacity_blocks / 80.5)
+    vllm = build_replica(model="Llama-3.1-70B", gpu="H100-SXM", tp=2, weights="fp8")
+    assert vllm.engine.kv_admission == "on_demand"
+    assert simulate(vllm, load=load, input_dist=fixed(512),
+                    output_dist=fixed(2048)).preemptions > 0
+
+
 REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
 MODEL = steady_model(REP, parse_dist("lognormal:mean=600,sigma=0.5"), fixed(150))
 CAP = MODEL.capacity()[0]

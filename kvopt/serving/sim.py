@@ -106,13 +106,13 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     if draft is not None:
         per_block = replica.kv_bytes_per_block_layer * replica.model.num_layers
         total_blocks -= -(-int(draft.replica.weights_bytes) // int(per_block))
-    need_one = -(-context // bs)
+    reserve = eng.kv_admission == "full_sequence"
+    extra = spec.k if spec else 0  # draft tokens a last verify step may write
+    need_one = -(-(context + (extra if reserve else 0)) // bs)
     if need_one > total_blocks:
         raise InputError("input + output length", context, f"one sequence needs {need_one} KV "
                          f"blocks but the pool holds {total_blocks}")
     budget = eng.step_tokens if eng.chunked_prefill else max(eng.step_tokens, context)
-    reserve = eng.kv_admission == "full_sequence"
-    extra = spec.k if spec else 0  # draft tokens a last verify step may write
     sc = step_cost or StepCost(replica, budget + eng.max_num_seqs)
 
     arrival = np.full(n_req, np.nan)
