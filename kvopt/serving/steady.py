@@ -128,9 +128,15 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
     k: Array = flat_k.reshape(mu.shape)
     big = mu > 40
     if big.any():
-        z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
-        k = np.where(big, np.maximum(0.0, np.round(mu + np.sqrt(mu) * z)), k)
+        k = np.where(big, _poisson_normal(u, mu), k)
     return k
+
+
+def _poisson_normal(u: Array, mu: Array) -> Array:
+    """The normal approximation of Poisson quantiles that both inversions use above mean 40:
+    ``round(mu + sqrt(mu) z)`` (at least 0), ``z`` the standard normal quantile at ``u``."""
+    z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
+    return np.asarray(np.maximum(0.0, np.round(mu + np.sqrt(mu) * z)))
 
 
 def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
@@ -151,8 +157,7 @@ def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
         out[r] = np.minimum(np.searchsorted(cdf[r], u, side="left"), k.size - 1)
     big = mu > 40
     if big.any():
-        z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
-        out[big] = np.maximum(0.0, np.round(mu[big, None] + np.sqrt(mu[big, None]) * z))
+        out[big] = _poisson_normal(u[None, :], mu[big, None])
     return out
 
 
@@ -682,12 +687,10 @@ class SteadyModel:
             """(step seen - t, rate, TTFT) at step times ``t`` for the loops ``sel``; the
             TTFT-rate loop starts from ``ttft0`` when given (a nearby step time's)."""
             c, o_max = run[sel], others_max[sel]
-            ttft = t if ttft0 is None else ttft0
+            ttft = (np.broadcast_to(cohort_ttft[sel], t.shape) if cohorts
+                    else t if ttft0 is None else ttft0)
             lam = c / (ttft + dec * t + req)
-            if cohorts:
-                ttft = np.broadcast_to(cohort_ttft[sel], t.shape)
-                lam = c / (ttft + dec * t + req)
-            else:
+            if not cohorts:
                 for _ in range(4 if ttft0 is None else 2):
                     # a closed-loop request arrives at a step end and is prefilled in the
                     # next step with the others that finished in this one (lam t of them)
@@ -805,10 +808,11 @@ class SteadyModel:
             now = min(int(np.searchsorted(need, tokens * (1 + 1e-12), side="right")), admitted)
             for j in range(done, now):
                 first[j] = k
-                delta[k + 1] = delta.get(k + 1, 0) + (1 if nd[j] else 0)
-                delta[k + 1 + int(nd[j])] = delta.get(k + 1 + int(nd[j]), 0) - (
-                    1 if nd[j] else 0)
-                freed[k + int(nd[j])] = freed.get(k + int(nd[j]), 0) + 1
+                steps_j = int(nd[j])
+                if steps_j:  # it decodes in steps k + 1 .. k + steps_j
+                    delta[k + 1] = delta.get(k + 1, 0) + 1
+                    delta[k + 1 + steps_j] = delta.get(k + 1 + steps_j, 0) - 1
+                freed[k + steps_j] = freed.get(k + steps_j, 0) + 1
             done = now
         # decode steps after the last prefill: the batch shrinks as requests finish
         finish = first + nd  # step of each last token
@@ -842,14 +846,16 @@ class SteadyModel:
         with np.errstate(over="ignore"):
             p_busy = np.where(lam > 0, 1.0 - np.exp(-n_sys), 0.0)
         busy = _D["u2"][None, :] < p_busy[:, None]
-        # the step in progress at a Poisson arrival is length-biased, and long steps follow
-        # long steps: the prompts of the next step arrive during this one
-        dur, w = self._chain_steps(lam, n_sys)
-        bw = w * dur
-        cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
-        # inverse-CDF draws of each row's running step
-        running = np.take_along_axis(dur, _inverse_cdf_u3(cdf), axis=1)
+        # a closed-loop request arrives at a step end: no running step to wait out
+        resid = running = np.zeros((lam.size, _QUAD))
         if not closed:
+            # the step in progress at a Poisson arrival is length-biased, and long steps
+            # follow long steps: the prompts of the next step arrive during this one
+            dur, w = self._chain_steps(lam, n_sys)
+            bw = w * dur
+            cdf = np.cumsum(bw, axis=1) / np.maximum(bw.sum(axis=1, keepdims=True), 1e-300)
+            # inverse-CDF draws of each row's running step
+            running = np.take_along_axis(dur, _inverse_cdf_u3(cdf), axis=1)
             # with nobody decoding the replica may still be prefilling a prompt that
             # arrived just before (a prefill-only step d1 per arrival that finds it idle):
             # the arrival waits out the rest of it (at low load, the TTFT tail)
@@ -863,16 +869,13 @@ class SteadyModel:
             prefilling = ~busy & (_D["u2"][None, :] < (p_busy + p_pf)[:, None])
             pick = np.where(_D["u3"] < d_hi / (d_lo + d_hi), d_hi, d_lo)
             running = np.where(prefilling, pick[None, :], running)
-            busy_any = busy | prefilling
-        resid = np.where(busy_any, _D["u"] * running, 0.0) if not closed else np.zeros_like(
-            running)
+            resid = np.where(busy | prefilling, _D["u"] * running, 0.0)
         # prompts that arrived earlier in the same running step are ahead of it (first come,
         # first served); those arriving during its residual join the same step behind it:
         # Poisson counts of random-length prompts
         n_dec = np.where(busy, n_sys[:, None], 0.0)
-        # identical requests from a closed loop move in cohorts: those prefilled together
-        # finish together and come back at the same step end, as many as the budget
-        # prefills in one step beside the other cohorts' decodes
+        # fixed-output requests from a closed loop move in cohorts: those prefilled
+        # together finish together and come back at the same step end (:meth:`cohort_mix`)
         cohort = closed and cohorts and clients >= 1
         if cohort:  # a full cohort, or the one of the clients left over
             (g_full, share), *rest = self.cohort_mix(clients)
@@ -966,8 +969,8 @@ class SteadyModel:
             waits = _D["u2"][None, :] < rho_b[:, None]
             budget_wait = np.where(waits, (coef / np.where(ok, rho_b, 1.0))[:, None]
                                    * _D["e"][None, :], 0.0)
-        # per-request TPOT: the others decoding during its life average to ~N(n, 2n/3)
-        # (M/G/inf with a triangular autocorrelation); prompt bursts average over its steps
+        # per-request TPOT: the others decoding, averaged over its life, and the prompt
+        # bursts averaged over its steps
         if closed:  # a client's cycle also holds the request overhead
             others = np.broadcast_to(
                 (max(running - 1.0, 0.0) * dec * t / np.maximum(e2e_core + self.req_s,
