@@ -4,6 +4,7 @@ capacity under SLOs, and bad input."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,12 @@ from kvopt.serving.capacity import Slo, capacity
 from kvopt.serving.lengths import fixed, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
-from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
+from kvopt.serving.serve import (
+    estimate_under_load,
+    simulate_under_load,
+    steady_model,
+    step_cost_for,
+)
 from kvopt.serving.sim import simulate
 
 CASES = [
@@ -169,6 +175,47 @@ def test_simulator_preempts_when_kv_runs_out() -> None:
     assert np.all(np.isfinite(r.finish_s))  # every request still completes
 
 
+def test_preemption_trace_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM V1 rules on a pool of 40 blocks of 16 tokens, 3 requests of 256 + 40 tokens at
+    once (budget 8,192: every step can take all the prefill it has blocks for).
+
+    step 1: r0 and r1 prefill 256 tokens (16 blocks each, 8 left); r2 gets the chunk its 8
+      blocks hold: 128 tokens. Free 0.
+    step 2: r0 and r1 write token 257: one new block each, none free -> preempt the newest,
+      r2 (frees 8). It must recompute its 128 cached tokens and the 128 it never reached: 256
+      left. Decoders take 2 blocks (6 free). No admission in a step that preempted.
+    step 3: r2 readmitted with the chunk 6 blocks hold: 96 tokens. Free 0; r2 then starves.
+    step 18 (token 273) and step 34 (token 289): the same again with 6 and 4 blocks freed ->
+      r2 readmitted at steps 19 and 35 with 64 and 32 tokens.
+    step 40: r0 and r1 have 40 tokens and finish (19 blocks each freed).
+    step 41: r2 prefills its last 224 tokens (128 + 96 + 64 + 32 + 224 = 544 prefilled in
+      all) and samples its first token; 39 decode steps later it finishes at step 80.
+    """
+    from kvopt.serving import replica as replica_mod
+
+    monkeypatch.setattr(replica_mod.Replica, "kv_capacity_blocks", property(lambda self: 40))
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    assert rep.engine.block_size == 16 and rep.engine.step_tokens >= 640
+    sc = step_cost_for(rep)
+    calls: list[tuple[int, list[float]]] = []
+
+    class Recorder:
+        def step_s(self, **kw: np.ndarray) -> float:
+            calls.append((len(kw["decode_contexts"]), kw["prefill_new"].tolist()))
+            return sc.step_s(**kw)  # type: ignore[arg-type]
+
+    r = simulate(rep, load=Load(mode="offline", value=3), input_dist=fixed(256),
+                 output_dist=fixed(40), step_cost=Recorder())  # type: ignore[arg-type]
+    assert r.preemptions == 3 and r.steps == 80
+    assert calls[0] == (0, [256.0, 256.0, 128.0])
+    assert calls[1] == (2, [])  # preempted r2, admitted nobody
+    prefills = {i + 1: c[1] for i, c in enumerate(calls[:41]) if c[1]}
+    assert prefills == {1: [256.0, 256.0, 128.0], 3: [96.0], 19: [64.0], 35: [32.0],
+                        41: [224.0]}
+    assert all(c[0] == 2 for c in calls[1:40]) and calls[40][0] == 0
+    assert np.all(np.isfinite(r.finish_s)) and r.first_token_s[2] > r.finish_s[0]
+
+
 def test_full_sequence_admission_never_preempts() -> None:
     """TensorRT-LLM reserves KV for prompt + output at admission (GUARANTEED_NO_EVICT): 600
     requests of 512 + 2,048 tokens at once never preempt, and at most blocks // 80 run
@@ -187,6 +234,28 @@ def test_full_sequence_admission_never_preempts() -> None:
     assert vllm.engine.kv_admission == "on_demand"
     assert simulate(vllm, load=load, input_dist=fixed(512),
                     output_dist=fixed(2048)).preemptions > 0
+
+
+def test_on_demand_kv_slots_by_hand() -> None:
+    """vLLM allocates KV as tokens are written: the slots are the sequences whose blocks
+    overflow the pool in under 1% of steps. 512-token prompts, 256-token outputs, 16-token
+    blocks: a sequence holds 512 + U(0, 256) tokens, mean (512 + 128) / 16 + 0.5 = 40.5
+    blocks, sd 256 / sqrt(12) / 16 = 4.619 blocks; N solves N 40.5 + 2.33 sd sqrt(N) = pool.
+    TensorRT-LLM reserves the whole sequence, so it has no overflow to allow for."""
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    sm = steady_model(rep, fixed(512), fixed(256))
+    pool = rep.kv_capacity_blocks
+    m, sd = 40.5, 256 / math.sqrt(12) / 16
+    assert sd == pytest.approx(4.6188, abs=1e-4)
+    assert sm.kv_seqs == pytest.approx(pool / m)
+    n = sm.kv_slots
+    assert n * m + 2.33 * sd * math.sqrt(n) == pytest.approx(pool)
+    assert sm.slots == pytest.approx(min(n, rep.engine.max_num_seqs))
+    # e.g. 28,256 blocks: 697.7 at the mean, 2.33 x 4.619 x sqrt(690.7) / 40.5 = 7.0 fewer
+    assert n < pool / m and pool / m - n == pytest.approx(2.33 * sd * math.sqrt(n) / m)
+    trt = build_replica(model="Llama-3.1-8B", gpu="H100-SXM", engine="trtllm")
+    st_ = steady_model(trt, fixed(512), fixed(256))
+    assert st_.kv_slots == st_.kv_seqs
 
 
 REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")

@@ -5,9 +5,12 @@ scheduler, and prices every step with :class:`kvopt.serving.stepcost.StepCost`:
 
 1. running sequences that finished prefill decode one token each (a new KV block when the
    last one is full; if none is free, the most recently admitted sequence is preempted:
-   its blocks are freed and it re-queues at the front to recompute its tokens);
+   its blocks are freed and it re-queues at the front to recompute its cached tokens and
+   then the rest of its prompt);
 2. sequences mid-prefill continue with a chunk of the remaining token budget;
-3. waiting requests are admitted first-come-first-served while fewer than ``max_num_seqs``
+3. unless this step preempted (vLLM V1 ``Scheduler.schedule``: waiting requests are
+   scheduled only ``if not preempted_reqs``, so freed blocks go to the running ones first),
+   waiting requests are admitted first-come-first-served while fewer than ``max_num_seqs``
    run, budget remains and KV blocks for their first chunk are free (for an engine that
    reserves the whole sequence, ``kv_admission: full_sequence``, blocks for prompt + output
    are taken at admission, so it never preempts);
@@ -177,16 +180,20 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         decoders = [s for s in running if s.prefill_left == 0]
         decoders = decoders[:max(0, left // width)]
         need = sum(_blocks_for(s, width, bs) for s in decoders)
+        preempted = False
         while need > free and running:
             victim = running.pop()
             free += victim.blocks
             preemptions += 1
+            preempted = True
             if victim in decoders:
                 need -= _blocks_for(victim, width, bs)
                 decoders.remove(victim)
             free -= victim.base_blocks  # shared prefix blocks were never its own
             victim.blocks = victim.base_blocks
-            victim.prefill_left = victim.stored - victim.base  # recompute beyond the prefix
+            # recompute what it had cached beyond the prefix, then the prompt it had not
+            # reached yet (a victim caught mid-prefill)
+            victim.prefill_left += victim.stored - victim.base
             victim.stored = victim.base
             waiting.appendleft(victim)
         for s in decoders:
@@ -204,7 +211,8 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     s.blocks += _blocks_for(s, c, bs)
                     chunks.append((s, c))
                     left -= c
-        while waiting and left > 0 and len(running) < eng.max_num_seqs:
+        while (waiting and left > 0 and len(running) < eng.max_num_seqs
+               and not preempted):
             s = waiting[0]
             if reserve:  # blocks for the whole sequence, held until it finishes
                 whole = -(-(s.base + s.prefill_left + s.out + extra) // bs) - s.blocks
