@@ -161,6 +161,11 @@ def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
     return out
 
 
+def _std_normal(u: Array) -> Array:
+    """Standard normal quantiles of uniforms ``u``."""
+    return np.asarray(np.sqrt(2.0) * _erfinv(2.0 * np.asarray(u) - 1.0))
+
+
 def _erfinv(x: Array) -> Array:
     from scipy.special import erfinv
 
@@ -1001,9 +1006,20 @@ class SteadyModel:
             # U(0, 1) of its life each (mean n, variance 2n/3: skewed when n is small); the
             # feedback widens the overlaps to U(0, b), b = 1 + 1.5 e, with K ~ Poisson(2n/b)
             # (mean n, variance n (e + 2/3))
-            b = 1.0 + 1.5 * self.elasticity(lam)
+            e_lam = self.elasticity(lam)
+            b = 1.0 + 1.5 * e_lam
             k = _poisson_inverse_rows(_D["u8"], 2.0 * np.maximum(n, 0.0) / b)
             others = b[:, None] * np.maximum(0.0, k / 2 + np.sqrt(k / 12) * _D["z1"][None, :])
+            # the requests arriving during its life are half of those it overlaps and bring
+            # the prompts prefilled beside it: its step noise shares their count. corr(others,
+            # K after) = (n / 2) / sqrt(n (e + 2/3) n / b); corr(prompt tokens, their count)
+            # = 1 / sqrt(1 + cv^2) of the prompt length
+            cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
+            rho = np.clip(0.5 * np.sqrt(b / (e_lam + 2.0 / 3.0)) / math.sqrt(1.0 + cv2),
+                          0.0, 0.95)
+            z_k = _std_normal(_D["u8"])
+            z_step = (rho[:, None] * z_k[None, :]
+                      + np.sqrt(1.0 - rho**2)[:, None] * _D["z2"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
         hi = others.max(axis=1) + 1e-9
@@ -1022,8 +1038,10 @@ class SteadyModel:
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
+        if closed:
+            z_step = np.broadcast_to(_D["z2"][None, :], (lam.size, _QUAD))
         tpot = np.maximum(per + np.sqrt(var * self._ar1_factor(lam, closed)[:, None]
-                                        / steps_me) * _D["z2"], 0.0)
+                                        / steps_me) * z_step, 0.0)
         if self.spec is not None:  # tokens accepted per step vary from step to step
             rel = math.sqrt(self.spec.tokens_variance) / self.E
             tpot = tpot * np.maximum(1.0 + rel / np.sqrt(steps_me) * _D["z1"], 0.2)
