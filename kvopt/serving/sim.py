@@ -76,8 +76,13 @@ class _Seq:
 def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dist: LengthDist,
              num_requests: int = 2000, seed: int = 0, max_time_s: float = 1e7,
              step_cost: StepCost | None = None, prefix: PrefixCache | None = None,
-             spec: SpecDecode | None = None, draft: StepCost | None = None) -> SimResult:
+             spec: SpecDecode | None = None, draft: StepCost | None = None,
+             fast_forward: bool = True) -> SimResult:
     """Simulate ``num_requests`` requests (``load.value`` requests for offline/batch).
+
+    Runs of pure decode steps are priced in one go (``fast_forward``: k steps cost k times
+    the mean of the first and last, exact for step times linear in the contexts); turn it
+    off to see every step through ``step_cost`` (a trace).
 
     With ``prefix``, each request finds the shared prefix cached with probability
     ``hit_rate`` (the prefix's blocks are held once for the whole run). With ``spec``, each
@@ -159,7 +164,8 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 break
             t = arrivals[0][0]
             continue
-        if (spec is None and _decode_only(running, waiting, eng.max_num_seqs)
+        if (fast_forward and spec is None
+                and _decode_only(running, waiting, eng.max_num_seqs)
                 and len(running) <= budget):
             k, dt_total = _fast_forward(running, sc, bs, free, t,
                                         arrivals[0][0] if arrivals else None)
