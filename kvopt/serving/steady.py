@@ -231,6 +231,7 @@ def _draws() -> dict[str, Array]:
 
 
 _D = _draws()
+_Z_U8 = _std_normal(_D["u8"])  # the normal score of each draw's count of others
 _U3_SORTED = np.sort(_D["u3"])
 _U3_RANK = np.argsort(np.argsort(_D["u3"]))  # each u3 draw's place in _U3_SORTED
 
@@ -1017,7 +1018,7 @@ class SteadyModel:
             cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
             rho = np.clip(0.5 * np.sqrt(b / (e_lam + 2.0 / 3.0)) / math.sqrt(1.0 + cv2),
                           0.0, 0.95)
-            z_k = _std_normal(_D["u8"])
+            z_k = _Z_U8
             z_step = (rho[:, None] * z_k[None, :]
                       + np.sqrt(1.0 - rho**2)[:, None] * _D["z2"][None, :])
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
