@@ -1008,19 +1008,23 @@ class SteadyModel:
             # feedback widens the overlaps to U(0, b), b = 1 + 1.5 e, with K ~ Poisson(2n/b)
             # (mean n, variance n (e + 2/3))
             e_lam = self.elasticity(lam)
-            b = 1.0 + 1.5 * e_lam
+            cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
+            # an arrival is one more decoder and, while its prompt is prefilled, holds up
+            # every decoder: kappa = lam c I more requests' worth of completions delayed
+            # (c I its prefill time; E kappa = rho_p, the share of step time prefilling).
+            # Both ride on the same arrival, so the arrival noise is (1 + kappa)^2 lam
+            # against the completions' lam: Var N grows by f = (1 + E(1 + kappa)^2) / 2
+            rho_p = np.clip(1.0 - self._step(1.0 + n, 0.0) / np.maximum(t, 1e-12), 0.0, 1.0)
+            f = 1.0 + rho_p + rho_p**2 * (1.0 + cv2) / 2.0
+            b = f * (1.0 + 1.5 * e_lam)
             k = _poisson_inverse_rows(_D["u8"], 2.0 * np.maximum(n, 0.0) / b)
             others = b[:, None] * np.maximum(0.0, k / 2 + np.sqrt(k / 12) * _D["z1"][None, :])
-            # the requests arriving during its life are half of those it overlaps and bring
-            # the prompts prefilled beside it: its step noise shares their count. corr(others,
-            # K after) = (n / 2) / sqrt(n (e + 2/3) n / b); corr(prompt tokens, their count)
-            # = 1 / sqrt(1 + cv^2) of the prompt length
-            cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
-            rho = np.clip(0.5 * np.sqrt(b / (e_lam + 2.0 / 3.0)) / math.sqrt(1.0 + cv2),
-                          0.0, 0.95)
-            z_k = _Z_U8
-            z_step = (rho[:, None] * z_k[None, :]
-                      + np.sqrt(1.0 - rho**2)[:, None] * _D["z2"][None, :])
+            # the requests arriving during its life, K_a ~ Poisson(n / b), are half of those
+            # it overlaps and bring the prompts prefilled beside it: its step noise shares
+            # their count. corr(others, K_a) = (b n / 2b) / sqrt((2 n b / 3) (n / b)) =
+            # sqrt(3/8) whatever b; corr(their prompt tokens, K_a) = 1 / sqrt(1 + cv^2)
+            rho = math.sqrt(3.0 / 8.0) / math.sqrt(1.0 + cv2)
+            z_step = rho * _Z_U8[None, :] + math.sqrt(1.0 - rho**2) * _D["z2"][None, :]
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
         hi = others.max(axis=1) + 1e-9
