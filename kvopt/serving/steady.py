@@ -436,7 +436,11 @@ class SteadyModel:
         n = np.broadcast_to(n, (*burst.shape[:-1], 1))
         free = np.maximum(self.budget - (1.0 + n), 1.0)
         steps = np.maximum(1.0, burst / free)
-        step = self._step(1.0 + n, burst / steps)
+        # the others decoding in a step are a Poisson count: two points (Jensen: a mixture
+        # of experts' step is concave in them)
+        sd_n = np.sqrt(np.maximum(n, 0.0))
+        step = (self._step(1.0 + np.maximum(n - sd_n, 0.0), burst / steps)
+                + self._step(1.0 + n + sd_n, burst / steps)) / 2
         cw = w * steps
         tot = np.sum(cw, axis=-1)
         mean = np.sum(cw * step, axis=-1) / tot
