@@ -5,7 +5,7 @@ Every simulated step is recorded (decoders, prompt tokens, duration; no fast-for
 so for each request the trace gives the life-average of the decoders beside it and of the
 prompt tokens prefilled per step, and its TTFT split into the wait for admission and the
 prefill phase. The analytic side prints its draws of the same quantities. Run:
-``python benchmarks/sim_trace.py [--case 8b|70b|mistral] [--load 0.8] [--requests 12000]``.
+``python benchmarks/sim_trace.py [--case 8b|70b|mistral|qwen3] [--load 0.8] [--requests 12000]``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ CASES = {
             "lognormal:mean=1000,sigma=0.4", "fixed:200"),
     "mistral": (dict(model="Mistral-7B", gpu="A100-SXM-80GB", engine="sglang"), "fixed:1024",
                 "lognormal:mean=300,sigma=0.4"),
+    "qwen3": (dict(model="Qwen3-30B-A3B", gpu="H100-SXM"), "uniform:low=200,high=1500",
+              "fixed:256"),
 }
 
 
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     sel = sel[r.output_len[sel] > 1]
     lo = np.searchsorted(ends, r.first_token_s[sel], side="right")
     hi = np.searchsorted(ends, r.finish_s[sel], side="right")
+    keep = hi > lo  # decode steps recorded (a run's last request may end on its first)
+    sel, lo, hi = sel[keep], lo[keep], hi[keep]
     life = hi - lo
 
     def life_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
