@@ -276,6 +276,46 @@ def test_on_demand_kv_slots_by_hand() -> None:
     assert st_.kv_slots == st_.kv_seqs
 
 
+def test_prefill_noise_by_hand() -> None:
+    """An arrival adds a decoder and holds the others up for its prefill: with steps twice
+    their decode-only time, rho_p = 0.5; fixed prompts (cv = 0): f = 1 + 0.5 + 0.25 / 2 =
+    1.625; varied prompts add their spread: 1.5 + 0.25 (1 + cv^2) / 2 (lognormal sigma 0.6:
+    cv^2 = 0.39 on kvopt's discretized law, 0.43 untruncated). Decode-only steps (rho_p =
+    0): f = 1, a Poisson count's noise."""
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    fixed_m = steady_model(rep, fixed(800), fixed(200))
+    n = np.array([50.0])
+    decode = float(fixed_m._step(1.0 + n, 0.0)[0])
+    assert fixed_m.prefill_noise(n, np.array([2 * decode]))[0] == pytest.approx(1.625)
+    assert fixed_m.prefill_noise(n, np.array([decode]))[0] == pytest.approx(1.0)
+    logn = steady_model(rep, parse_dist("lognormal:mean=800,sigma=0.6"), fixed(200))
+    decode = float(logn._step(1.0 + n, 0.0)[0])
+    cv2 = logn.i_var / logn.i_mean**2
+    assert 0.35 < cv2 < math.exp(0.36) - 1
+    assert logn.prefill_noise(n, np.array([2 * decode]))[0] == pytest.approx(
+        1.5 + 0.25 * (1 + cv2) / 2)
+
+
+def test_step_averages_over_the_decoders_in_it() -> None:
+    """The others decoding in a step are a Poisson count, so the step a decoder sees is the
+    mean over it (two points, n +- sqrt(n)): the same as at the mean for a dense model,
+    whose step is linear in the decoders, and below it for a mixture of experts, whose
+    step is concave in them (more decoders touch fewer new experts each)."""
+    for model, below in (("Llama-3.1-8B", False), ("Qwen3-30B-A3B", True)):
+        rep = build_replica(model=model, gpu="H100-SXM")
+        sm = steady_model(rep, fixed(512), fixed(256))
+        n = np.array([9.0])
+        # no prompts arrive (lam t = 1e-11): a decode-only step beside 9 others
+        seen = float(sm.step_seen(np.array([1e-9]), np.array([0.01]), others=n)[0])
+        point = float(sm._step(1.0 + n, 0.0)[0])
+        pair = float((sm._step(1.0 + n - 3.0, 0.0) + sm._step(1.0 + n + 3.0, 0.0))[0]) / 2
+        assert seen == pytest.approx(pair, rel=1e-6)
+        if below:
+            assert seen < point * 0.99
+        else:
+            assert seen == pytest.approx(point, rel=2e-3)
+
+
 REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
 MODEL = steady_model(REP, parse_dist("lognormal:mean=600,sigma=0.5"), fixed(150))
 CAP = MODEL.capacity()[0]

@@ -412,6 +412,20 @@ class SteadyModel:
         layers = self.sc.replica.model.num_layers
         return np.asarray(np.where(n > 0, self.sc.linear(n) / layers + self.sc.head(n), 0.0))
 
+    def prefill_noise(self, n: Array, t: Array) -> Array:
+        """Noise of the number decoding per arrival, against a Poisson count's, with ``n``
+        decoding and steps of ``t``: an arrival is one more decoder and, while its prompt is
+        prefilled, holds every decoder up, delaying ``kappa = lam c I`` completions (``c I``
+        its prefill time; ``E kappa = rho_p``, the share of the step spent prefilling, the
+        step minus its decode-only part). Both ride on the arrival, so its noise is
+        ``(1 + kappa)^2 lam`` against the completions' ``lam``:
+        ``f = (1 + E (1 + kappa)^2) / 2 = 1 + rho_p + rho_p^2 (1 + cv^2) / 2``, ``cv`` the
+        prompt length's coefficient of variation."""
+        cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
+        decode = self._step(1.0 + np.asarray(n, dtype=np.float64), 0.0)
+        rho_p = np.clip(1.0 - decode / np.maximum(t, 1e-12), 0.0, 1.0)
+        return np.asarray(1.0 + rho_p + rho_p**2 * (1.0 + cv2) / 2.0)
+
     def step_seen(self, lam: Array, t: Array, others: Array | None = None) -> Array:
         return self._step_moments(lam, t, others)[0]
 
@@ -1013,13 +1027,7 @@ class SteadyModel:
             # (mean n, variance n (e + 2/3))
             e_lam = self.elasticity(lam)
             cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
-            # an arrival is one more decoder and, while its prompt is prefilled, holds up
-            # every decoder: kappa = lam c I more requests' worth of completions delayed
-            # (c I its prefill time; E kappa = rho_p, the share of step time prefilling).
-            # Both ride on the same arrival, so the arrival noise is (1 + kappa)^2 lam
-            # against the completions' lam: Var N grows by f = (1 + E(1 + kappa)^2) / 2
-            rho_p = np.clip(1.0 - self._step(1.0 + n, 0.0) / np.maximum(t, 1e-12), 0.0, 1.0)
-            f = 1.0 + rho_p + rho_p**2 * (1.0 + cv2) / 2.0
+            f = self.prefill_noise(n, t)  # an arrival's prefill also holds up the others
             b = f * (1.0 + 1.5 * e_lam)
             k = _poisson_inverse_rows(_D["u8"], 2.0 * np.maximum(n, 0.0) / b)
             others = b[:, None] * np.maximum(0.0, k / 2 + np.sqrt(k / 12) * _D["z1"][None, :])
