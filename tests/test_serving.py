@@ -193,6 +193,20 @@ def test_fast_forward_prices_decode_runs_like_single_steps() -> None:
     assert np.abs(e2e_a - e2e_b).max() < 0.02 and np.abs(ttft_a - ttft_b).max() < 0.02
 
 
+def test_offline_run_that_fills_the_kv_cache_says_the_tpot_is_optimistic() -> None:
+    """vLLM over-admits and preempts once N requests fill the KV cache; the analytic run
+    does not model that, and says so. TensorRT-LLM reserves whole sequences: no note."""
+    kw = dict(input_dist=parse_dist("uniform:low=200,high=1500"), output_dist=fixed(256))
+    vllm = build_replica(model="Qwen3-30B-A3B", gpu="H100-SXM")
+    notes = estimate_under_load(vllm, load=Load(mode="offline", value=2000), **kw).notes
+    assert any("preempts" in n and "optimistic" in n for n in notes)
+    few = estimate_under_load(vllm, load=Load(mode="offline", value=20), **kw).notes
+    assert not any("preempts" in n for n in few)  # 20 fit at once
+    trt = build_replica(model="Qwen3-30B-A3B", gpu="H100-SXM", engine="trtllm")
+    notes = estimate_under_load(trt, load=Load(mode="offline", value=2000), **kw).notes
+    assert not any("preempts" in n for n in notes)
+
+
 def test_preemption_trace_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM V1 rules on a pool of 40 blocks of 16 tokens, 3 requests of 256 + 40 tokens at
     once (budget 8,192: every step can take all the prefill it has blocks for).
