@@ -135,8 +135,7 @@ def _poisson_inverse(u: Array, mu: Array) -> Array:
 def _poisson_normal(u: Array, mu: Array) -> Array:
     """The normal approximation of Poisson quantiles that both inversions use above mean 40:
     ``round(mu + sqrt(mu) z)`` (at least 0), ``z`` the standard normal quantile at ``u``."""
-    z = np.sqrt(2.0) * _erfinv(2.0 * u - 1.0)
-    return np.asarray(np.maximum(0.0, np.round(mu + np.sqrt(mu) * z)))
+    return np.asarray(np.maximum(0.0, np.round(mu + np.sqrt(mu) * _std_normal(u))))
 
 
 def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
@@ -323,6 +322,7 @@ class SteadyModel:
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
+        self.i_cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2  # prompt length's CV^2
         self.o_mean = output_dist.mean
         self.inp = input_dist
         self.out = output_dist
@@ -421,10 +421,9 @@ class SteadyModel:
         ``(1 + kappa)^2 lam`` against the completions' ``lam``:
         ``f = (1 + E (1 + kappa)^2) / 2 = 1 + rho_p + rho_p^2 (1 + cv^2) / 2``, ``cv`` the
         prompt length's coefficient of variation."""
-        cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
         decode = self._step(1.0 + np.asarray(n, dtype=np.float64), 0.0)
         rho_p = np.clip(1.0 - decode / np.maximum(t, 1e-12), 0.0, 1.0)
-        return np.asarray(1.0 + rho_p + rho_p**2 * (1.0 + cv2) / 2.0)
+        return np.asarray(1.0 + rho_p + rho_p**2 * (1.0 + self.i_cv2) / 2.0)
 
     def step_seen(self, lam: Array, t: Array, others: Array | None = None) -> Array:
         return self._step_moments(lam, t, others)[0]
@@ -1016,6 +1015,7 @@ class SteadyModel:
                 (max(running - 1.0, 0.0) * dec * t / np.maximum(e2e_core + self.req_s,
                                                                 1e-12))[:, None],
                 (lam.size, _QUAD))
+            z_step = np.broadcast_to(_D["z2"][None, :], (lam.size, _QUAD))
         else:
             # the decode time grows with the sequences running, which feeds back on their
             # number: a linear-noise approximation gives Var N = n (1 + e), with e the
@@ -1026,7 +1026,6 @@ class SteadyModel:
             # feedback widens the overlaps to U(0, b), b = 1 + 1.5 e, with K ~ Poisson(2n/b)
             # (mean n, variance n (e + 2/3))
             e_lam = self.elasticity(lam)
-            cv2 = self.i_var / max(self.i_mean, 1e-12) ** 2
             f = self.prefill_noise(n, t)  # an arrival's prefill also holds up the others
             b = f * (1.0 + 1.5 * e_lam)
             k = _poisson_inverse_rows(_D["u8"], 2.0 * np.maximum(n, 0.0) / b)
@@ -1035,7 +1034,7 @@ class SteadyModel:
             # it overlaps and bring the prompts prefilled beside it: its step noise shares
             # their count. corr(others, K_a) = (b n / 2b) / sqrt((2 n b / 3) (n / b)) =
             # sqrt(3/8) whatever b; corr(their prompt tokens, K_a) = 1 / sqrt(1 + cv^2)
-            rho = math.sqrt(3.0 / 8.0) / math.sqrt(1.0 + cv2)
+            rho = math.sqrt(3.0 / 8.0) / math.sqrt(1.0 + self.i_cv2)
             z_step = rho * _Z_U8[None, :] + math.sqrt(1.0 - rho**2) * _D["z2"][None, :]
         # step moments vary smoothly with the others: evaluate on a grid and interpolate
         lo = others.min(axis=1)
@@ -1055,8 +1054,6 @@ class SteadyModel:
         # its own output length sets how many step durations it averages over
         o_me = self._o_draws
         steps_me = np.maximum((o_me - 1.0) / self.E, 1.0)
-        if closed:
-            z_step = np.broadcast_to(_D["z2"][None, :], (lam.size, _QUAD))
         tpot = np.maximum(per + np.sqrt(var * self._ar1_factor(lam, closed)[:, None]
                                         / steps_me) * z_step, 0.0)
         if self.spec is not None:  # tokens accepted per step vary from step to step
