@@ -434,8 +434,10 @@ def test_simulate_and_capacity_commands(run_cli) -> None:
 
 def test_bad_serving_input(run_cli, tmp_path: Path) -> None:
     base = ["estimate", "--model", "Llama-2-7B", "--gpu", "H100-SXM", "--output-len", "64"]
-    for args, text in ((["--input-len", "100", "--rps", "0"], "--rps=0.0: must be > 0"),
-                       (["--input-len", "100", "--rps", "-3"], "must be > 0"),
+    for args, text in ((["--input-len", "100", "--rps", "0"],
+                        "--rps=0.0: must be a finite number > 0"),
+                       (["--input-len", "100", "--rps", "-3"], "must be a finite number > 0"),
+                       (["--input-len", "100", "--rps", "inf"], "--rps=inf: must be a finite"),
                        (["--input-len", "100", "--concurrency", "0"], "--concurrency=0"),
                        (["--input-len-dist", f"csv:{tmp_path}/missing.csv", "--rps", "1"],
                         "cannot read the trace file"),
