@@ -430,6 +430,11 @@ def test_simulate_and_capacity_commands(run_cli) -> None:
                   "1000", "--output-len", "200", "--slo-tpot-p99-ms", "15", "--json")
     d = json.loads(res.stdout)
     assert d["goodput_rps"] > 0 and d["tpot_p99_ms"] <= 15
+    # an SLO no rate meets: the table says which, and what light load gives
+    res = run_cli("capacity", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "100", "--output-len", "10", "--slo-ttft-p99-ms", "0.5")
+    assert res.exit_code == 0, res.output
+    assert "no rate meets the ttft_p99 SLO: even at light load" in res.stdout
 
 
 def test_bad_serving_input(run_cli, tmp_path: Path) -> None:

@@ -255,6 +255,13 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
         echo_json(data)
     else:
         render.detail_table("Capacity per replica", data)
+        if not res.feasible:
+            why = (f"even at light load the replica misses it (TTFT p99 "
+                   f"{res.ttft_p99_ms:.4g} ms, TPOT p99 {res.tpot_p99_ms:.4g} ms)"
+                   if res.ttft_p99_ms is not None and res.tpot_p99_ms is not None
+                   else "no rate is sustainable")
+            click.echo(f"note: no rate meets the {res.binding}: {why}; loosen the SLO or use "
+                       "a faster configuration (more TP, lower precision, another GPU)")
 
 
 @click.command("disagg")

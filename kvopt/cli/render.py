@@ -109,6 +109,13 @@ def model_detail(m: ModelSpec) -> dict[str, Any]:
     return data
 
 
+def _cell(value: Any) -> str:
+    """A detail value for people: floats to 4 significant digits (the JSON keeps them all)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
 def detail_table(title: str, data: dict[str, Any]) -> None:
     t = Table(title=title, show_header=False)
     t.add_column("field")
@@ -116,9 +123,9 @@ def detail_table(title: str, data: dict[str, Any]) -> None:
     for key, value in data.items():
         if isinstance(value, dict):
             for k, v in value.items():
-                t.add_row(f"{key}.{k}", str(v))
+                t.add_row(f"{key}.{k}", _cell(v))
         else:
-            t.add_row(key, str(value))
+            t.add_row(key, _cell(value))
     _console().print(t)
 
 
