@@ -310,24 +310,59 @@ def test_prefill_noise_by_hand() -> None:
         1.5 + 0.25 * (1 + cv2) / 2)
 
 
+def test_size_biased_pair_matches_the_negative_binomial() -> None:
+    """The two points of the others a decoder sees match the mean, variance and third
+    central moment of 1 + NegBin(r + 1, 1/v) - 1 (scipy), and of 1 + Poisson(n) - 1 at
+    v = 1: e.g. n = 0.5, v = 1: skewness 1/sqrt(0.5) = 1.414, points 0.5 + x sqrt(0.5) with
+    x = (1.414 -+ sqrt(2 + 4)) / 2 = -0.518, 1.932 -> 0.134 and 1.866, weights 0.789, 0.211."""
+    from scipy.stats import nbinom
+
+    from kvopt.serving.steady import _size_biased_pair
+
+    x, w = _size_biased_pair(np.array([0.5]), np.array([1.0]))
+    assert x[0] == pytest.approx([0.134, 1.866], abs=1e-3)
+    assert w[0] == pytest.approx([0.789, 0.211], abs=1e-3)
+    for n, v in ((0.5, 1.0), (9.55, 1.0), (9.55, 2.2), (100.0, 4.7), (0.3, 1.5)):
+        x, w = _size_biased_pair(np.array([n]), np.array([v]))
+        x, w = x[0], w[0]
+        if v == 1.0:
+            mean = var = third = n
+        else:
+            d = nbinom(n / (v - 1) + 1, 1 / v)
+            mean, var = float(d.mean()), float(d.var())
+            third = float(d.stats(moments="s")) * var**1.5
+        m = float(np.dot(w, x))
+        assert m == pytest.approx(mean, rel=1e-9)
+        if np.all(x > 0):  # the lower point is not clipped: all three moments hold
+            assert float(np.dot(w, (x - m) ** 2)) == pytest.approx(var, rel=1e-9)
+            assert float(np.dot(w, (x - m) ** 3)) == pytest.approx(third, rel=1e-9)
+
+
 def test_step_averages_over_the_decoders_in_it() -> None:
-    """The others decoding in a step are a Poisson count, so the step a decoder sees is the
-    mean over it (two points, n +- sqrt(n)): the same as at the mean for a dense model,
-    whose step is linear in the decoders, and below it for a mixture of experts, whose
-    step is concave in them (more decoders touch fewer new experts each)."""
+    """One token per decoder per step: the step a decoder sees is the harmonic mean of the
+    step over the size-biased count of decoders, 1 + M (two points). Here 9 others on
+    average and no prompts (lam t = 1e-11): for a dense model, whose step is nearly linear
+    in the decoders, that is within 1% of the step at 1 + 9; for a mixture of experts,
+    whose step is concave in them, more than 1% below it. A closed loop's clients are
+    exactly themselves: the step at 1 + others."""
+    from kvopt.serving.steady import _size_biased_pair
+
     for model, below in (("Llama-3.1-8B", False), ("Qwen3-30B-A3B", True)):
         rep = build_replica(model=model, gpu="H100-SXM")
         sm = steady_model(rep, fixed(512), fixed(256))
         n = np.array([9.0])
-        # no prompts arrive (lam t = 1e-11): a decode-only step beside 9 others
-        seen = float(sm.step_seen(np.array([1e-9]), np.array([0.01]), others=n)[0])
+        lam, t = np.array([1e-9]), np.array([0.01])
+        seen = float(sm._step_moments(lam, t, n)[0][0])
+        (x_lo, x_hi), (w_lo, w_hi) = (a[0] for a in _size_biased_pair(n, np.array([1.0])))
+        d_lo = float(sm._step(np.array([1.0 + x_lo]), 0.0)[0])
+        d_hi = float(sm._step(np.array([1.0 + x_hi]), 0.0)[0])
+        assert seen == pytest.approx(1.0 / (w_lo / d_lo + w_hi / d_hi), rel=1e-6)
         point = float(sm._step(1.0 + n, 0.0)[0])
-        pair = float((sm._step(1.0 + n - 3.0, 0.0) + sm._step(1.0 + n + 3.0, 0.0))[0]) / 2
-        assert seen == pytest.approx(pair, rel=1e-6)
+        assert float(sm.step_seen(lam, t, others=n)[0]) == pytest.approx(point, rel=1e-9)
         if below:
             assert seen < point * 0.99
         else:
-            assert seen == pytest.approx(point, rel=2e-3)
+            assert seen == pytest.approx(point, rel=1e-2)
 
 
 REP = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")

@@ -160,6 +160,26 @@ def _poisson_inverse_rows(u: Array, mu: Array) -> Array:
     return out
 
 
+def _size_biased_pair(n: Array, v: Array) -> tuple[Array, Array]:
+    """Two points (others beside a decoder, weights) of the others a decoder sees when the
+    number decoding has mean ``n`` and variance ``v n`` over time: a negative binomial
+    NegBin(r, p = 1 / v), r = n / (v - 1) (a Poisson count when v = 1), whose size-biased
+    law is 1 + M, M ~ NegBin(r + 1, p): mean n + v - 1, variance v (n + v - 1), skewness
+    (2v - 1) / sqrt(variance). The two points match those three moments (the lower one
+    clipped at no others); a test checks them against scipy's negative binomial."""
+    n = np.maximum(np.asarray(n, dtype=np.float64), 0.0)
+    v = np.broadcast_to(np.asarray(v, dtype=np.float64), n.shape)
+    m = n + v - 1.0
+    var = v * m
+    sd = np.sqrt(np.maximum(var, 1e-300))
+    gam = np.where(var > 1e-12, (2.0 * v - 1.0) / sd, 1e6)
+    root = np.sqrt(gam * gam + 4.0)
+    x_lo, x_hi = (gam - root) / 2, (gam + root) / 2  # x_lo x_hi = -1
+    p_hi = -x_lo / (x_hi - x_lo)
+    nodes = np.stack([np.maximum(m + x_lo * sd, 0.0), m + x_hi * sd], axis=-1)
+    return nodes, np.stack([1.0 - p_hi, p_hi], axis=-1)
+
+
 def _std_normal(u: Array) -> Array:
     """Standard normal quantiles of uniforms ``u``."""
     return np.asarray(np.sqrt(2.0) * _erfinv(2.0 * np.asarray(u) - 1.0))
@@ -383,6 +403,7 @@ class SteadyModel:
         self.slots = min(float(self.max_seqs), self.kv_slots)
         self.limit_slots = "max_num_seqs" if self.max_seqs <= self.kv_slots else "kv_cache"
         self._cap: tuple[float, str] | None = None
+        self._disp_table: tuple[Array, Array] | None = None
         # the request's own lengths on the fixed quadrature draws (computed once)
         self._i_draws = _dist_draws(input_dist, _D["q"])
         self._o_draws = _dist_draws(output_dist, _D["u"])
@@ -426,10 +447,35 @@ class SteadyModel:
         return np.asarray(1.0 + rho_p + rho_p**2 * (1.0 + self.i_cv2) / 2.0)
 
     def step_seen(self, lam: Array, t: Array, others: Array | None = None) -> Array:
-        return self._step_moments(lam, t, others)[0]
+        """Mean step a decoding request sees at rate ``lam`` when steps take ``t``: with
+        ``others`` decoding beside it, or the open loop's fluctuating number, whose
+        dispersion ``v`` (variance / mean) comes from :meth:`_dispersion`."""
+        if others is not None:  # a closed loop's clients: itself and exactly ``others``
+            return self._step_moments(lam, t, others, points=1)[0]
+        lam = np.asarray(lam, dtype=np.float64)
+        t = np.asarray(t, dtype=np.float64)
+        return self._step_moments(lam, t, disp=self._dispersion(lam * t))[0]
 
-    def _step_moments(self, lam: Array, t: Array, others: Array | None = None
-                      ) -> tuple[Array, Array]:
+    def _dispersion(self, x: Array) -> Array:
+        """Variance over mean of the number decoding at ``x = lam t`` prompts per step.
+        Linear noise: ``v = f / (1 - eta)``, with ``eta = d ln F / d ln x`` the loop gain of
+        the step at a Poisson count (``v = 1``) and ``f`` the arrivals' extra noise
+        (:meth:`prefill_noise`). Tabulated once per model on a coarse grid of ``x``."""
+        if self._disp_table is None:
+            per = max(self.dec_steps, 1.0)
+            xs = np.geomspace(1e-5, 1e7, 25) / per
+            one = np.ones_like(xs)
+            f0 = self._step_moments(xs, one, points=1)[0]
+            eta = np.gradient(np.log(f0), np.log(xs))
+            v = self.prefill_noise(xs * self.dec_steps, f0) / (1.0 - np.clip(eta, 0.0, 0.9))
+            self._disp_table = (np.log(xs), v)
+        lx, v = self._disp_table
+        with np.errstate(divide="ignore"):
+            return np.asarray(np.interp(np.log(np.maximum(np.asarray(x, dtype=np.float64),
+                                                          1e-300)), lx, v))
+
+    def _step_moments(self, lam: Array, t: Array, others: Array | None = None,
+                      disp: Array | None = None, points: int = 2) -> tuple[Array, Array]:
         """Expected time per output token for a decoding request at rate ``lam`` when steps
         take ``t``: prompts arrive in bursts of ``K ~ Poisson(lam t)`` per step; a burst of P
         tokens beyond the free budget F spreads over ``P / F`` steps (chunked prefill), each
@@ -449,15 +495,30 @@ class SteadyModel:
         n = np.broadcast_to(n, (*burst.shape[:-1], 1))
         free = np.maximum(self.budget - (1.0 + n), 1.0)
         steps = np.maximum(1.0, burst / free)
-        # the others decoding in a step are a Poisson count: two points (Jensen: a mixture
-        # of experts' step is concave in them)
-        sd_n = np.sqrt(np.maximum(n, 0.0))
-        step = (self._step(1.0 + np.maximum(n - sd_n, 0.0), burst / steps)
-                + self._step(1.0 + n + sd_n, burst / steps)) / 2
+        # the decoders in a step: N of mean n and variance v n over time (a Poisson count
+        # when v = 1, else a negative binomial). Tokens come one per decoder per step, so
+        # the step a decoder sees is E_T[N] / E_T[N / d(N)]: the harmonic mean of d over
+        # N's size-biased law, itself plus M ~ NegBin (Poisson when v = 1) of mean
+        # n + v - 1, on two points (:func:`_size_biased_pair`): a mixture of experts' step
+        # is steep and concave in the decoders, so their spread matters there
+        v = (np.ones_like(n) if disp is None
+             else np.maximum(np.asarray(disp, dtype=np.float64)[..., None], 1.0)
+             * np.ones_like(n))
+        if points == 1:  # the size-biased mean alone (a slope, or a closed loop's clients)
+            nodes, weights = (np.maximum(n, 0.0) + v - 1.0), np.ones_like(n)
+        else:
+            nodes, weights = _size_biased_pair(np.maximum(n, 0.0)[..., 0], v[..., 0])
+        # all points in one step evaluation (the leading axis)
+        nd = np.moveaxis(nodes, -1, 0)[..., None]
+        d = list(self._step(1.0 + nd, np.broadcast_to(burst / steps, (points, *burst.shape))))
         cw = w * steps
         tot = np.sum(cw, axis=-1)
-        mean = np.sum(cw * step, axis=-1) / tot
-        var = np.maximum(np.sum(cw * step**2, axis=-1) / tot - mean**2, 0.0)
+        means = [np.sum(cw * d_i, axis=-1) / tot for d_i in d]
+        inv = sum(weights[..., i] / np.maximum(means[i], 1e-300) for i in range(points))
+        mean = 1.0 / inv
+        step = sum(weights[..., i:i + 1] * d[i] for i in range(points))
+        arith = sum(weights[..., i] * means[i] for i in range(points))
+        var = np.maximum(np.sum(cw * step**2, axis=-1) / tot - arith**2, 0.0)
         return np.asarray(mean), np.asarray(var)
 
     def tpot(self, lam: Array) -> Array:
@@ -530,7 +591,7 @@ class SteadyModel:
             return hit[1]
         base = float(self._step(1.0, 0.0))
         per = max(self.dec_steps, 1.0)
-        x = np.geomspace(1e-5, 1e7, 241) / per  # others decoding from 1e-5 to 1e7
+        x = np.geomspace(1e-5, 1e7, 121) / per  # others decoding from 1e-5 to 1e7
 
         def trace(x: Array) -> tuple[Array, Array]:
             t = self.step_seen(x, np.ones_like(x))  # lam = x, t = 1: lam t = x
