@@ -111,7 +111,7 @@ def model_detail(m: ModelSpec) -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     """A detail value for people: floats to 4 significant digits (the JSON keeps them all)."""
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)
 

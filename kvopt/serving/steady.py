@@ -480,7 +480,9 @@ class SteadyModel:
         take ``t``: prompts arrive in bursts of ``K ~ Poisson(lam t)`` per step; a burst of P
         tokens beyond the free budget F spreads over ``P / F`` steps (chunked prefill), each
         giving the decoders one token. Expectation over K by quadrature (Jensen matters:
-        a step with a prompt can be compute-bound while decode-only steps are not)."""
+        a step with a prompt can be compute-bound while decode-only steps are not), then
+        the harmonic mean over the decoders in the step (``disp``: their variance over
+        mean, 1 for a Poisson count; ``points=1``: exactly itself plus ``others``)."""
         lam = np.asarray(lam, dtype=np.float64)[..., None]
         t = np.asarray(t, dtype=np.float64)[..., None]
         n = (lam * self.dec_steps * t if others is None
