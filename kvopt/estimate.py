@@ -58,12 +58,14 @@ def _prefill(model: ModelSpec, gpu: GpuSpec, tp: int, prec: Precision, eng: Engi
         per_step = max(1, min(batch, budget // input_len))
         full, rest = divmod(batch, per_step)
         seqs = np.array([per_step] * full + ([rest] if rest else []), dtype=np.float64)
-        st = step_time(model, gpu, tp=tp, precision=prec, seqs=seqs, new=input_len, past=0.0)
+        st = step_time(model, gpu, tp=tp, precision=prec, seqs=seqs, new=input_len, past=0.0,
+                       engine=eng)
         n = len(seqs)
         return _sum(st, 1.0), n
     starts = np.arange(0, input_len, budget, dtype=np.float64)
     new = np.minimum(budget, input_len - starts)
-    st = step_time(model, gpu, tp=tp, precision=prec, seqs=1.0, new=new, past=starts)
+    st = step_time(model, gpu, tp=tp, precision=prec, seqs=1.0, new=new, past=starts,
+                   engine=eng)
     return _sum(st, float(batch)), batch * len(starts)
 
 
@@ -158,7 +160,7 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
     pre, n_pre = _prefill(m, g, tp, prec, eng, batch, input_len)
     prefill_s = float(pre.total_s) + n_pre * overhead_s
     dec = step_time(m, g, tp=tp, precision=prec, seqs=float(batch), new=1.0,
-                    past=input_len + output_len / 2)
+                    past=input_len + output_len / 2, engine=eng)
     decode_s = float(dec.total_s) + overhead_s
     # the request overhead (outside the engine steps) delays every request's first token
     ttft_s = prefill_s + rep.request_overhead_s

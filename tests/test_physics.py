@@ -101,6 +101,82 @@ def test_allreduce_nvlink_against_measured_h100() -> None:
     assert checked == 3
 
 
+def _allreduce_rows(registration: str) -> list[tuple[float, float]]:
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "allreduce_h100_4gpu.csv"
+    with path.open(newline="") as f:
+        return [(float(r["size_bytes"]), float(r["time_us"])) for r in csv.DictReader(f)
+                if r["registration"] == registration]
+
+
+def test_plain_nccl_constants_are_the_fit_of_the_measured_rows() -> None:
+    """interconnect.yaml allreduce_plain_nccl.nvlink is the least-squares fit (relative error)
+    of t = latency + 1.5 B / (eff x 450 GB/s) on the unregistered 4x H100 rows, 1-64 MiB; the
+    model is within 4% of every row, e.g. 16 MiB: 22.4 + 1.5 x 16,777,216 / (0.718 x 450e9)
+    s = 22.4 + 77.9 = 100.3 us against 102.1 us measured."""
+    rows = _allreduce_rows("none")
+    b = np.array([r[0] for r in rows])
+    t = np.array([r[1] for r in rows])
+    a = np.c_[np.ones_like(b), b] / t[:, None]
+    (lat_us, us_per_byte), *_ = np.linalg.lstsq(a, np.ones_like(b), rcond=None)
+    from kvopt.physics.comm import _data
+    node = _data()["allreduce_plain_nccl"]["nvlink"]
+    assert node["latency_us"]["value"] == pytest.approx(lat_us, abs=0.05)
+    eff = 1.5 / (us_per_byte * 1e-6 * 450e9)
+    assert node["bandwidth_efficiency"]["value"] == pytest.approx(eff, abs=0.0005)
+    plain = allreduce_model(H100, 4, plain_nccl=True)
+    assert plain.time_s(16777216) * 1e6 == pytest.approx(100.3, abs=0.1)
+    for size, measured_us in rows:
+        assert plain.time_s(size) * 1e6 == pytest.approx(measured_us, rel=0.04)
+
+
+def test_engine_allreduce_falls_back_to_plain_nccl_by_hand() -> None:
+    """TensorRT-LLM (models/engines/trtllm.yaml custom_allreduce) runs its own kernels up to
+    128 tokens above TP 2 and plain NCCL beyond; at TP 2 up to 16 MB. vLLM's profile has no
+    limit. Llama-3.1-70B, bf16 activations: 129 tokens x 8,192 x 2 B = 2,113,536 B ->
+    plain NCCL 22.4 + 1.5 x 2,113,536 / (0.718 x 450e9) s = 22.4 + 9.81 = 32.2 us;
+    own kernels 8 + 1.5 x 2,113,536 / (0.82 x 450e9) s = 8 + 8.59 = 16.6 us."""
+    from kvopt.catalog.engines import load_engine
+    from kvopt.physics.comm import engine_allreduce_s
+
+    trt, vllm = load_engine("trtllm"), load_engine("vllm")
+    tokens = np.array([128.0, 129.0])
+    n_bytes = tokens * 8192 * 2
+    t = engine_allreduce_s(H100, 4, trt, tokens=tokens, n_bytes=n_bytes) * 1e6
+    assert t[1] == pytest.approx(32.2, abs=0.1)
+    assert t[0] == pytest.approx(8 + 1.5 * 128 * 16384 / (0.82 * 450e9) * 1e6, rel=1e-6)
+    assert engine_allreduce_s(H100, 4, vllm, tokens=129.0, n_bytes=2_113_536.0) * 1e6 == (
+        pytest.approx(16.6, abs=0.1))
+    # TP 2: by bytes only (16e6 B = 976.6 tokens of 16,384 B)
+    t2 = engine_allreduce_s(H100, 2, trt, tokens=np.array([976.0, 977.0]),
+                            n_bytes=np.array([976.0, 977.0]) * 16384)
+    own2 = allreduce_model(H100, 2).time_s(976.0 * 16384)
+    assert t2[0] == pytest.approx(own2, rel=1e-9)
+    assert t2[1] == pytest.approx(allreduce_model(H100, 2, plain_nccl=True).time_s(977.0 * 16384))
+    # the step time carries it: a 70B TP4 decode step of 256 sequences is slower on trtllm's
+    # all-reduce than on vLLM's by 160 x (plain - own) at 4 MiB
+    p = prec(model=L70)
+    fast = step_time(L70, H100, tp=4, precision=p, seqs=256, new=1, past=1000, engine=vllm)
+    slow = step_time(L70, H100, tp=4, precision=p, seqs=256, new=1, past=1000, engine=trt)
+    gap = 160 * (allreduce_model(H100, 4, plain_nccl=True).time_s(256 * 16384)
+                 - allreduce_model(H100, 4).time_s(256 * 16384))
+    assert float(slow.total_s - fast.total_s) == pytest.approx(gap, rel=1e-9)
+
+
+def test_bad_custom_allreduce_field_is_a_catalog_error() -> None:
+    from kvopt.catalog.engines import _custom_allreduce
+    from kvopt.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="custom_allreduce"):
+        _custom_allreduce({"value": {"max_byte": 1}, "source": "x"}, "e.yaml", {})
+    with pytest.raises(CatalogError, match="max_bytes"):
+        _custom_allreduce({"value": {"max_bytes": -1}, "source": "x"}, "e.yaml", {})
+    with pytest.raises(CatalogError, match="source"):
+        _custom_allreduce({"value": {"max_bytes": 1}}, "e.yaml", {})
+
+
 def test_tp_beyond_node_is_refused() -> None:
     from kvopt.errors import InputError
     with pytest.raises(InputError, match="at most"):

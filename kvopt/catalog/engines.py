@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+import numpy as np
 
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.paths import models_dir
@@ -39,8 +42,23 @@ class EngineProfile:
     # "full_sequence" (blocks for prompt + max output reserved at admission, never
     # preempted: TensorRT-LLM's GUARANTEED_NO_EVICT)
     kv_admission: str = "on_demand"
+    # when the engine's own all-reduce kernels run instead of plain NCCL (unregistered
+    # buffers): messages up to max_bytes (max_bytes_tp2 at TP <= 2) and, above TP 2, steps of
+    # at most max_tokens tokens. inf = always its own kernels (the catalog's default curve)
+    allreduce_custom_max_bytes_tp2: float = math.inf
+    allreduce_custom_max_bytes: float = math.inf
+    allreduce_custom_max_tokens_above_tp2: float = math.inf
     version_modeled: str = ""
     sources: tuple[tuple[str, str], ...] = ()
+
+    def allreduce_custom(self, tp: int, tokens: Any, n_bytes: Any) -> Any:
+        """Whether a TP all-reduce of ``n_bytes`` for ``tokens`` tokens runs the engine's own
+        kernels (True) or falls back to plain NCCL (False); element-wise on arrays."""
+        limit = self.allreduce_custom_max_bytes_tp2 if tp <= 2 else self.allreduce_custom_max_bytes
+        ok = np.asarray(n_bytes) <= limit
+        if tp > 2:
+            ok = ok & (np.asarray(tokens) <= self.allreduce_custom_max_tokens_above_tp2)
+        return ok
 
     @property
     def step_tokens(self) -> int:
@@ -64,6 +82,27 @@ class EngineProfile:
 
 
 KV_ADMISSIONS = ("on_demand", "full_sequence")
+
+
+_ALLREDUCE_KEYS = ("max_bytes_tp2", "max_bytes", "max_tokens_above_tp2")
+
+
+def _custom_allreduce(node: Any, origin: str, srcs: dict[str, str]) -> dict[str, float]:
+    """``custom_allreduce: {value: {max_bytes_tp2, max_bytes, max_tokens_above_tp2}, source}``
+    (absent: the engine's own kernels at every size)."""
+    if node is None:
+        return {}
+    value = node.get("value") if isinstance(node, dict) else None
+    if not isinstance(value, dict) or not node.get("source") or set(value) - set(_ALLREDUCE_KEYS):
+        raise CatalogError(f"{origin}: field 'custom_allreduce' must be a mapping with 'value' "
+                           f"(keys among {', '.join(_ALLREDUCE_KEYS)}) and a non-empty 'source'")
+    srcs["custom_allreduce"] = str(node["source"])
+    out = {}
+    for key, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise CatalogError(f"{origin}: custom_allreduce.{key} = {v!r} must be a number > 0")
+        out[f"allreduce_custom_{key}"] = float(v)
+    return out
 
 
 def _admission(node: Any, origin: str, srcs: dict[str, str]) -> str:
@@ -130,6 +169,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             request_overhead_ms=num(data["request_overhead_ms"], "request_overhead_ms")
             if "request_overhead_ms" in data else 0.0,
             kv_admission=_admission(data.get("kv_admission"), origin, srcs),
+            **_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             sources=tuple(sorted(srcs.items())),
         )

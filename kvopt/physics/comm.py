@@ -19,6 +19,9 @@ from functools import cache
 from itertools import pairwise, permutations
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml, sourced
@@ -108,25 +111,44 @@ def _phase_seconds_per_byte(g: nx.DiGraph, n: int) -> float:
 _MODELS: dict[tuple[object, ...], AllReduceModel] = {}
 
 
-def allreduce_model(gpu: GpuSpec, tp: int) -> AllReduceModel:
-    """All-reduce cost model for a TP group of ``tp`` GPUs of type ``gpu`` in one node."""
+def allreduce_model(gpu: GpuSpec, tp: int, *, plain_nccl: bool = False) -> AllReduceModel:
+    """All-reduce cost model for a TP group of ``tp`` GPUs of type ``gpu`` in one node.
+
+    ``plain_nccl``: NCCL on buffers not registered with it (an engine's fallback path;
+    ``allreduce_plain_nccl`` in interconnect.yaml, else the same constants)."""
     key = (gpu.interconnect_kind, gpu.interconnect_bandwidth_gb_s, gpu.pcie_gen, gpu.p2p,
-           gpu.max_gpus_per_node, tp)
+           gpu.max_gpus_per_node, tp, plain_nccl)
     if key not in _MODELS:
-        _MODELS[key] = _build_allreduce(gpu, tp)
+        _MODELS[key] = _build_allreduce(gpu, tp, plain_nccl)
     return _MODELS[key]
 
 
-def _build_allreduce(gpu: GpuSpec, tp: int) -> AllReduceModel:
+def engine_allreduce_s(gpu: GpuSpec, tp: int, engine: EngineProfile | None, *, tokens: Any,
+                       n_bytes: Any) -> Any:
+    """One TP all-reduce of ``n_bytes`` (for ``tokens`` tokens) as ``engine`` runs it: its own
+    kernels where :meth:`EngineProfile.allreduce_custom` says so, plain NCCL elsewhere."""
+    own = allreduce_model(gpu, tp).time_s(n_bytes)
+    if engine is None or tp <= 1:
+        return own
+    custom = engine.allreduce_custom(tp, tokens, n_bytes)
+    if bool(np.all(custom)):
+        return own
+    return np.where(custom, own, allreduce_model(gpu, tp, plain_nccl=True).time_s(n_bytes))
+
+
+def _build_allreduce(gpu: GpuSpec, tp: int, plain_nccl: bool = False) -> AllReduceModel:
     if tp > gpu.max_gpus_per_node:
         raise InputError("tp", tp, f"{gpu.id} nodes hold at most {gpu.max_gpus_per_node} GPUs; "
                          "kvopt models tensor parallelism within one node only",
                          f"use tp <= {gpu.max_gpus_per_node} and more replicas")
     kind = link_kind(gpu)
-    node = (_data()["allreduce"] or {}).get(kind)
+    section = "allreduce"
+    if plain_nccl and kind in (_data().get("allreduce_plain_nccl") or {}):
+        section = "allreduce_plain_nccl"
+    node = (_data()[section] or {}).get(kind)
     if node is None:
         raise CatalogError(f"models/interconnect.yaml: no all-reduce constants for '{kind}'")
-    origin = f"models/interconnect.yaml allreduce.{kind}"
+    origin = f"models/interconnect.yaml {section}.{kind}"
     lat, _ = sourced(node.get("latency_us"), "latency_us", origin)
     eff, _ = sourced(node.get("bandwidth_efficiency"), "bandwidth_efficiency", origin)
     if tp <= 1:

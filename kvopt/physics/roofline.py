@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
-from kvopt.physics.comm import allreduce_model
+from kvopt.physics.comm import engine_allreduce_s
 from kvopt.physics.efficiency import efficiency
 from kvopt.physics.ops import Op, allreduce_bytes, step_ops
 from kvopt.physics.precision import Precision
@@ -61,8 +62,10 @@ def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:
 
 
 def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
-              seqs: Array | float, new: Array | float, past: Array | float) -> StepTime:
-    """Time of one forward step (see :func:`kvopt.physics.ops.step_ops` for the work)."""
+              seqs: Array | float, new: Array | float, past: Array | float,
+              engine: EngineProfile | None = None) -> StepTime:
+    """Time of one forward step (see :func:`kvopt.physics.ops.step_ops` for the work); the
+    TP all-reduces run as ``engine`` runs them (its own kernels or plain NCCL)."""
     ops = step_ops(model, tp=tp, precision=precision, seqs=seqs, new=new, past=past)
     shape = np.broadcast(np.asarray(seqs), np.asarray(new), np.asarray(past)).shape
     zero = np.zeros(shape)
@@ -77,8 +80,8 @@ def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
         tc_sum = tc_sum + tc
         tm_sum = tm_sum + tm
     tokens = np.asarray(seqs, dtype=np.float64) * np.asarray(new, dtype=np.float64)
-    ar = allreduce_model(gpu, tp)
-    comm = 2 * model.num_layers * np.asarray(
-        ar.time_s(allreduce_bytes(model, tokens=tokens, act_bytes=precision.activation_bytes)))
+    comm = 2 * model.num_layers * np.asarray(engine_allreduce_s(
+        gpu, tp, engine, tokens=tokens,
+        n_bytes=allreduce_bytes(model, tokens=tokens, act_bytes=precision.activation_bytes)))
     comm = comm + zero
     return StepTime(total + comm, cb, mb, comm, flops, nbytes, tc_sum, tm_sum)

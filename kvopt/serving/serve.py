@@ -202,10 +202,11 @@ def _render(rep: Replica, load: Load, inp: LengthDist, out: LengthDist, m: _Metr
     # a representative step at the steady batch for utilization
     batch = max(1.0, running)
     pre_tok = m.throughput_rps * inp.mean * (m.tpot[0] if math.isfinite(m.tpot[0]) else 0.0)
-    st = step_time(rep.model, g, tp=rep.tp, precision=prec, seqs=batch, new=1.0, past=ctx)
+    st = step_time(rep.model, g, tp=rep.tp, precision=prec, seqs=batch, new=1.0, past=ctx,
+                   engine=rep.engine)
     dt = float(st.total_s) + rep.step_overhead_s
     pf = step_time(rep.model, g, tp=rep.tp, precision=prec, seqs=1.0, new=float(inp.mean),
-                   past=0.0)
+                   past=0.0, engine=rep.engine)
     flops = float(st.flops) + float(pf.flops) * pre_tok / max(inp.mean, 1.0)
     nbytes = float(st.bytes) + float(pf.bytes) * pre_tok / max(inp.mean, 1.0)
     step_s = m.tpot[0] if math.isfinite(m.tpot[0]) and m.tpot[0] > 0 else dt

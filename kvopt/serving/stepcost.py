@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.physics.comm import allreduce_model
+from kvopt.physics.comm import engine_allreduce_s
 from kvopt.physics.efficiency import efficiency
 from kvopt.physics.memory import kv_bytes_per_token_layer
 from kvopt.physics.ops import allreduce_bytes, step_ops
@@ -68,9 +68,9 @@ class StepCost:
                 head = head + t
             else:
                 linear = linear + t
-        ar = allreduce_model(g, tp)
-        comm = 2 * m.num_layers * np.asarray(ar.time_s(allreduce_bytes(
-            m, tokens=self.grid, act_bytes=prec.activation_bytes)))
+        comm = 2 * m.num_layers * np.asarray(engine_allreduce_s(
+            g, tp, rep.engine, tokens=self.grid,
+            n_bytes=allreduce_bytes(m, tokens=self.grid, act_bytes=prec.activation_bytes)))
         self.linear_s = linear + comm
         self.head_s = head
         self.overhead_s = rep.step_overhead_s
