@@ -28,6 +28,15 @@ from kvopt.serving.load import Load
 
 DATA = Path(__file__).resolve().parent / "data" / "published_train.csv"
 ENGINE = {"trtllm": "trtllm", "nim-trtllm": "trtllm", "vllm": "vllm", "llamacpp": "llamacpp"}
+# rows whose engine version has its own shipped profile: TensorRT-LLM's v0.14 online table was
+# measured through Triton's TensorRT-LLM backend (perf-overview.md: "The TensorRT-LLM backend is
+# used to measure the performance of TensorRT-LLM for online serving ... version 0.14.0")
+VERSIONED = {("trtllm", "0.14"): "trtllm-triton"}
+
+
+def engine_of(row: dict[str, str]) -> str:
+    """The shipped engine profile a published row is predicted with."""
+    return VERSIONED.get((row["engine"], row["engine_version"]), ENGINE[row["engine"]])
 
 
 def predict(row: dict[str, str]) -> tuple[float | None, str]:
@@ -45,7 +54,7 @@ def predict(row: dict[str, str]) -> tuple[float | None, str]:
             value = max(1.0, round(value / replicas))
         est = estimate(model=row["model"], gpu=row["gpu"], tp=tp,
                        weights=row["weight_precision"], kv_dtype=row["kv_precision"],
-                       engine=ENGINE[row["engine"]], input_len=int(row["input_len"]),
+                       engine=engine_of(row), input_len=int(row["input_len"]),
                        output_len=int(row["output_len"]), load=Load(mode=kind, value=value))
         metric = row["metric"]
         if metric == "output_throughput":
@@ -58,7 +67,7 @@ def predict(row: dict[str, str]) -> tuple[float | None, str]:
     batch = int(float(row["load_value"]))
     est = estimate(model=row["model"], gpu=row["gpu"], tp=tp, weights=row["weight_precision"],
                    kv_dtype=row["kv_precision"],
-                   engine=ENGINE[row["engine"]], input_len=int(row["input_len"]),
+                   engine=engine_of(row), input_len=int(row["input_len"]),
                    output_len=int(row["output_len"]), batch=batch)
     metric = row["metric"]
     if metric == "ttft_mean":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -170,11 +171,15 @@ def test_bad_custom_allreduce_field_is_a_catalog_error() -> None:
     from kvopt.errors import CatalogError
 
     with pytest.raises(CatalogError, match="custom_allreduce"):
-        _custom_allreduce({"value": {"max_byte": 1}, "source": "x"}, "e.yaml", {})
+        _custom_allreduce({"value": [{"tp_max": 2, "max_byte": 1}], "source": "x"}, "e.yaml", {})
     with pytest.raises(CatalogError, match="max_bytes"):
-        _custom_allreduce({"value": {"max_bytes": -1}, "source": "x"}, "e.yaml", {})
+        _custom_allreduce({"value": [{"tp_max": 2, "max_bytes": -1}], "source": "x"}, "e.yaml",
+                          {})
     with pytest.raises(CatalogError, match="source"):
-        _custom_allreduce({"value": {"max_bytes": 1}}, "e.yaml", {})
+        _custom_allreduce({"value": [{"tp_max": 2, "max_bytes": 1}]}, "e.yaml", {})
+    assert _custom_allreduce({"value": [{"tp_max": 8, "max_tokens": 128}, {"tp_max": 2}],
+                              "source": "x"}, "e.yaml", {}) == ((2, math.inf, math.inf),
+                                                                (8, math.inf, 128.0))
 
 
 def test_tp_beyond_node_is_refused() -> None:

@@ -43,22 +43,19 @@ class EngineProfile:
     # preempted: TensorRT-LLM's GUARANTEED_NO_EVICT)
     kv_admission: str = "on_demand"
     # when the engine's own all-reduce kernels run instead of plain NCCL (unregistered
-    # buffers): messages up to max_bytes (max_bytes_tp2 at TP <= 2) and, above TP 2, steps of
-    # at most max_tokens tokens. inf = always its own kernels (the catalog's default curve)
-    allreduce_custom_max_bytes_tp2: float = math.inf
-    allreduce_custom_max_bytes: float = math.inf
-    allreduce_custom_max_tokens_above_tp2: float = math.inf
+    # buffers): rules (tp_max, max_bytes, max_tokens), the first with tp <= tp_max applies;
+    # none: always its own kernels (the catalog's default all-reduce curve)
+    allreduce_rules: tuple[tuple[int, float, float], ...] = ()
     version_modeled: str = ""
     sources: tuple[tuple[str, str], ...] = ()
 
     def allreduce_custom(self, tp: int, tokens: Any, n_bytes: Any) -> Any:
         """Whether a TP all-reduce of ``n_bytes`` for ``tokens`` tokens runs the engine's own
         kernels (True) or falls back to plain NCCL (False); element-wise on arrays."""
-        limit = self.allreduce_custom_max_bytes_tp2 if tp <= 2 else self.allreduce_custom_max_bytes
-        ok = np.asarray(n_bytes) <= limit
-        if tp > 2:
-            ok = ok & (np.asarray(tokens) <= self.allreduce_custom_max_tokens_above_tp2)
-        return ok
+        for tp_max, max_bytes, max_tokens in self.allreduce_rules:
+            if tp <= tp_max:
+                return (np.asarray(n_bytes) <= max_bytes) & (np.asarray(tokens) <= max_tokens)
+        return np.ones(np.broadcast(np.asarray(tokens), np.asarray(n_bytes)).shape, dtype=bool)
 
     @property
     def step_tokens(self) -> int:
@@ -84,25 +81,31 @@ class EngineProfile:
 KV_ADMISSIONS = ("on_demand", "full_sequence")
 
 
-_ALLREDUCE_KEYS = ("max_bytes_tp2", "max_bytes", "max_tokens_above_tp2")
-
-
-def _custom_allreduce(node: Any, origin: str, srcs: dict[str, str]) -> dict[str, float]:
-    """``custom_allreduce: {value: {max_bytes_tp2, max_bytes, max_tokens_above_tp2}, source}``
-    (absent: the engine's own kernels at every size)."""
+def _custom_allreduce(node: Any, origin: str, srcs: dict[str, str]
+                      ) -> tuple[tuple[int, float, float], ...]:
+    """``custom_allreduce: {value: [{tp_max, max_bytes, max_tokens}, ...], source}``: the
+    engine runs its own kernels for an all-reduce of at most ``max_bytes`` in a step of at most
+    ``max_tokens`` tokens (either may be omitted) under the first rule with ``tp <= tp_max``,
+    plain NCCL otherwise. Absent: its own kernels at every size."""
     if node is None:
-        return {}
-    value = node.get("value") if isinstance(node, dict) else None
-    if not isinstance(value, dict) or not node.get("source") or set(value) - set(_ALLREDUCE_KEYS):
+        return ()
+    rules = node.get("value") if isinstance(node, dict) else None
+    allowed = {"tp_max", "max_bytes", "max_tokens"}
+    if (not isinstance(rules, list) or not rules or not node.get("source")
+            or not all(isinstance(r, dict) and "tp_max" in r and not set(r) - allowed
+                       for r in rules)):
         raise CatalogError(f"{origin}: field 'custom_allreduce' must be a mapping with 'value' "
-                           f"(keys among {', '.join(_ALLREDUCE_KEYS)}) and a non-empty 'source'")
+                           "(a list of {tp_max, max_bytes, max_tokens}) and a non-empty 'source'")
     srcs["custom_allreduce"] = str(node["source"])
-    out = {}
-    for key, v in value.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise CatalogError(f"{origin}: custom_allreduce.{key} = {v!r} must be a number > 0")
-        out[f"allreduce_custom_{key}"] = float(v)
-    return out
+    out = []
+    for r in rules:
+        for key, v in r.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise CatalogError(f"{origin}: custom_allreduce {key} = {v!r} must be a "
+                                   "number > 0")
+        out.append((int(r["tp_max"]), float(r.get("max_bytes", math.inf)),
+                    float(r.get("max_tokens", math.inf))))
+    return tuple(sorted(out))
 
 
 def _admission(node: Any, origin: str, srcs: dict[str, str]) -> str:
@@ -169,7 +172,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             request_overhead_ms=num(data["request_overhead_ms"], "request_overhead_ms")
             if "request_overhead_ms" in data else 0.0,
             kv_admission=_admission(data.get("kv_admission"), origin, srcs),
-            **_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
+            allreduce_rules=_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             sources=tuple(sorted(srcs.items())),
         )

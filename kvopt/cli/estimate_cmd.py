@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
+from kvopt.catalog.engines import engine_names
+
 WEIGHTS = ["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KV = ["bf16", "fp16", "fp8"]
-ENGINES = ["vllm", "sglang", "trtllm", "llamacpp"]
+ENGINES = engine_names()
 
 
 def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
