@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         desc = (f"{row['model']} {row['weight_precision']} {row['gpu']} tp{row['tp']} "
                 f"{row['engine']}-{row['engine_version']} in{row['input_len']}/"
                 f"out{row['output_len']} {row['load_kind']}={row['load_value']}")
+        if (row["engine"], row["engine_version"]) in VERSIONED:
+            desc += f" [{engine_of(row)}]"
         out.append((row["id"], desc, row["metric"], f"{measured:g}", f"{pred:.1f}",
                     f"{(pred - measured) / measured * 100:+.1f}%"))
     if args.markdown:
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|")
     else:
         for r in out:
-            print(f"{r[0]:4s} {r[1]:75s} {r[2]:18s} measured {r[3]:>9s} kvopt {r[4]:>9s} "
+            print(f"{r[0]:4s} {r[1]:91s} {r[2]:18s} measured {r[3]:>9s} kvopt {r[4]:>9s} "
                   f"{r[5]:>8s}")
         print()
     for metric, errs in sorted(errors.items()):
