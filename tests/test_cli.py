@@ -98,6 +98,22 @@ def test_list_and_show(run_cli) -> None:
     model = json.loads(run_cli("show", "model", "deepseek-v3", "--json").stdout)
     assert model["attention"] == "mla" and model["kv_bytes_per_token_bf16"] == 70272
     assert run_cli("show", "model", "Qwen3-8B").exit_code == 0
+    engines = json.loads(run_cli("list-engines", "--json").stdout)
+    assert {e["name"] for e in engines} >= {"vllm", "sglang", "trtllm", "trtllm-triton",
+                                            "llamacpp"}
+    assert run_cli("list-engines").exit_code == 0
+    tri = json.loads(run_cli("show", "engine", "trtllm-triton", "--json").stdout)
+    assert tri["cuda_graphs"] is False and tri["request_overhead_ms"] == 3.1
+    assert tri["custom_allreduce"][1] == {"tp_max": 4, "max_bytes": 1e6, "max_tokens": None}
+    assert "tensorrtllm_backend" in tri["sources"]["memory_fraction"]
+    # large-GPU overrides apply with --gpu
+    big = json.loads(run_cli("show", "engine", "vllm", "--gpu", "H100", "--json").stdout)
+    small = json.loads(run_cli("show", "engine", "vllm", "--json").stdout)
+    assert big["max_num_seqs"] > small["max_num_seqs"]
+    assert run_cli("show", "engine", "trtllm").exit_code == 0
+    bad = run_cli("show", "engine", "trtlm")
+    assert bad.exit_code == 1 and "did you mean: trtllm" in bad.stderr
+    assert "kvopt list-engines" in bad.stderr
 
 
 def test_malformed_config_via_cli(run_cli, tmp_path) -> None:

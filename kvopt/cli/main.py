@@ -76,6 +76,20 @@ def list_models_cmd(as_json: bool) -> None:
         render.model_table(models)
 
 
+@cli.command("list-engines")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_engines_cmd(as_json: bool) -> None:
+    """List engine profiles (`kvopt show engine NAME` prints one with its sources)."""
+    from kvopt.catalog.engines import engine_names, load_engine
+    from kvopt.cli import render
+
+    rows = [render.engine_row(load_engine(n)) for n in engine_names()]
+    if as_json:
+        echo_json(rows)
+    else:
+        render.engine_table(rows)
+
+
 @cli.group("show")
 def show() -> None:
     """Show one catalog entry in full."""
@@ -112,6 +126,25 @@ def show_model(name: str, as_json: bool) -> None:
         echo_json(data)
     else:
         render.detail_table(f"Model {model.name}", data)
+
+
+@show.command("engine")
+@click.argument("name")
+@click.option("--gpu", "gpu_id", default=None,
+              help="Apply the profile's overrides for this GPU (e.g. vLLM's large-GPU defaults).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_engine(name: str, gpu_id: str | None, as_json: bool) -> None:
+    """Show an engine profile: every default the model uses, with its source."""
+    from kvopt.catalog.engines import load_engine
+    from kvopt.catalog.gpus import load_gpu
+    from kvopt.cli import render
+
+    eng = load_engine(name, load_gpu(gpu_id) if gpu_id else None)
+    data = render.engine_detail(eng)
+    if as_json:
+        echo_json(data)
+    else:
+        render.detail_table(f"Engine {eng.name}", data)
 
 
 from kvopt.cli import (  # noqa: E402  (registers the commands)

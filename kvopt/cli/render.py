@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import DTYPES, GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.catalog.prices import Price
@@ -62,6 +64,48 @@ def gpu_detail(g: GpuSpec, price: Price | None) -> dict[str, Any]:
         data["sources"]["usd_per_gpu_hour"] = f"{price.provider} {price.date}: {price.source}"
     data["notes"] = g.notes
     return data
+
+
+def engine_row(e: EngineProfile) -> dict[str, Any]:
+    return {"name": e.name, "version_modeled": e.version_modeled, "block_size": e.block_size,
+            "max_num_seqs": e.max_num_seqs, "max_num_batched_tokens": e.max_num_batched_tokens,
+            "kv_admission": e.kv_admission, "cuda_graphs": e.cuda_graphs,
+            "chunked_prefill": e.chunked_prefill, "step_overhead_ms": e.step_overhead_ms}
+
+
+def engine_table(rows: list[dict[str, Any]]) -> None:
+    t = Table(title="Engine profiles (models/engines/*.yaml; large-GPU overrides not applied)")
+    heads = {"name": "engine", "version_modeled": "version", "block_size": "block",
+             "max_num_seqs": "max seqs", "max_num_batched_tokens": "token budget",
+             "kv_admission": "KV admission", "cuda_graphs": "CUDA graphs",
+             "chunked_prefill": "chunked prefill", "step_overhead_ms": "step overhead ms"}
+    for col in rows[0] if rows else ():
+        t.add_column(heads.get(col, col),
+                     justify="left" if col in ("name", "kv_admission") else "right")
+    for r in rows:
+        t.add_row(*(_cell(v) for v in r.values()))
+    _console().print(t)
+
+
+def engine_detail(e: EngineProfile) -> dict[str, Any]:
+    """Every field of an engine profile that shapes memory and step time, and its sources."""
+    def lim(v: float) -> float | None:
+        return None if math.isinf(v) else v
+
+    return {
+        "name": e.name, "version_modeled": e.version_modeled,
+        "memory_fraction": e.memory_fraction,
+        "memory_fraction_applies_to": e.memory_fraction_applies_to,
+        "block_size": e.block_size, "max_num_seqs": e.max_num_seqs,
+        "max_num_batched_tokens": e.max_num_batched_tokens, "kv_admission": e.kv_admission,
+        "cuda_graphs": e.cuda_graphs, "chunked_prefill": e.chunked_prefill,
+        "prefix_caching": e.prefix_caching, "runtime_overhead_gib": e.runtime_overhead_gib,
+        "step_overhead_ms": e.step_overhead_ms, "kernel_launch_us": e.kernel_launch_us,
+        "request_overhead_ms": e.request_overhead_ms,
+        "custom_allreduce": [{"tp_max": t, "max_bytes": lim(b), "max_tokens": lim(k)}
+                             for t, b, k in e.allreduce_rules] or "own kernels at every size",
+        "sources": dict(e.sources),
+    }
 
 
 def model_row(m: ModelSpec) -> dict[str, Any]:
