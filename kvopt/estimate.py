@@ -126,6 +126,8 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
                          f"exceeds {m.name}'s context of {m.max_context} tokens",
                          "shorten the prompt or the output")
     notes = list(prec.notes)
+    if (unchunked := eng.unchunked_note(input_len)) is not None:
+        notes.append(unchunked)
 
     # memory per GPU: the engine reserves activations for its largest step
     context = input_len + output_len

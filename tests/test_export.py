@@ -57,6 +57,32 @@ def test_engine_rules() -> None:
         "--quantization") + 1] == "fp8"
 
 
+def test_unchunked_engine_budget_holds_the_longest_prompt() -> None:
+    """TensorRT-LLM does not chunk prefills by default: a 20,000-token prompt needs
+    max_num_tokens >= 20,000 (20,000 rounded up to its 32-token blocks = 20,000); vLLM
+    chunks, so its budget stays at its default."""
+    case = dict(CASES["dense_bf16_tp1"])
+    case.pop("max_model_len")
+    trt = engine_config(case, engine="trtllm", max_model_len=20100, max_prompt_len=20000)
+    assert trt.command[trt.command.index("--max_num_tokens") + 1] == "20000"
+    assert any("longest prompt (20,000 tokens)" in n for n in trt.notes)
+    short = engine_config(case, engine="trtllm", max_model_len=4096, max_prompt_len=3000)
+    assert short.command[short.command.index("--max_num_tokens") + 1] == "8192"
+    vllm = engine_config(case, engine="vllm", max_model_len=20100, max_prompt_len=20000)
+    assert int(vllm.command[vllm.command.index("--max-num-batched-tokens") + 1]) < 20000
+
+
+def test_estimate_says_what_it_assumes_for_unchunked_long_prompts() -> None:
+    from kvopt import estimate
+    from kvopt.serving.load import Load
+
+    kw = dict(model="Llama-3.1-8B", gpu="H100-SXM", input_len=20000, output_len=100)
+    for est in (estimate(**kw, engine="trtllm", batch=1),
+                estimate(**kw, engine="trtllm", load=Load(mode="rps", value=0.5))):
+        assert any("max_num_tokens >= 20,000" in n for n in est.notes)
+    assert not any("max_num_tokens" in n for n in estimate(**kw, engine="vllm", batch=1).notes)
+
+
 def _plan() -> dict:
     return {
         "schema": "kvopt.plan/1", "kvopt_version": "0.1.0",

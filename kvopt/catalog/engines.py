@@ -57,6 +57,16 @@ class EngineProfile:
                 return (np.asarray(n_bytes) <= max_bytes) & (np.asarray(tokens) <= max_tokens)
         return np.ones(np.broadcast(np.asarray(tokens), np.asarray(n_bytes)).shape, dtype=bool)
 
+    def unchunked_note(self, longest_prompt: int) -> str | None:
+        """What kvopt assumes when a prompt exceeds the token budget of an engine that does
+        not chunk prefills (it could not schedule the prompt as launched)."""
+        if self.chunked_prefill or longest_prompt <= self.step_tokens:
+            return None
+        return (f"{self.name} does not chunk prefills by default and its token budget "
+                f"(max_num_tokens) is {self.step_tokens}: prompts of up to {longest_prompt:,} "
+                f"tokens need max_num_tokens >= {longest_prompt:,} (kvopt assumes it) or "
+                "chunked prefill enabled")
+
     @property
     def step_tokens(self) -> int:
         """Most prompt tokens one forward pass processes."""

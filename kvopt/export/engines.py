@@ -58,8 +58,11 @@ def _checkpoint_note(weights: str, engine: str) -> list[str]:
 
 
 def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
-                  model_path: str | None = None) -> EngineConfig:
-    """Launch config for one fleet entry of a plan (keys as in the plan JSON)."""
+                  model_path: str | None = None, max_prompt_len: int = 0) -> EngineConfig:
+    """Launch config for one fleet entry of a plan (keys as in the plan JSON).
+
+    ``max_prompt_len``: the workload's longest prompt; an engine that does not chunk
+    prefills by default (TensorRT-LLM) gets a token budget that holds it, as kvopt modeled."""
     if engine not in ENGINES:
         raise InputError("engine", engine, f"allowed: {', '.join(ENGINES)}")
     model = load_model(entry["model"])
@@ -70,8 +73,12 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     weights, kv = entry["weights"], entry["kv_dtype"]
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
-    budget = int(math.ceil(budget / bs) * bs)  # aligned to the KV block size
     notes = _checkpoint_note(weights, engine)
+    if not prof.chunked_prefill and max_prompt_len > budget:
+        budget = max_prompt_len
+        notes.append(f"{engine} does not chunk prefills by default: max_num_tokens is raised to "
+                     f"the longest prompt ({max_prompt_len:,} tokens)")
+    budget = int(math.ceil(budget / bs) * bs)  # aligned to the KV block size
     half = "float16" if weights == "fp16" else "bfloat16"
     if engine == "vllm":
         flags: dict[str, Any] = {

@@ -36,6 +36,13 @@ def _max_model_len(plan: dict[str, Any], workload: str) -> int:
     raise InputError("plan", workload, "fleet entry names an unknown workload")
 
 
+def _max_prompt_len(plan: dict[str, Any], workload: str) -> int:
+    for w in plan["inputs"]["workloads"]:
+        if w["name"] == workload:
+            return _longest(w["input_len"])
+    raise InputError("plan", workload, "fleet entry names an unknown workload")
+
+
 def _longest(label: str) -> int:
     from kvopt.serving.lengths import fixed, parse_dist
 
@@ -71,7 +78,8 @@ def _engine_configs(plan: dict[str, Any], engine: str) -> str:
 
     out = []
     for e in plan["fleet"]:
-        cfg = engine_config(e, engine=engine, max_model_len=_max_model_len(plan, e["workload"]))
+        cfg = engine_config(e, engine=engine, max_model_len=_max_model_len(plan, e["workload"]),
+                            max_prompt_len=_max_prompt_len(plan, e["workload"]))
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
         out += [f"# NOTE: {n}" for n in cfg.notes]
         out.append(cfg.shell())

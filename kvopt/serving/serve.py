@@ -184,6 +184,8 @@ def _render(rep: Replica, load: Load, inp: LengthDist, out: LengthDist, m: _Metr
             extra_notes: tuple[str, ...] = ()) -> Estimate:
     g, eng, prec = rep.gpu, rep.engine, rep.precision
     notes = [*prec.notes, f"{load.mode} load: {source}", *extra_notes]
+    if (unchunked := eng.unchunked_note(inp.max)) is not None:
+        notes.append(unchunked)
     ctx = inp.mean + out.mean / 2
     kv_seq = float(kv_bytes_for_context(rep.model, ctx, tp=rep.tp,
                                         kv_bytes=prec.kv_bytes_per_value,
