@@ -26,8 +26,12 @@ def test_refit_reproduces_shipped_file(tmp_path: Path, monkeypatch: pytest.Monke
     mod.main()
     fresh = yaml.safe_load(out.read_text())
     shipped = yaml.safe_load((models_dir() / "efficiency.yaml").read_text())
+    assert set(fresh["gpus"]) == set(shipped["gpus"])
     for gpu, per in shipped["gpus"].items():
-        for dtype in ("bf16", "fp8"):
+        if "same_as" in per:
+            assert fresh["gpus"][gpu] == per
+            continue
+        for dtype in (d for d in per if d != "copy_bandwidth_fraction"):
             for key, value in per[dtype].items():
                 assert fresh["gpus"][gpu][dtype][key] == pytest.approx(value, rel=0.02, abs=0.05)
 
@@ -39,3 +43,44 @@ def test_fitted_efficiencies_are_physical() -> None:
             assert 0.5 < e.compute < 0.95
             assert 0.5 < e.memory <= e.copy_fraction <= 1.0
     assert efficiency("some-unfitted-gpu", "bf16").fitted_on == "default"
+    for dtype in ("bf16", "fp8", "fp4"):  # B200: published kernels, a lower share of peak
+        e = efficiency("B200", dtype)
+        assert e.fitted_on == "B200" and 0.5 < e.compute < 0.7
+
+
+def test_fp4_uses_its_own_curve_where_measured() -> None:
+    """B200 has NVFP4 kernel rows (benchmarks/data/kernels_b200_published.csv); FP4 there
+    uses its own fit, elsewhere the fp8 curve. GB200 (the same die) takes B200's fit; B300
+    (another die) the default."""
+    fp4, fp8 = efficiency("B200", "fp4"), efficiency("B200", "fp8")
+    assert fp4 != fp8
+    assert efficiency("GB200", "fp4") == fp4 and efficiency("GB200", "bf16").fitted_on == "B200"
+    assert efficiency("B300", "fp4") == efficiency("B300", "fp8")
+    assert efficiency("B300", "fp4").fitted_on == "default"
+
+
+def test_b200_large_gemms_match_the_published_rows() -> None:
+    """Compute-bound B200 GEMMs against their published times (roofline without the launch
+    floor, as inside an engine step): NVFP4 8192^3 = 1.1e12 FLOP at 0.625 x 9 PFLOP/s ->
+    195.5 us (measured 205 us, pytorch/ao PR #2427); FP8 M = 16,384, N = 6,144, K = 4,096
+    -> 322 us (324 us, vllm PR #19566); BF16 8192^3 -> 751 us (774 us). Before B200 had its
+    own fit, FP4 ran at the Hopper fp8 fraction (0.72 of peak): 170 us, 17% fast."""
+    import numpy as np
+
+    from kvopt import load_gpu
+    from kvopt.physics.ops import Op
+    from kvopt.physics.roofline import op_time
+
+    b200 = load_gpu("B200")
+
+    def gemm(dtype: str, m: int, n: int, k: int, bytes_per: float) -> float:
+        w = n * k * bytes_per
+        op = Op(name="x", kind="gemm", flops=np.asarray(2.0 * m * n * k),
+                bytes=np.asarray(w + m * k * bytes_per + m * n * 2.0), weight_matrix_bytes=w,
+                compute_dtype=dtype, count=1.0)
+        return float(op_time(op, b200)[0])
+
+    assert gemm("fp4", 8192, 8192, 8192, 0.5625) == pytest.approx(205e-6, rel=0.08)
+    assert gemm("fp8", 16384, 6144, 4096, 1.0) == pytest.approx(324e-6, rel=0.08)
+    assert gemm("bf16", 8192, 8192, 8192, 2.0) == pytest.approx(774e-6, rel=0.08)
+    assert efficiency("B200", "fp4").compute < efficiency("some-unfitted-gpu", "fp8").compute

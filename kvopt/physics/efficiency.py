@@ -4,8 +4,9 @@
 asymptotic fraction of spec bandwidth a GEMM streams weights at (capped by the measured
 device-copy fraction); smaller weight matrices reach ``em x W / (W + BW x tau)``. Ops combine
 their compute and memory times with a smooth maximum of exponent ``p`` (fitted).
-Fitted on H100-SXM and H200; other GPUs use ``default`` (the mean), an assumption that a
-calibration (``kvopt calibrate``) replaces with measurements.
+Fitted on H100-SXM and H200 (our measurements) and B200 (published kernel benchmarks, FP4
+included); other GPUs use ``default`` (the H100/H200 mean), an assumption that a calibration
+(``kvopt calibrate``) replaces with measurements.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml
 from kvopt.errors import CatalogError
 
-# dtypes without their own measured curve use the nearest measured one
+# dtypes without their own measured curve use the nearest measured one (fp4 has its own on
+# GPUs with FP4 measurements, B200; elsewhere the fp8 curve at the fp4 peak)
 _CURVE_FOR = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "fp8", "fp4": "fp8"}
+_OWN_CURVE = ("fp4",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +48,14 @@ def efficiency(gpu_id: str, dtype: str) -> Efficiency:
     """Efficiency curve for GEMMs in ``dtype`` on ``gpu_id``."""
     data = _data()
     key = _CURVE_FOR.get(dtype, "bf16")
-    node = (data.get("gpus") or {}).get(gpu_id)
+    gpus = data.get("gpus") or {}
+    node = gpus.get(gpu_id)
     fitted_on = gpu_id
+    if isinstance(node, dict) and "same_as" in node:  # another part's fit (same die)
+        fitted_on = str(node["same_as"])
+        node = gpus.get(fitted_on)
+    if dtype in _OWN_CURVE and node is not None and dtype in node:
+        key = dtype
     if node is None or key not in node:
         node, fitted_on = data["default"], "default"
     curve = node[key]
