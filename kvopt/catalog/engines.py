@@ -142,7 +142,8 @@ def _raw() -> dict[str, dict[str, Any]]:
 
 
 def engine_names() -> list[str]:
-    return sorted(_raw())
+    """Profile names (the files' stems; a file is parsed and checked when it is loaded)."""
+    return sorted(p.stem for p in (models_dir() / "engines").glob("*.yaml"))
 
 
 def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:

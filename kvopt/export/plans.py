@@ -29,18 +29,16 @@ def load_plan(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
+def _workload(plan: dict[str, Any], workload: str) -> dict[str, Any]:
+    for w in plan["inputs"]["workloads"]:
+        if w["name"] == workload:
+            return dict(w)
+    raise InputError("plan", workload, "fleet entry names an unknown workload")
+
+
 def _max_model_len(plan: dict[str, Any], workload: str) -> int:
-    for w in plan["inputs"]["workloads"]:
-        if w["name"] == workload:
-            return _longest(w["input_len"]) + _longest(w["output_len"])
-    raise InputError("plan", workload, "fleet entry names an unknown workload")
-
-
-def _max_prompt_len(plan: dict[str, Any], workload: str) -> int:
-    for w in plan["inputs"]["workloads"]:
-        if w["name"] == workload:
-            return _longest(w["input_len"])
-    raise InputError("plan", workload, "fleet entry names an unknown workload")
+    w = _workload(plan, workload)
+    return _longest(w["input_len"]) + _longest(w["output_len"])
 
 
 def _longest(label: str) -> int:
@@ -79,7 +77,7 @@ def _engine_configs(plan: dict[str, Any], engine: str) -> str:
     out = []
     for e in plan["fleet"]:
         cfg = engine_config(e, engine=engine, max_model_len=_max_model_len(plan, e["workload"]),
-                            max_prompt_len=_max_prompt_len(plan, e["workload"]))
+                            max_prompt_len=_longest(_workload(plan, e["workload"])["input_len"]))
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
         out += [f"# NOTE: {n}" for n in cfg.notes]
         out.append(cfg.shell())

@@ -80,8 +80,14 @@ def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
         tc_sum = tc_sum + tc
         tm_sum = tm_sum + tm
     tokens = np.asarray(seqs, dtype=np.float64) * np.asarray(new, dtype=np.float64)
-    comm = 2 * model.num_layers * np.asarray(engine_allreduce_s(
-        gpu, tp, engine, tokens=tokens,
-        n_bytes=allreduce_bytes(model, tokens=tokens, act_bytes=precision.activation_bytes)))
-    comm = comm + zero
+    comm = tp_comm_s(model, gpu, tp=tp, precision=precision, tokens=tokens, engine=engine) + zero
     return StepTime(total + comm, cb, mb, comm, flops, nbytes, tc_sum, tm_sum)
+
+
+def tp_comm_s(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
+              tokens: Array, engine: EngineProfile | None) -> Array:
+    """The two TP all-reduces per layer of a step of ``tokens`` tokens, as ``engine`` runs
+    them."""
+    n_bytes = allreduce_bytes(model, tokens=tokens, act_bytes=precision.activation_bytes)
+    return 2 * model.num_layers * np.asarray(
+        engine_allreduce_s(gpu, tp, engine, tokens=tokens, n_bytes=n_bytes))

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.physics.comm import engine_allreduce_s
 from kvopt.physics.efficiency import efficiency
 from kvopt.physics.memory import kv_bytes_per_token_layer
-from kvopt.physics.ops import allreduce_bytes, step_ops
-from kvopt.physics.roofline import op_time, smoothmax
+from kvopt.physics.ops import step_ops
+from kvopt.physics.roofline import op_time, smoothmax, tp_comm_s
 from kvopt.serving.replica import Replica
 
 Array = npt.NDArray[np.float64]
@@ -68,10 +67,8 @@ class StepCost:
                 head = head + t
             else:
                 linear = linear + t
-        comm = 2 * m.num_layers * np.asarray(engine_allreduce_s(
-            g, tp, rep.engine, tokens=self.grid,
-            n_bytes=allreduce_bytes(m, tokens=self.grid, act_bytes=prec.activation_bytes)))
-        self.linear_s = linear + comm
+        self.linear_s = linear + tp_comm_s(m, g, tp=tp, precision=prec, tokens=self.grid,
+                                           engine=rep.engine)
         self.head_s = head
         self.overhead_s = rep.step_overhead_s
         # attention constants
