@@ -127,6 +127,9 @@ def test_plan_formats_and_round_trip(tmp_path: Path) -> None:
         assert (tmp_path / f"p.{ext}").stat().st_size > 0
     assert load_plan(tmp_path / "p.json") == plan
     assert "vllm serve meta-llama/Llama-3.1-8B" in render(plan, "vllm")
+    assert "sized with" not in render(plan, "vllm")
+    # a launch config for another engine than the plan was sized with says so
+    assert "sized with the vllm engine profile; sglang's" in render(plan, "sglang")
 
 
 def test_bad_plan_files(tmp_path: Path, run_cli) -> None:

@@ -79,6 +79,11 @@ def _engine_configs(plan: dict[str, Any], engine: str) -> str:
         cfg = engine_config(e, engine=engine, max_model_len=_max_model_len(plan, e["workload"]),
                             max_prompt_len=_longest(_workload(plan, e["workload"])["input_len"]))
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
+        sized = e.get("engine")
+        if sized and sized != engine:
+            out.append(f"# NOTE: this entry was sized with the {sized} engine profile; {engine}'s "
+                       "step times and KV budget differ, so its rate per replica may not hold "
+                       f"(re-plan with --engine {engine} to size for it)")
         out += [f"# NOTE: {n}" for n in cfg.notes]
         out.append(cfg.shell())
         if cfg.config_yaml:
