@@ -2,15 +2,17 @@
 
 Model for one GEMM ``X[M,K] @ W[K,N]`` (per GPU, per dtype):
 
-    t = t_launch + smoothmax(F / (P * ec), B / (BW * em * W / (W + BW tau)); p)
+    t = t_launch + smoothmax(F / (P * ec), B / (BW * em * B / (B + BW tau)); p)
     smoothmax(a, b; p) = (a**p + b**p) ** (1/p)
 
-F = 2MKN FLOP, B = bytes of X, W and the output, W = weight bytes, P = dense spec peak,
-BW = spec bandwidth. Small weight matrices stream below the asymptotic bandwidth fraction
-``em``: half of it at ``W = BW x tau``. Expressing the ramp as a time ``tau`` (not bytes) lets
-it transfer to GPUs of other bandwidths. ``t_launch`` is the floor of one CUDA-event-timed
-launch; kvopt does not add it inside engine steps (CUDA graphs; engines carry their own
-overheads). Fitted by least squares on log time (scipy).
+F = 2MKN FLOP, B = bytes of X, W and the output (what one launch moves), P = dense spec
+peak, BW = spec bandwidth. Small launches stream below the asymptotic bandwidth fraction
+``em``: half of it at ``B = BW x tau`` (the driver is the bytes the kernel moves, not the
+weight bytes alone: a skinny GEMM such as an MoE router, with a tiny weight and large M,
+streams its activations like any kernel of that size). Expressing the ramp as a time
+``tau`` (not bytes) lets it transfer to GPUs of other bandwidths. ``t_launch`` is the floor
+of one CUDA-event-timed launch; kvopt does not add it inside engine steps (CUDA graphs;
+engines carry their own overheads). Fitted by least squares on log time (scipy).
 Run: ``python benchmarks/fit_efficiency.py``.
 """
 
@@ -59,7 +61,7 @@ def fit_one(rows: list[dict[str, str]], peak_flop_s: float, bw_bytes_s: float,
         ec, em, log_tau, t0, p = x
         wh = bw_bytes_s * np.exp(log_tau)
         tc = flops / (peak_flop_s * ec)
-        tm = nbytes / (bw_bytes_s * em * w_bytes / (w_bytes + wh))
+        tm = nbytes / (bw_bytes_s * em * nbytes / (nbytes + wh))
         return np.asarray(t0 + (tc**p + tm**p) ** (1 / p))
 
     def resid(x: np.ndarray) -> np.ndarray:

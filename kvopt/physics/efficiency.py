@@ -1,8 +1,8 @@
 """Achieved fractions of peak, fitted on measured kernels (``models/efficiency.yaml``).
 
 ``compute_efficiency``: large-GEMM TFLOP/s over the dense spec peak. ``memory_efficiency``:
-asymptotic fraction of spec bandwidth a GEMM streams weights at (capped by the measured
-device-copy fraction); smaller weight matrices reach ``em x W / (W + BW x tau)``. Ops combine
+asymptotic fraction of spec bandwidth a GEMM streams at (capped by the measured device-copy
+fraction); a launch that moves fewer bytes ``B`` reaches ``em x B / (B + BW x tau)``. Ops combine
 their compute and memory times with a smooth maximum of exponent ``p`` (fitted).
 Fitted on H100-SXM and H200 (our measurements) and B200 (published kernel benchmarks, FP4
 included); other GPUs use ``default`` (the H100/H200 mean), an assumption that a calibration
@@ -29,7 +29,7 @@ _OWN_CURVE = ("fp4",)
 class Efficiency:
     compute: float
     memory: float
-    ramp_tau_s: float  # GEMM weight streams reach em/2 at W = bandwidth x tau
+    ramp_tau_s: float  # a GEMM launch moving B bytes reaches em/2 at B = bandwidth x tau
     smoothmax_p: float
     copy_fraction: float
     fitted_on: str  # which GPU's fit this is ("default" = mean of fitted GPUs)

@@ -54,8 +54,10 @@ def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:
     peak = gpu.peak_flop_s(op.compute_dtype) * eff.compute
     em = eff.memory
     if op.kind == "gemm" and op.weight_matrix_bytes > 0:
-        w = op.weight_matrix_bytes
-        em = eff.memory * w / (w + gpu.bandwidth_bytes_s * eff.ramp_tau_s)
+        # small launches stream below em: the ramp follows the bytes one launch moves
+        # (weights, activations and output), as in the fit (benchmarks/fit_efficiency.py)
+        b = op.bytes / max(op.count, 1.0)
+        em = eff.memory * b / (b + gpu.bandwidth_bytes_s * eff.ramp_tau_s)
     tc = op.flops / peak
     tm = op.bytes / (gpu.bandwidth_bytes_s * em)
     return smoothmax(tc, tm, eff.smoothmax_p), tc, tm
