@@ -52,7 +52,7 @@ def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:
     """(time, compute term, memory term) of one op on ``gpu``."""
     eff = efficiency(gpu.id, op.compute_dtype)
     peak = gpu.peak_flop_s(op.compute_dtype) * eff.compute
-    em = eff.memory
+    em: Array | float = eff.memory
     if op.kind == "gemm" and op.weight_matrix_bytes > 0:
         # small launches stream below em: the ramp follows the bytes one launch moves
         # (weights, activations and output), as in the fit (benchmarks/fit_efficiency.py)
