@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with DATA.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[str, list[float]] = defaultdict(list)
     done: list[tuple[float, str]] = []
     skipped: dict[str, int] = defaultdict(int)
     for r in rows:
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{est.throughput.output_tok_s:9.1f} {err:+6.1f}%")
         for key in (f"GPU {r['published_gpu']}", f"TP {r['tp']}", f"model {r['published_model']}",
                     "all"):
-            groups[key]["err"].append(err)
+            groups[key].append(err)
     print(f"{'group':36s} {'cells':>5s} {'median APE':>11s} {'median error':>13s}")
     for key in sorted(groups, key=lambda k: (k == "all", k)):
-        e = groups[key]["err"]
+        e = groups[key]
         print(f"{key:36s} {len(e):5d} {statistics.median(abs(x) for x in e):10.1f}% "
               f"{statistics.median(e):+12.1f}%")
     print("\nworst cells:")
