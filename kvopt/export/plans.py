@@ -36,11 +36,6 @@ def _workload(plan: dict[str, Any], workload: str) -> dict[str, Any]:
     raise InputError("plan", workload, "fleet entry names an unknown workload")
 
 
-def _max_model_len(plan: dict[str, Any], workload: str) -> int:
-    w = _workload(plan, workload)
-    return _longest(w["input_len"]) + _longest(w["output_len"])
-
-
 def _longest(label: str) -> int:
     from kvopt.serving.lengths import fixed, parse_dist
 
@@ -76,8 +71,10 @@ def _engine_configs(plan: dict[str, Any], engine: str) -> str:
 
     out = []
     for e in plan["fleet"]:
-        cfg = engine_config(e, engine=engine, max_model_len=_max_model_len(plan, e["workload"]),
-                            max_prompt_len=_longest(_workload(plan, e["workload"])["input_len"]))
+        w = _workload(plan, e["workload"])
+        prompt = _longest(w["input_len"])
+        cfg = engine_config(e, engine=engine, max_model_len=prompt + _longest(w["output_len"]),
+                            max_prompt_len=prompt)
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
         sized = e.get("engine")
         if sized and sized != engine:

@@ -41,7 +41,7 @@ class Op:
     kind: str  # gemm | attention | elementwise
     flops: Array
     bytes: Array
-    weight_matrix_bytes: float  # size of one weight matrix (efficiency depends on it); 0 if none
+    weight_matrix_bytes: float  # size of one weight matrix; > 0 marks a weight GEMM, 0 if none
     compute_dtype: str
     count: float  # how many times it runs per step (layers x matrices)
 
