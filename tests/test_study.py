@@ -444,3 +444,20 @@ def test_pareto_table_cache_ignores_only_what_the_table_ignores() -> None:
         assert a["status"] == b["status"] == "ok", (a["error"], b["error"])
         assert a["result"]["front"] == b["result"]["front"]
     assert CACHE_STATS["table_misses"] - misses == 1  # one table for all three
+
+
+def test_an_interrupted_transaction_does_not_block_the_next(tmp_path: Path) -> None:
+    """A ctrl-C after BEGIN but before the ``with`` body (``__exit__`` never runs) left the
+    transaction open, and the run's closing write then failed ("cannot start a transaction
+    within a transaction"): exit 1 with a traceback instead of 130. The next transaction
+    rolls the dangling one back."""
+    sc = make_scenarios("estimate", [{"model": "Llama-3.1-8B", "gpu": "H100-SXM",
+                                      "input_len": 64, "output_len": 16, "batch": 1}])
+    with Store(tmp_path) as store:
+        run, _ = store.begin_run(sc, runner="test", name="t", outputs=())
+        store.db.execute("BEGIN IMMEDIATE")  # the state an interrupted __enter__ leaves
+        store.db.execute("UPDATE runs SET done = 99 WHERE id = ?", (run,))
+        store.end_run(run, "interrupted")
+        assert not store.db.in_transaction
+        st = store.status()
+    assert st["last_run"]["state"] == "interrupted" and st["last_run"]["done"] == 0

@@ -195,16 +195,26 @@ def writer_lock(out_dir: str | Path) -> Iterator[None]:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt too)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt too).
+
+    A ctrl-C can land between two bytecodes anywhere: after BEGIN but before ``__enter__``
+    returns (``__exit__`` then never runs), or in ``__exit__`` before COMMIT/ROLLBACK. Either
+    leaves a transaction open that never committed, so the next one rolls it back first
+    (the run's closing ``end_run`` must still be able to write)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
     def __enter__(self) -> None:
+        if self.db.in_transaction:  # an interrupted one: it never committed
+            self.db.execute("ROLLBACK")
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *exc: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def load_results(out_dir: str | Path, *, everything: bool = False,
