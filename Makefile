@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 
 venv-run: $(BIN)/python
-	$(BIN)/python -m pip install -q .
+	$(BIN)/python -m pip install -q -e .
 
 venv-dev: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
