@@ -457,6 +457,21 @@ def test_estimate_json_under_load_has_new_keys(run_cli) -> None:
     assert any("sustains at most" in n for n in sat["notes"])
 
 
+def test_saturated_rate_runs_the_slots_and_fits() -> None:
+    """Above capacity the engine runs its slots and the rest of the offered load queues:
+    the reported batch is the slots (it was the offered load at capacity, 475 for 8B at
+    1024/256 on H100, more sequences than the KV pool holds, so the memory block said "does
+    not fit" for a model that fits)."""
+    rep = build_replica(model="Llama-3.1-8B", gpu="H100-SXM")
+    inp, out = fixed(1024), fixed(256)
+    model = steady_model(rep, inp, out)
+    est = estimate_under_load(rep, load=Load(mode="rps", value=500), input_dist=inp,
+                              output_dist=out)
+    assert est.load.saturated
+    assert 0 < est.load.steady_state_batch <= model.slots
+    assert est.memory.fits and est.memory.reason == ""
+
+
 def test_simulate_and_capacity_commands(run_cli) -> None:
     res = run_cli("simulate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
                   "300", "--output-len", "50", "--concurrency", "8", "--num-requests", "200",

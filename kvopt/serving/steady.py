@@ -1204,7 +1204,9 @@ class SteadyModel:
         return SteadyState(
             mode=mode, value=value, saturated=True, capacity_rps=cap, throughput_rps=cap,
             output_tok_s=cap * self.o_mean, total_tok_s=cap * (self.i_mean + self.o_mean),
-            steady_state_batch=at_cap.steady_state_batch if at_cap else 0.0, utilization=1.0,
+            # the engine runs at most its slots; the rest of the offered load queues
+            steady_state_batch=min(at_cap.steady_state_batch, self.slots) if at_cap else 0.0,
+            utilization=1.0,
             queue_s=math.inf, ttft_s=inf, tpot_s=at_cap.tpot_s if at_cap else inf,
             e2e_mean_s=math.inf, limit=limit)
 
