@@ -487,6 +487,13 @@ def test_simulate_and_capacity_commands(run_cli) -> None:
                   "100", "--output-len", "10", "--slo-ttft-p99-ms", "0.5")
     assert res.exit_code == 0, res.output
     assert "no rate meets the ttft_p99 SLO: even at light load" in res.stdout
+    # a replica that does not fit says so (it read "no rate meets the does not fit in
+    # memory: no rate is sustainable")
+    res = run_cli("capacity", "--model", "Llama-3.1-70B", "--gpu", "L40S", "--weights", "fp8",
+                  "--input-len", "100", "--output-len", "10")
+    assert res.exit_code == 0, res.output
+    assert "does not fit on 1x L40S" in res.stdout and "GiB of weights" in res.stdout
+    assert "no rate meets the does" not in res.stdout
 
 
 def test_bad_serving_input(run_cli, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from kvopt.catalog.engines import engine_names
+from kvopt.units import GIB
 
 WEIGHTS = ["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 KV = ["bf16", "fp16", "fp8"]
@@ -258,12 +259,25 @@ def capacity_cmd(model: str, gpu: str, tp: int, weights: str, kv_dtype: str | No
     else:
         render.detail_table("Capacity per replica", data)
         if not res.feasible:
-            why = (f"even at light load the replica misses it (TTFT p99 "
-                   f"{res.ttft_p99_ms:.4g} ms, TPOT p99 {res.tpot_p99_ms:.4g} ms)"
-                   if res.ttft_p99_ms is not None and res.tpot_p99_ms is not None
-                   else "no rate is sustainable")
-            click.echo(f"note: no rate meets the {res.binding}: {why}; loosen the SLO or use "
-                       "a faster configuration (more TP, lower precision, another GPU)")
+            note = _unserved_note(rep, res.binding, res.ttft_p99_ms, res.tpot_p99_ms)
+            click.echo(f"note: {note}")
+
+
+def _unserved_note(rep: Any, binding: str, ttft_p99_ms: float | None,
+                   tpot_p99_ms: float | None) -> str:
+    """Why a replica has no goodput, and what to change."""
+    faster = "a faster configuration (more TP, lower precision, another GPU)"
+    if binding == "does not fit in memory":
+        return (f"{rep.model.name} with {rep.precision.weights} weights does not fit on "
+                f"{rep.tp}x {rep.gpu.id} under {rep.engine.name} ({rep.weights_bytes / GIB:.1f} "
+                f"GiB of weights and {rep.activation_bytes / GIB:.1f} GiB of activations per "
+                f"{rep.gpu.memory_gib:g} GiB GPU leave no KV cache); use "
+                "more GPUs (--tp), lower-precision weights or a larger GPU")
+    if binding.endswith("SLO") and ttft_p99_ms is not None and tpot_p99_ms is not None:
+        return (f"no rate meets the {binding}: even at light load the replica misses it "
+                f"(TTFT p99 {ttft_p99_ms:.4g} ms, TPOT p99 {tpot_p99_ms:.4g} ms); loosen the "
+                f"SLO or use {faster}")
+    return f"no rate is sustainable ({binding}); use {faster}"
 
 
 @click.command("disagg")
