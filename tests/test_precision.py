@@ -52,3 +52,36 @@ def test_kv_dtype_separate_from_weights() -> None:
     e = estimate(weights="bf16", kv_dtype="fp8", **kw)
     assert e.memory.kv_bytes_per_token == 65536
     assert e.memory.weights_gib == estimate(weights="bf16", **kw).memory.weights_gib
+
+
+def test_precision_pairs_parse_the_same_everywhere(tmp_path, run_cli) -> None:
+    """One parser for `--precisions`, fleet files and study files: a bare weight dtype takes
+    the default KV dtype (bf16, fp16 for fp16 weights; fleet files used to read bare "fp8" as
+    fp8/fp8 while the CLI read fp8/bf16), and an unknown dtype is an input error naming it
+    (it used to surface as "no candidate configuration can serve it")."""
+    from kvopt.errors import InputError
+    from kvopt.fleet.fleetfile import load_fleet_file
+    from kvopt.physics.precision import parse_precision_pair
+    from kvopt.study.fields import FIELDS, check_value
+
+    assert parse_precision_pair("fp8") == ("fp8", "bf16")
+    assert parse_precision_pair("fp16") == ("fp16", "fp16")
+    assert parse_precision_pair("int4/fp8") == ("int4", "fp8")
+    assert parse_precision_pair("fp8/") == ("fp8", "bf16")
+    for bad, text in (("fp8/fp9", "KV dtype 'fp9' unknown"), ("fp7", "weight dtype 'fp7'"),
+                      ("fp8/fp8/fp8", "use weights/kv"), ("", "use weights/kv")):
+        with pytest.raises(InputError, match=text):
+            parse_precision_pair(bad)
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("gpus: [H100-SXM]\nprecisions: [fp8, int4/fp8]\nworkloads:\n"
+                     "  - {name: a, model: Llama-3.1-8B, rate_rps: 4, input_len: 512, "
+                     "output_len: 128}\n")
+    assert load_fleet_file(fleet).space.precisions == (("fp8", "bf16"), ("int4", "fp8"))
+    fleet.write_text(fleet.read_text().replace("int4/fp8", "fp8/fp9"))
+    res = run_cli("size", str(fleet))
+    assert res.exit_code == 1 and "fleet.yaml:2: precisions: 'fp8/fp9': KV dtype" in res.output
+    field = next(f for f in FIELDS if f.name == "precisions")
+    assert check_value(field, ["fp8", "bf16/fp8"], tmp_path) == ["fp8/bf16", "bf16/fp8"]
+    res = run_cli("plan", "--model", "Llama-3.1-8B", "--rps", "2", "--input-len", "100",
+                  "--output-len", "10", "--gpus", "H100-SXM", "--precisions", "fp8/fp9")
+    assert res.exit_code == 1 and "--precisions='fp8/fp9': KV dtype 'fp9' unknown" in res.output

@@ -21,11 +21,9 @@ def _csv(text: str, kind: type = str) -> tuple[Any, ...]:
 
 
 def _precisions(text: str) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in _csv(text):
-        w, _, kv = item.partition("/")
-        out.append((w, kv or ("fp16" if w == "fp16" else "bf16")))
-    return tuple(out)
+    from kvopt.physics.precision import parse_precision_pair
+
+    return tuple(parse_precision_pair(item, "--precisions") for item in _csv(text))
 
 
 profile_option = click.option(

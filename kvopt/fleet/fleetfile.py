@@ -14,6 +14,7 @@ from kvopt.bench.calibrate import load_profile
 from kvopt.errors import InputError
 from kvopt.fileio import LineError, read_yaml_mapping
 from kvopt.fleet.problem import OBJECTIVES, FleetProblem
+from kvopt.physics.precision import parse_precision_pair
 from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import LengthDist, fixed, parse_dist
 from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Region, Space, Workload
@@ -76,8 +77,10 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
         raise fail("gpus", "list the candidate GPUs (e.g. [H100-SXM, A100-SXM-80GB])")
     precisions = DEFAULT_PRECISIONS
     if "precisions" in data:
-        precisions = tuple(tuple(s.split("/")) if "/" in s else (s, s)  # type: ignore[misc]
-                           for s in str_list("precisions") or ())
+        try:
+            precisions = tuple(parse_precision_pair(s) for s in str_list("precisions") or ())
+        except InputError as exc:
+            raise fail("precisions", f"{exc.value!r}: {exc.rule}") from None
     tps = tuple(int(x) for x in (str_list("tps") or ("1", "2", "4", "8")))
     batches = tuple(int(x) for x in (str_list("batches") or map(str, DEFAULT_BATCHES)))
     avail: list[tuple[str, int]] = []

@@ -20,6 +20,27 @@ WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 KV_DTYPES = ("bf16", "fp16", "fp8")
 
 
+def default_kv_dtype(weights: str) -> str:
+    """The KV dtype when none is given: bf16, or fp16 with fp16 weights."""
+    return "fp16" if weights == "fp16" else "bf16"
+
+
+def parse_precision_pair(text: str, field: str = "precisions") -> tuple[str, str]:
+    """``"weights/kv"`` or bare ``"weights"`` (KV by :func:`default_kv_dtype`), both names
+    checked; the one parser of the CLI's ``--precisions``, fleet files and study files."""
+    parts = text.strip().split("/")
+    if len(parts) > 2 or not parts[0]:
+        raise InputError(field, text, "use weights/kv (e.g. fp8/fp8) or a weight dtype alone")
+    w = parts[0]
+    kv = parts[1] if len(parts) == 2 and parts[1] else default_kv_dtype(w)
+    if w not in WEIGHT_DTYPES:
+        raise InputError(field, text, f"weight dtype '{w}' unknown; allowed: "
+                         f"{', '.join(WEIGHT_DTYPES)}")
+    if kv not in KV_DTYPES:
+        raise InputError(field, text, f"KV dtype '{kv}' unknown; allowed: {', '.join(KV_DTYPES)}")
+    return w, kv
+
+
 @dataclass(frozen=True, kw_only=True)
 class Precision:
     """How a replica stores and computes: resolved for one GPU and engine."""
@@ -82,7 +103,7 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
     """Resolve the storage and compute formats of a replica, or raise UnsupportedError."""
     if weights not in WEIGHT_DTYPES:
         raise InputError("weights", weights, f"allowed: {', '.join(WEIGHT_DTYPES)}")
-    kv = kv_dtype or ("fp16" if weights == "fp16" else "bf16")
+    kv = kv_dtype or default_kv_dtype(weights)
     if kv not in KV_DTYPES:
         raise InputError("kv_dtype", kv, f"allowed: {', '.join(KV_DTYPES)}")
     origin = "models/precision.yaml"

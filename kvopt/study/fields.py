@@ -171,9 +171,12 @@ def check_value(f: Field, value: Any, base_dir: Path) -> Any:
                 raise _bad(f, x, "must be a string")
             if k == "objectives" and x not in f.choices:
                 raise _bad(f, x, "unknown objective", f"valid: {', '.join(f.choices)}")
-            w, _, kv = x.partition("/")
-            out.append(x if k == "objectives" else
-                       f"{w}/{kv or ('fp16' if w == 'fp16' else 'bf16')}")
+            if k == "objectives":
+                out.append(x)
+            else:
+                from kvopt.physics.precision import parse_precision_pair
+
+                out.append("/".join(parse_precision_pair(x, f.name)))
         return out
     if k in ("prices", "counts", "labels"):
         return _mapping(f, value, base_dir)
