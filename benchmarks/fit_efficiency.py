@@ -92,6 +92,38 @@ MEASURED_COPY = ("H100-SXM", "H200")  # GPUs with a device-copy row: they make `
 SAME_AS = {"GB200": "B200"}
 
 
+DATA_ATTENTION = ROOT / "benchmarks" / "data" / "attention_prefill_h100.csv"
+ATTENTION_KERNEL = ("FlashAttention-3", "causal", 128)  # what the serving engines run on
+# Hopper (vLLM's and SGLang's default prefill backends); cuDNN and FA2 rows are context
+
+
+def fit_attention(bf16_compute: float) -> dict[str, float]:
+    """Causal prefill attention on H100: TFLOP/s = P x e_max x L / (L + L0) over the
+    sequence length L (queries = keys), fitted by least squares on relative error. Stored
+    as its share of the bf16 GEMM compute fraction (``e_max / ec``), so that other GPUs
+    take it relative to their own GEMM fit (an assumption), and the ramp ``L0`` in tokens:
+    short causal sequences waste part of the diagonal tiles and fill the GPU worse."""
+    kernel, mask, head_dim = ATTENTION_KERNEL
+    with DATA_ATTENTION.open(newline="") as f:
+        sel = [r for r in csv.DictReader(f) if r["gpu"] == "H100-SXM"
+               and r["kernel"] == kernel and r["mask"] == mask
+               and int(r["head_dim"]) == head_dim]
+    seq = np.array([float(r["seqlen"]) for r in sel])
+    tflops = np.array([float(r["tflops"]) for r in sel]) * 1e12
+    peak = SPECS["H100-SXM"]["bf16"]
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        return peak * x[0] * seq / (seq + x[1]) / tflops - 1
+
+    res = least_squares(resid, np.array([0.6, 500.0]), bounds=([0.05, 0.0], [1.0, 1e5]))
+    e_max, l0 = res.x
+    err = np.abs(resid(res.x))
+    return {"share_of_gemm_compute": round(float(e_max) / bf16_compute, 4),
+            "ramp_tokens": round(float(l0), 1), "h100_peak_fraction": round(float(e_max), 4),
+            "rows": len(sel), "median_ape_pct": round(float(np.median(err)) * 100, 2),
+            "max_ape_pct": round(float(np.max(err)) * 100, 2)}
+
+
 def main() -> int:
     rows = load_rows()
     fits: dict[str, dict[str, dict[str, float]]] = {}
@@ -135,6 +167,19 @@ def main() -> int:
         avg = {k: round(float(np.mean([fits[g][dtype][k] for g in MEASURED_COPY])), 4)
                for k in keys}
         lines.append(f"  {dtype}: {{{', '.join(f'{k}: {v}' for k, v in avg.items())}}}")
+    att = fit_attention(fits["H100-SXM"]["bf16"]["compute_efficiency"])
+    lines += [
+        "# Attention's compute term (prefill chunks): the GEMM compute fraction x this share x",
+        "# L / (L + ramp_tokens), L the keys a chunk's queries see; decode attention (one query",
+        "# a sequence) takes the share without the ramp. Fitted on causal FlashAttention-3, head",
+        "# dim 128, H100 SXM (benchmarks/data/attention_prefill_h100.csv); other GPUs take the",
+        "# same share of their own GEMM fraction (an assumption).",
+        "attention:",
+        '  source: "measured: benchmarks/data/attention_prefill_h100.csv (FlashAttention-3 '
+        'causal forward, head dim 128, H100 SXM; arXiv 2407.08608; fit: '
+        'benchmarks/fit_efficiency.py)"',
+        f"  {{{', '.join(f'{k}: {v}' for k, v in att.items())}}}".replace("  {", "  fit: {"),
+    ]
     tmp = OUT.with_suffix(".yaml.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(OUT)

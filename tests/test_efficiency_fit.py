@@ -34,6 +34,8 @@ def test_refit_reproduces_shipped_file(tmp_path: Path, monkeypatch: pytest.Monke
         for dtype in (d for d in per if d != "copy_bandwidth_fraction"):
             for key, value in per[dtype].items():
                 assert fresh["gpus"][gpu][dtype][key] == pytest.approx(value, rel=0.02, abs=0.05)
+    for key, value in shipped["attention"]["fit"].items():
+        assert fresh["attention"]["fit"][key] == pytest.approx(value, rel=0.02, abs=0.05), key
 
 
 def test_fitted_efficiencies_are_physical() -> None:
@@ -84,3 +86,33 @@ def test_b200_large_gemms_match_the_published_rows() -> None:
     assert gemm("fp8", 16384, 6144, 4096, 1.0) == pytest.approx(324e-6, rel=0.08)
     assert gemm("bf16", 8192, 8192, 8192, 2.0) == pytest.approx(774e-6, rel=0.08)
     assert efficiency("B200", "fp4").compute < efficiency("some-unfitted-gpu", "fp8").compute
+
+
+def test_attention_efficiency_follows_the_measured_kernel() -> None:
+    """Causal FlashAttention-3 forward, head dim 128, on H100 SXM
+    (benchmarks/data/attention_prefill_h100.csv): the fitted share of the bf16 GEMM fraction
+    with its ramp over the sequence length gives every row within 3%, e.g. 16,384 tokens:
+    989.5e12 x 0.7688 x 0.8607 x 16384 / (16384 + 603.9) = 631 TFLOP/s against 616
+    measured; at 512 tokens it is 0.30 of peak (the GEMM fraction is 0.77). The ramp rises
+    with the keys and decode takes the share without it."""
+    import csv
+
+    from kvopt.physics.efficiency import attention_efficiency
+
+    att = attention_efficiency("H100-SXM", "bf16")
+    assert att.compute == pytest.approx(0.7688 * 0.8607, rel=1e-3)
+    assert 989.5e12 * att.prefill_fraction(16384) / 1e12 == pytest.approx(631.5, abs=0.5)
+    with (ROOT / "benchmarks" / "data" / "attention_prefill_h100.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kernel"] == "FlashAttention-3"
+                and r["mask"] == "causal" and r["head_dim"] == "128"]
+    assert len(rows) == 6
+    for r in rows:
+        model = 989.5e12 * att.prefill_fraction(float(r["seqlen"])) / 1e12
+        assert model == pytest.approx(float(r["tflops"]), rel=0.03), r["seqlen"]
+    keys = [64.0, 512.0, 4096.0, 65536.0]
+    fracs = [float(att.prefill_fraction(k)) for k in keys]
+    assert fracs == sorted(fracs) and fracs[-1] < att.compute
+    # other GPUs: the same share of their own GEMM fraction
+    other = attention_efficiency("some-unfitted-gpu", "bf16")
+    assert other.compute == pytest.approx(efficiency("some-unfitted-gpu", "bf16").compute
+                                          * 0.8607, rel=1e-3)

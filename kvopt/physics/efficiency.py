@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml
 from kvopt.errors import CatalogError
@@ -64,3 +66,30 @@ def efficiency(gpu_id: str, dtype: str) -> Efficiency:
         ramp_tau_s=float(curve["ramp_tau_us"]) * 1e-6,
         smoothmax_p=float(curve["smoothmax_p"]),
         copy_fraction=float(node["copy_bandwidth_fraction"]), fitted_on=fitted_on)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionEfficiency:
+    """Attention's compute term: ``compute`` x ``L / (L + ramp_tokens)`` of the dense peak
+    for a prefill chunk whose queries see ``L`` keys; ``compute`` alone for decode."""
+
+    compute: float
+    ramp_tokens: float
+
+    def prefill_fraction(self, keys: Any) -> Any:
+        """Fraction of the dense peak a causal prefill over ``keys`` keys reaches."""
+        k = np.maximum(np.asarray(keys, dtype=np.float64), 1.0)
+        return self.compute * k / (k + self.ramp_tokens)
+
+
+def attention_efficiency(gpu_id: str, dtype: str) -> AttentionEfficiency:
+    """Attention kernels on ``gpu_id`` in ``dtype``: the GEMM compute fraction times the
+    measured share (FlashAttention-3 on H100, ``attention`` in efficiency.yaml)."""
+    node = _data().get("attention")
+    if not isinstance(node, dict) or "fit" not in node or not node.get("source"):
+        raise CatalogError("models/efficiency.yaml: needs an 'attention' section with "
+                           "'source' and 'fit' (run benchmarks/fit_efficiency.py)")
+    fit = node["fit"]
+    return AttentionEfficiency(
+        compute=efficiency(gpu_id, dtype).compute * float(fit["share_of_gemm_compute"]),
+        ramp_tokens=float(fit["ramp_tokens"]))

@@ -44,6 +44,7 @@ class Op:
     weight_matrix_bytes: float  # size of one weight matrix; > 0 marks a weight GEMM, 0 if none
     compute_dtype: str
     count: float  # how many times it runs per step (layers x matrices)
+    keys: Array | float = 0.0  # attention: keys a prefill chunk's queries see (0: decode)
 
 
 def _pairs(new: Array, past: Array, window: int | None) -> Array:
@@ -114,7 +115,8 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
         kv_write = t * kv_layer
         qo = t * heads * (qk_dim + v_dim) * a
         ops.append(Op(f"attention(window={window})", "attention", count * flops,
-                      count * (kv_read + kv_write + qo), 0.0, half, float(count)))
+                      count * (kv_read + kv_write + qo), 0.0, half, float(count),
+                      keys=np.where(n_new > 1, held, 0.0)))
 
     # MLPs
     dense_layers = L

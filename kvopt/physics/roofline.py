@@ -18,7 +18,7 @@ from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.comm import engine_allreduce_s
-from kvopt.physics.efficiency import efficiency
+from kvopt.physics.efficiency import attention_efficiency, efficiency
 from kvopt.physics.ops import Op, allreduce_bytes, step_ops
 from kvopt.physics.precision import Precision
 
@@ -51,7 +51,12 @@ def smoothmax(a: Array, b: Array, p: float) -> Array:
 def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:
     """(time, compute term, memory term) of one op on ``gpu``."""
     eff = efficiency(gpu.id, op.compute_dtype)
-    peak = gpu.peak_flop_s(op.compute_dtype) * eff.compute
+    peak: Array | float = gpu.peak_flop_s(op.compute_dtype) * eff.compute
+    if op.kind == "attention":  # attention kernels reach less, and short prefills less still
+        att = attention_efficiency(gpu.id, op.compute_dtype)
+        keys = np.asarray(op.keys, dtype=np.float64)
+        peak = gpu.peak_flop_s(op.compute_dtype) * np.where(
+            keys > 0, att.prefill_fraction(keys), att.compute)
     em: Array | float = eff.memory
     if op.kind == "gemm" and op.weight_matrix_bytes > 0:
         # small launches stream below em: the ramp follows the bytes one launch moves

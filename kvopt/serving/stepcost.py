@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.physics.efficiency import efficiency
+from kvopt.physics.efficiency import attention_efficiency, efficiency
 from kvopt.physics.memory import kv_bytes_per_token_layer
 from kvopt.physics.ops import step_ops
 from kvopt.physics.roofline import op_time, smoothmax, tp_comm_s
@@ -74,7 +74,9 @@ class StepCost:
         # attention constants
         half = "bf16" if prec.compute_dtype in ("bf16", "fp8", "fp4") else "fp16"
         eff = efficiency(g.id, half)
-        self._attn_peak = g.peak_flop_s(half) * eff.compute
+        att = attention_efficiency(g.id, half)
+        self._attn_peak = g.peak_flop_s(half) * att.compute
+        self._attn_ramp = att.ramp_tokens
         self._attn_bw = g.bandwidth_bytes_s * eff.memory
         self._p = eff.smoothmax_p
         heads = m.num_heads / tp
@@ -124,7 +126,9 @@ class StepCost:
         return flops, nbytes
 
     def prefill_attention_work(self, new: Array, past: Array) -> tuple[float, float]:
-        """(FLOPs, bytes) of attention for prefill chunks of ``new`` tokens after ``past``."""
+        """(FLOPs, bytes) of attention for prefill chunks of ``new`` tokens after ``past``.
+        The FLOPs are priced ones: each chunk's over ``L / (L + ramp)``, ``L`` the keys its
+        queries see (short causal prefills reach less of the attention kernels' peak)."""
         n = np.asarray(new, dtype=np.float64)
         s = np.asarray(past, dtype=np.float64)
         flops = 0.0
@@ -137,7 +141,8 @@ class StepCost:
                 below = full * s + full * (full + 1) / 2
                 total = np.minimum(total, below + (n - full) * w)
             held = np.minimum(s + n, w)
-            flops += grp.layers * float(total.sum()) * self._flop_per_pair_pre
+            ramp = np.maximum(held, 1.0) / (np.maximum(held, 1.0) + self._attn_ramp)
+            flops += grp.layers * float((total / ramp).sum()) * self._flop_per_pair_pre
             nbytes += grp.layers * float((held + n).sum()) * self._kv_layer + grp.layers * float(
                 n.sum()) * self._qo_pre
         return flops, nbytes
