@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,25 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would (the
+        # replaced file's, else 0666 less the umask) so a plan or report is as readable as
+        # any other file the user writes
+        os.fchmod(fd, _mode_for(p))
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(p: Path) -> int:
+    try:
+        return stat.S_IMODE(p.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read_json_input(path: str | Path, field: str) -> Any:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -263,6 +265,10 @@ def test_plan_cli_writes_json_atomically(tmp_path: Path, run_cli) -> None:
     assert d["schema"] == "kvopt.plan/1" and d["fleet"] and d["solver"]["status"] == "optimal"
     assert d["slo_marginal_cost"] and d["binding"]
     assert not list(tmp_path.glob(".plan.json.*"))  # no temp file left behind
+    # readable like any file the user writes (the temporary file was 0600 and kept it)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
     res = run_cli("compare", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
                   "--output-len", "100", "--gpus", "H100-SXM,L4", "--tp-options", "1",
                   "--precisions", "fp8/fp8", "--batches", "64", "--json")
@@ -360,3 +366,13 @@ def test_dropping_dominated_options_keeps_the_optimum(monkeypatch, objective, ex
     expected = brute_force(problem, everything, terms=terms)
     assert plan is not None
     assert plan.report.objective == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_atomic_write_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    from kvopt.fileio import write_atomic
+
+    path = tmp_path / "report.csv"
+    path.write_text("old")
+    path.chmod(0o640)
+    write_atomic(path, "new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o640
