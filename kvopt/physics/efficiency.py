@@ -76,10 +76,15 @@ class AttentionEfficiency:
     compute: float
     ramp_tokens: float
 
+    def ramp(self, keys: Any) -> Any:
+        """``L / (L + ramp_tokens)``: the share of ``compute`` a causal prefill whose queries
+        see ``keys`` keys reaches."""
+        k = np.maximum(np.asarray(keys, dtype=np.float64), 1.0)
+        return k / (k + self.ramp_tokens)
+
     def prefill_fraction(self, keys: Any) -> Any:
         """Fraction of the dense peak a causal prefill over ``keys`` keys reaches."""
-        k = np.maximum(np.asarray(keys, dtype=np.float64), 1.0)
-        return self.compute * k / (k + self.ramp_tokens)
+        return self.compute * self.ramp(keys)
 
 
 def attention_efficiency(gpu_id: str, dtype: str) -> AttentionEfficiency:

@@ -74,9 +74,8 @@ class StepCost:
         # attention constants
         half = "bf16" if prec.compute_dtype in ("bf16", "fp8", "fp4") else "fp16"
         eff = efficiency(g.id, half)
-        att = attention_efficiency(g.id, half)
-        self._attn_peak = g.peak_flop_s(half) * att.compute
-        self._attn_ramp = att.ramp_tokens
+        self._attn = attention_efficiency(g.id, half)
+        self._attn_peak = g.peak_flop_s(half) * self._attn.compute
         self._attn_bw = g.bandwidth_bytes_s * eff.memory
         self._p = eff.smoothmax_p
         heads = m.num_heads / tp
@@ -141,8 +140,8 @@ class StepCost:
                 below = full * s + full * (full + 1) / 2
                 total = np.minimum(total, below + (n - full) * w)
             held = np.minimum(s + n, w)
-            ramp = np.maximum(held, 1.0) / (np.maximum(held, 1.0) + self._attn_ramp)
-            flops += grp.layers * float((total / ramp).sum()) * self._flop_per_pair_pre
+            flops += grp.layers * float((total / self._attn.ramp(held)).sum()) * (
+                self._flop_per_pair_pre)
             nbytes += grp.layers * float((held + n).sum()) * self._kv_layer + grp.layers * float(
                 n.sum()) * self._qo_pre
         return flops, nbytes

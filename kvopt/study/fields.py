@@ -165,18 +165,15 @@ def check_value(f: Field, value: Any, base_dir: Path) -> Any:
     if k == "gpus":
         return _gpus(f, value)
     if k in ("precisions", "objectives"):
+        from kvopt.physics.precision import parse_precision_pair
+
         out = []
         for x in _items(f, value):
             if not isinstance(x, str):
                 raise _bad(f, x, "must be a string")
             if k == "objectives" and x not in f.choices:
                 raise _bad(f, x, "unknown objective", f"valid: {', '.join(f.choices)}")
-            if k == "objectives":
-                out.append(x)
-            else:
-                from kvopt.physics.precision import parse_precision_pair
-
-                out.append("/".join(parse_precision_pair(x, f.name)))
+            out.append(x if k == "objectives" else "/".join(parse_precision_pair(x, f.name)))
         return out
     if k in ("prices", "counts", "labels"):
         return _mapping(f, value, base_dir)
