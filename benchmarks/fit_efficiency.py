@@ -178,7 +178,7 @@ def main() -> int:
         '  source: "measured: benchmarks/data/attention_prefill_h100.csv (FlashAttention-3 '
         'causal forward, head dim 128, H100 SXM; arXiv 2407.08608; fit: '
         'benchmarks/fit_efficiency.py)"',
-        f"  {{{', '.join(f'{k}: {v}' for k, v in att.items())}}}".replace("  {", "  fit: {"),
+        f"  fit: {{{', '.join(f'{k}: {v}' for k, v in att.items())}}}",
     ]
     tmp = OUT.with_suffix(".yaml.tmp")
     tmp.write_text("\n".join(lines) + "\n")

@@ -22,7 +22,7 @@ from kvopt.serving.capacity import Slo, capacity_levels, capacity_many
 from kvopt.serving.lengths import fixed, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
-from kvopt.serving.serve import estimate_under_load, step_cost_for
+from kvopt.serving.serve import estimate_under_load, steady_model, step_cost_for
 from kvopt.serving.sim import simulate
 
 
@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # the floor of any exact method: the percentiles come from 1,024 quadrature draws per
     # rate, so a configuration costs at least one rate row (the search needs 15-50)
-    from kvopt.serving.serve import steady_model
-
     model = steady_model(reps[0], inp, out)
     cap, _ = model.capacity()
     lams = cap * np.linspace(0.05, 0.9, 16)
