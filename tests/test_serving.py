@@ -685,3 +685,46 @@ def test_sobol_points_match_scipy() -> None:
         assert np.array_equal(np.sort(np.floor(col * 512)), np.arange(512))
     assert _QUAD == 1024 and set(_D) >= {"u", "u2", "u3", "z1", "e", "q"}
     assert abs(float(np.mean(_D["e"])) - 1.0) < 0.02 and abs(float(np.mean(_D["z1"]))) < 0.01
+
+
+def test_curve_command_draws_the_load_curve(run_cli) -> None:
+    """`kvopt curve`: by default 10 Poisson rates from 5% to 95% of capacity and one at 110%;
+    every point is what `estimate --rps` gives at that rate, the p99s never fall as the rate
+    rises, and only the point above capacity is saturated."""
+    base = ["--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len", "1024",
+            "--output-len", "256"]
+    res = run_cli("curve", *base, "--json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    pts, cap = d["points"], d["capacity_rps"]
+    assert d["mode"] == "rps" and len(pts) == 11 and cap > 0
+    assert [p["value"] for p in pts] == pytest.approx(
+        [cap * (0.05 + 0.1 * i) for i in range(10)] + [cap * 1.1])
+    assert [p["saturated"] for p in pts] == [False] * 10 + [True]
+    assert pts[-1]["ttft_p99_ms"] is None  # the queue never drains: null in JSON
+    below = pts[:-1]
+    for key in ("ttft_p99_ms", "tpot_p99_ms", "steady_state_batch", "output_tok_s"):
+        vals = [p[key] for p in below]
+        assert vals == sorted(vals), key
+    one = json.loads(run_cli("estimate", *base, "--rps", str(below[3]["value"]),
+                             "--json").stdout)
+    assert one["latency"]["ttft_p99_ms"] == pytest.approx(below[3]["ttft_p99_ms"])
+    assert one["latency"]["tpot_p99_ms"] == pytest.approx(below[3]["tpot_p99_ms"])
+    res = run_cli("curve", *base, "--concurrency", "8,1,8", "--json")
+    d = json.loads(res.stdout)
+    assert d["mode"] == "concurrency" and [p["value"] for p in d["points"]] == [1.0, 8.0]
+    res = run_cli("curve", *base, "--rps", "2,4")
+    assert res.exit_code == 0 and "TTFT p99" in res.stdout and "capacity" in res.stdout
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--rps", "2,x"], "'x' is not a number"),
+    (["--rps", "2,-1"], "'-1': every value must be > 0"),
+    (["--concurrency", "2.5"], "'2.5' is not an integer"),
+    (["--rps", "2", "--concurrency", "3"], "give --rps or --concurrency, not both"),
+    (["--points", "1"], "--points"),
+])
+def test_curve_bad_input(run_cli, args: list[str], text: str) -> None:
+    res = run_cli("curve", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len", "100",
+                  "--output-len", "10", *args)
+    assert res.exit_code == 2 and text in res.output and "Traceback" not in res.output

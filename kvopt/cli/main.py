@@ -150,6 +150,7 @@ def show_engine(name: str, gpu_id: str | None, as_json: bool) -> None:
 from kvopt.cli import (  # noqa: E402  (registers the commands)
     bench_cmd,
     calibrate_cmd,
+    curve_cmd,
     estimate_cmd,
     export_cmd,
     pareto_cmd,
@@ -162,6 +163,7 @@ cli.add_command(estimate_cmd.estimate_cmd)
 cli.add_command(estimate_cmd.simulate_cmd)
 cli.add_command(estimate_cmd.capacity_cmd)
 cli.add_command(estimate_cmd.disagg_cmd)
+cli.add_command(curve_cmd.curve_cmd)
 cli.add_command(plan_cmd.plan_cmd)
 cli.add_command(plan_cmd.compare_cmd)
 cli.add_command(plan_cmd.size_cmd)

@@ -222,6 +222,28 @@ def estimate_tables(e: Estimate) -> None:
         c.print(f"note: {note}")
 
 
+def curve_table(d: dict[str, Any]) -> None:
+    """`kvopt curve`: one row per load."""
+    c = _console()
+    c.print(f"[bold]{d['model']}[/bold] on {d['tp']}x {d['gpu']} | weights {d['weights']}, "
+            f"KV {d['kv_dtype']} | engine {d['engine']} | capacity {d['capacity_rps']:.3g} "
+            f"req/s ({d['limit']})")
+    t = Table(title="Latency and throughput against load (per replica)")
+    for col in ("req/s" if d["mode"] == "rps" else "clients", "util", "batch", "TTFT p50",
+                "TTFT p99", "TPOT p50", "TPOT p99", "queue ms", "output tok/s", "$/M out tok"):
+        t.add_column(col, justify="right")
+    for r in d["points"]:
+        value = f"{r['value']:.4g}" if d["mode"] == "rps" else f"{r['value']:.0f}"
+        t.add_row(value + (" [red]sat[/red]" if r["saturated"] else ""),
+                  f"{r['utilization']:.0%}", _fmt(r["steady_state_batch"]),
+                  _fmt(r["ttft_p50_ms"]), _fmt(r["ttft_p99_ms"]), _fmt(r["tpot_p50_ms"], 2),
+                  _fmt(r["tpot_p99_ms"], 2), _fmt(r["queue_ms"]), _fmt(r["output_tok_s"], 0),
+                  _fmt(r["usd_per_million_output_tokens"], 3))
+    c.print(t)
+    for note in d["notes"]:
+        c.print(f"note: {note}")
+
+
 def plan_tables(d: dict[str, Any]) -> None:
     c = _console()
     t = Table(title=f"Fleet plan ({d['inputs']['objective']})")
