@@ -17,6 +17,7 @@ from kvopt.catalog.gpus import GpuSpec, list_gpus, load_gpu
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.catalog.models import list_models, load_model, load_model_file
 from kvopt.catalog.prices import price_for
+from kvopt.curve import load_curve
 from kvopt.errors import (
     CatalogError,
     InfeasiblePlanError,
@@ -46,6 +47,7 @@ __all__ = [
     "estimate",
     "list_gpus",
     "list_models",
+    "load_curve",
     "load_engine",
     "load_gpu",
     "load_model",
