@@ -123,3 +123,18 @@ def test_malformed_config_via_cli(run_cli, tmp_path) -> None:
                   "--output-len", "10", "--batch", "1")
     assert res.exit_code == 1
     assert str(bad) in res.stderr and "hidden_size" in res.stderr
+
+
+def test_ctrl_c_exits_130_without_a_traceback(run_cli, monkeypatch) -> None:
+    """A ctrl-C in any command says "interrupted" and exits 130 (click alone prints
+    "Aborted!" and exits 1, which a script cannot tell from an error)."""
+    import importlib
+
+    def interrupted(**_: object) -> None:
+        raise KeyboardInterrupt
+
+    # the module (kvopt.estimate the attribute is the function it exports)
+    monkeypatch.setattr(importlib.import_module("kvopt.estimate"), "estimate", interrupted)
+    res = run_cli("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--input-len",
+                  "10", "--output-len", "10", "--batch", "1")
+    assert res.exit_code == 130 and "kvopt: interrupted" in res.output

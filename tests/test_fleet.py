@@ -376,3 +376,24 @@ def test_atomic_write_keeps_an_existing_files_mode(tmp_path: Path) -> None:
     path.chmod(0o640)
     write_atomic(path, "new")
     assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_gpu_groups_expand_the_same_everywhere(run_cli, tmp_path: Path) -> None:
+    """`--gpus` (plan, compare, pareto), fleet files and study files take a group word
+    (all, nvidia, amd, datacenter, desktop, laptop) for every catalog GPU in it; the CLI
+    used to reject `--gpus all` ("unknown gpu 'all'") while study files took it."""
+    from kvopt.catalog.gpus import gpu_group, list_gpus
+    from kvopt.fleet.fleetfile import load_fleet_file
+
+    assert gpu_group("all") == [g.id for g in list_gpus()]
+    assert gpu_group("Laptop") == [g.id for g in list_gpus("laptop")] != []
+    assert gpu_group("H100-SXM") is None
+    res = run_cli("plan", "--model", "Llama-3.2-1B", "--rps", "2", "--input-len", "200",
+                  "--output-len", "50", "--gpus", "amd", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "8", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["fleet"][0]["gpu"] in (gpu_group("amd") or [])
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("gpus: amd\nworkloads:\n  - {name: a, model: Llama-3.1-8B, rate_rps: 4, "
+                     "input_len: 512, output_len: 128}\n")
+    assert load_fleet_file(fleet).space.gpus == tuple(gpu_group("amd") or ())

@@ -203,6 +203,18 @@ def list_gpus(filter_: str | None = None) -> list[GpuSpec]:
     return [g for g in gpus if filter_ in (g.vendor, g.form_factor)]
 
 
+def gpu_group(word: str) -> list[str] | None:
+    """The catalog ids a group word names (``all``, a vendor or a form factor, as
+    ``kvopt list-gpus --filter`` takes them), or None when ``word`` is not one: the one
+    expansion of ``--gpus``, fleet files and study files."""
+    w = word.strip().lower()
+    if w == "all":
+        return [g.id for g in list_gpus()]
+    if w in (*VENDORS, *FORM_FACTORS):
+        return [g.id for g in list_gpus(w)]
+    return None
+
+
 _USER_GPUS: dict[str, GpuSpec] = {}  # cards loaded from user files, by id
 
 

@@ -18,7 +18,9 @@ from kvopt.errors import KvoptError
 
 
 class KvoptGroup(click.Group):
-    """Turns expected errors into one-line messages with exit code 1."""
+    """Turns expected errors into one-line messages with exit code 1, and ctrl-C into
+    "interrupted" with the shell's 130 (click's own handler would print "Aborted!" and exit
+    1, which scripts cannot tell from an error)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -28,6 +30,9 @@ class KvoptGroup(click.Group):
                 raise
             click.echo(f"kvopt: error: {exc}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("kvopt: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=KvoptGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,14 +7,15 @@ from typing import Any
 import click
 
 from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
-from kvopt.cli.plan_cmd import profile_option
+from kvopt.cli.plan_cmd import gpu_list, profile_option
 
 
 @click.command("pareto")
 @click.option("--model", required=True)
 @click.option("--rps", type=float, required=True, help="Request rate to serve.")
 @length_options
-@click.option("--gpus", default="H100-SXM,A100-SXM-80GB,L40S,L4", show_default=True)
+@click.option("--gpus", default="H100-SXM,A100-SXM-80GB,L40S,L4", show_default=True,
+              help="Candidate GPUs: ids, or all, nvidia, amd, datacenter, desktop or laptop.")
 @click.option("--tp-options", default="1,2,4,8", show_default=True)
 @click.option("--precisions", default="bf16/bf16,fp8/fp8,fp8/bf16,int4/bf16", show_default=True)
 @click.option("--batches", default="16,64,256", show_default=True)
@@ -60,7 +61,7 @@ def pareto_cmd(**kw: Any) -> None:
     w = Workload(name=kw["model"], model=kw["model"], rate_rps=kw["rps"], input_dist=inp,
                  output_dist=out, slo=Slo(ttft_p99_ms=kw["slo_ttft_p99_ms"],
                                           tpot_p99_ms=kw["slo_tpot_p99_ms"]))
-    space = Space(gpus=_csv(kw["gpus"]), tps=_csv(kw["tp_options"], int),
+    space = Space(gpus=gpu_list(kw["gpus"]), tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),
                   engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]))
 

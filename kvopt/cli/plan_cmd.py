@@ -43,7 +43,9 @@ def calibrations(paths: tuple[str, ...]) -> tuple[Any, ...]:
 
 def space_options(f: Any) -> Any:
     for opt in reversed([
-        click.option("--gpus", default=None, help=f"Candidate GPUs [default: {DEFAULT_GPUS}]."),
+        click.option("--gpus", default=None,
+                     help=f"Candidate GPUs: ids, or all, nvidia, amd, datacenter, desktop or "
+                          f"laptop [default: {DEFAULT_GPUS}]."),
         click.option("--gpu", default=None, help="One candidate GPU."),
         click.option("--tp-options", default="1,2,4,8", show_default=True),
         click.option("--precisions", default="bf16/bf16,fp8/fp8,fp8/bf16,int4/bf16",
@@ -131,7 +133,16 @@ def _problem(kw: dict[str, Any], gpus: tuple[str, ...], goal: str) -> Any:
 def _gpus(gpus: str | None, gpu: str | None) -> tuple[str, ...]:
     if gpus and gpu:
         raise click.UsageError("give --gpus or --gpu, not both")
-    return (gpu,) if gpu else _csv(gpus or DEFAULT_GPUS)
+    return (gpu,) if gpu else gpu_list(gpus or DEFAULT_GPUS)
+
+
+def gpu_list(text: str) -> tuple[str, ...]:
+    """``--gpus``: comma-separated ids, or one group word (all, nvidia, amd, datacenter,
+    desktop, laptop) for every catalog GPU in it."""
+    from kvopt.catalog.gpus import gpu_group
+
+    group = gpu_group(text)
+    return tuple(group) if group is not None else _csv(text)
 
 
 def _emit(data: dict[str, Any], kw: dict[str, Any]) -> None:

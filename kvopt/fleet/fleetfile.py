@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from kvopt.bench.calibrate import load_profile
+from kvopt.catalog.gpus import gpu_group
 from kvopt.errors import InputError
 from kvopt.fileio import LineError, read_yaml_mapping
 from kvopt.fleet.problem import OBJECTIVES, FleetProblem
@@ -72,9 +73,11 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
             raise fail(key, "must be a list")
         return tuple(str(x) for x in v)
 
-    gpus = str_list("gpus")
+    group = gpu_group(data["gpus"]) if isinstance(data.get("gpus"), str) else None
+    gpus = tuple(group) if group is not None else str_list("gpus")
     if not gpus:
-        raise fail("gpus", "list the candidate GPUs (e.g. [H100-SXM, A100-SXM-80GB])")
+        raise fail("gpus", "list the candidate GPUs (e.g. [H100-SXM, A100-SXM-80GB]) or name "
+                   "a group (all, nvidia, amd, datacenter, desktop, laptop)")
     precisions = DEFAULT_PRECISIONS
     if "precisions" in data:
         try:

@@ -16,7 +16,6 @@ from kvopt.errors import InputError
 SOLVES = ("plan", "size", "pareto", "estimate", "capacity")
 GOALS = ("cost", "latency", "throughput", "quality", "balanced", "gpus", "power")
 PARETO_OBJECTIVES = ("cost", "ttft_p99", "tpot_p99", "quality", "throughput", "gpus")
-GPU_FILTERS = ("nvidia", "amd", "datacenter", "desktop", "laptop")
 PLAN_GPUS = ("H100-SXM", "H200", "A100-SXM-80GB", "L40S", "L4", "MI300X")
 PARETO_GPUS = ("H100-SXM", "A100-SXM-80GB", "L40S", "L4")
 PRECISIONS = ("bf16/bf16", "fp8/fp8", "fp8/bf16", "int4/bf16")
@@ -201,11 +200,10 @@ def _string(f: Field, value: str, base_dir: Path) -> str:
 
 
 def _gpus(f: Field, value: Any) -> list[str]:
-    if isinstance(value, str) and value.strip() in ("all", *GPU_FILTERS):
-        from kvopt.catalog.gpus import list_gpus
+    from kvopt.catalog.gpus import gpu_group
 
-        word = value.strip()
-        return [g.id for g in list_gpus(None if word == "all" else word)]
+    if isinstance(value, str) and (group := gpu_group(value)) is not None:
+        return group
     items = _items(f, value)
     for x in items:
         if not isinstance(x, str):
