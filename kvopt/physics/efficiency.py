@@ -46,6 +46,7 @@ def _data() -> dict[str, Any]:
     return data
 
 
+@cache
 def efficiency(gpu_id: str, dtype: str) -> Efficiency:
     """Efficiency curve for GEMMs in ``dtype`` on ``gpu_id``."""
     data = _data()
@@ -87,6 +88,7 @@ class AttentionEfficiency:
         return self.compute * self.ramp(keys)
 
 
+@cache
 def attention_efficiency(gpu_id: str, dtype: str) -> AttentionEfficiency:
     """Attention kernels on ``gpu_id`` in ``dtype``: the GEMM compute fraction times the
     measured share (FlashAttention-3 on H100, ``attention`` in efficiency.yaml)."""

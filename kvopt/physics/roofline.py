@@ -39,7 +39,7 @@ class StepTime:
     memory_only_s: Array  # sum of pure memory terms
 
 
-def smoothmax(a: Array, b: Array, p: float) -> Array:
+def smoothmax(a: Array, b: Array, p: float | Array) -> Array:
     """``(a^p + b^p)^(1/p)``: the maximum, softened near the ridge point (p fitted)."""
     hi = np.maximum(a, b)
     lo = np.minimum(a, b)

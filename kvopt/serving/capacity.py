@@ -152,10 +152,24 @@ def _capacity(replica: Any, input_dist: LengthDist, output_dist: LengthDist, slo
 
 
 def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: LengthDist,
-                  slo: Slo | None = None) -> list[CapacityResult]:
+                  slo: Slo | None = None, method: str = "exact") -> list[CapacityResult]:
     """Goodput of many candidate replicas (the sizing MILP and the Pareto search call this).
 
-    Candidates with the same replica are evaluated once."""
+    Candidates with the same replica are evaluated once. ``method``: ``"exact"``, the
+    analytic model's search one replica at a time; ``"screen"``, the draw-free screening
+    model over all of them at once (:mod:`kvopt.serving.screen`: tens of times faster, its
+    own approximation of the analytic model; its error is measured by
+    ``benchmarks/screen_accuracy.py``)."""
+    if method not in ("exact", "screen"):
+        raise InputError("method", method, "one of: exact, screen")
+    if method == "screen":
+        from kvopt.serving.screen import screen_levels
+
+        unique = list(dict.fromkeys(replicas))
+        found = screen_levels(unique, input_dist=input_dist, output_dist=output_dist,
+                              slo=slo)
+        by_rep = {rep: res[0] for rep, res in zip(unique, found, strict=True)}
+        return [by_rep[rep] for rep in replicas]
     seen: dict[Any, CapacityResult] = {}
     out = []
     for rep in replicas:

@@ -404,11 +404,23 @@ class SteadyModel:
         self.limit_slots = "max_num_seqs" if self.max_seqs <= self.kv_slots else "kv_cache"
         self._cap: tuple[float, str] | None = None
         self._disp_table: tuple[Array, Array] | None = None
-        # the request's own lengths on the fixed quadrature draws (computed once)
-        self._i_draws = _dist_draws(input_dist, _D["q"])
-        self._o_draws = _dist_draws(output_dist, _D["u"])
+        self._draws: tuple[Array, Array] | None = None
         self._phys_key = (id(sc), input_dist.label, output_dist.label, prefix, spec,
                           id(draft), prompt_cached)
+
+    @property
+    def _i_draws(self) -> Array:
+        """The request's own prompt length on the fixed quadrature draws (computed once)."""
+        return self._own_draws()[0]
+
+    @property
+    def _o_draws(self) -> Array:
+        return self._own_draws()[1]
+
+    def _own_draws(self) -> tuple[Array, Array]:
+        if self._draws is None:
+            self._draws = (_dist_draws(self.inp, _D["q"]), _dist_draws(self.out, _D["u"]))
+        return self._draws
 
     # -- core fixed point -------------------------------------------------------------------
     def _step(self, n_decode: Array | float, prefill_tokens: Array | float,

@@ -26,13 +26,29 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.efficiency import attention_efficiency, efficiency
 from kvopt.physics.memory import kv_bytes_per_token_layer
-from kvopt.physics.ops import step_ops
+from kvopt.physics.ops import Op, step_ops
+from kvopt.physics.precision import Precision
 from kvopt.physics.roofline import op_time, smoothmax, tp_comm_s
 from kvopt.serving.replica import Replica
 
 Array = npt.NDArray[np.float64]
+
+
+_OPS: dict[tuple[object, ...], list[Op]] = {}
+
+
+def _token_ops(model: ModelSpec, tp: int, precision: Precision, grid: Array) -> list[Op]:
+    """:func:`step_ops` of one decode token per sequence over the token grid (they do not
+    depend on the GPU: replicas on different GPUs share them; cached)."""
+    key = (model, tp, precision, grid.tobytes())
+    if key not in _OPS:
+        if len(_OPS) > 1024:
+            _OPS.clear()
+        _OPS[key] = step_ops(model, tp=tp, precision=precision, seqs=grid, new=1.0, past=0.0)
+    return _OPS[key]
 
 
 @dataclass(frozen=True)
@@ -56,7 +72,7 @@ class StepCost:
         m, g, tp, prec = rep.model, rep.gpu, rep.tp, rep.precision
         top = max(2, self.max_tokens)
         self.grid = np.unique(np.round(np.geomspace(1, top, 48))).astype(np.float64)
-        ops = step_ops(m, tp=tp, precision=prec, seqs=self.grid, new=1.0, past=0.0)
+        ops = _token_ops(m, tp, prec, self.grid)
         linear = np.zeros_like(self.grid)
         head = np.zeros_like(self.grid)
         for op in ops:
@@ -164,6 +180,27 @@ class StepCost:
                                     pre_bytes=pb)))
         return t + self.overhead_s
 
+    def attention_units(self, mean_context: float, prompt_len: float,
+                        prompt_mix: tuple[tuple[float, float, float], ...] | None = None
+                        ) -> tuple[float, float, float, float, float]:
+        """Attention work per unit (cached): (FLOPs, bytes) of one decode sequence at
+        ``mean_context``, (FLOPs, bytes) per prefilled prompt token of the prompt mix (see
+        :meth:`mean_step_s`), and the mean new tokens per prompt."""
+        mix = prompt_mix or ((1.0, float(prompt_len), 0.0),)
+        key = (float(mean_context), mix)
+        if key not in self._unit_cache:
+            df1, db1 = self.decode_attention_work(np.array([mean_context]))
+            wsum = sum(w * new for w, new, _ in mix)
+            pf = pb = 0.0
+            for w, new, past in mix:
+                if w > 0:
+                    f, b = self.prefill_attention_work(np.array([new]), np.array([past]))
+                    pf, pb = pf + w * f, pb + w * b
+            new_mean = wsum / max(sum(w for w, _, _ in mix), 1e-12)
+            self._unit_cache[key] = (df1, db1, pf / max(wsum, 1e-12), pb / max(wsum, 1e-12),
+                                     new_mean)
+        return self._unit_cache[key]
+
     def mean_step_s(self, *, n_decode: Array | float, mean_context: float,
                     prefill_tokens: Array | float, prompt_len: float,
                     decode_tokens: float = 1.0,
@@ -179,20 +216,8 @@ class StepCost:
         """
         n = np.asarray(n_decode, dtype=np.float64)
         p = np.asarray(prefill_tokens, dtype=np.float64)
-        mix = prompt_mix or ((1.0, float(prompt_len), 0.0),)
-        key = (float(mean_context), mix)
-        if key not in self._unit_cache:
-            df1, db1 = self.decode_attention_work(np.array([mean_context]))
-            wsum = sum(w * new for w, new, _ in mix)
-            pf = pb = 0.0
-            for w, new, past in mix:
-                if w > 0:
-                    f, b = self.prefill_attention_work(np.array([new]), np.array([past]))
-                    pf, pb = pf + w * f, pb + w * b
-            new_mean = wsum / max(sum(w for w, _, _ in mix), 1e-12)
-            self._unit_cache[key] = (df1, db1, pf / max(wsum, 1e-12), pb / max(wsum, 1e-12),
-                                     new_mean)
-        df1, db1, pf_tok, pb_tok, new_mean = self._unit_cache[key]
+        df1, db1, pf_tok, pb_tok, new_mean = self.attention_units(mean_context, prompt_len,
+                                                                  prompt_mix)
         dt = n * decode_tokens
         rows = dt + p / max(new_mean, 1.0)
         att = self.attention(dec_flops=dt * df1, dec_bytes=n * db1, pre_flops=p * pf_tok,
