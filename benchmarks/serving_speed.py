@@ -1,7 +1,12 @@
 """Speed of the serving model (targets from the serving issue), printed as measured numbers.
 
 * analytic estimate for one config (target < 5 ms): a new replica + steady-state solve;
-* capacity over many candidate configs (target: 10,000 in < 2 s);
+* capacity over many candidate configs (target: 10,000 in < 2 s): the exact search
+  (capacity_levels, one replica at a time on the analytic model's quadrature) and the
+  screening model (kvopt.serving.screen: all replicas at once; its error against the exact
+  search is printed by benchmarks/screen_accuracy.py), on 10,000 configurations = 1,250
+  replicas that fit (five models x vLLM and SGLang x datacenter GPUs x TP x weights) x 8
+  max-batch levels, cold (no step-cost table built before), median of 3 runs;
 * simulating 10,000 requests (target < 5 s).
 
 Run: ``python benchmarks/serving_speed.py [--configs N]``.
@@ -27,13 +32,50 @@ from kvopt.serving.sim import simulate
 
 
 def clear_caches() -> None:
-    """Forget step-cost tables, steady models, step-time curves and capacities."""
-    from kvopt.serving import capacity, serve, steady
+    """Forget step-cost tables (and their GPU-independent ops), steady models, step-time
+    curves and capacities."""
+    from kvopt.serving import capacity, serve, steady, stepcost
 
     step_cost_for.cache_clear()
+    stepcost._OPS.clear()
     serve._MODELS.clear()
     steady._CURVES.clear()
     capacity._CACHE.clear()
+
+
+def screen_speed(levels: tuple[int, ...]) -> None:
+    """The screen over 10,000 configurations (see the module docstring)."""
+    from kvopt.serving.screen import screen_levels
+
+    reps = []
+    models = ("Llama-3.1-8B", "Qwen3-8B", "Mistral-7B", "Llama-3.1-70B", "Qwen3-30B-A3B")
+    for model, engine, gpu, tp, w in itertools.product(
+            models, ("vllm", "sglang"), list_gpus("datacenter"), (1, 2, 4, 8),
+            ("bf16", "fp8", "int4")):
+        try:
+            rep = build_replica(model=model, gpu=gpu, tp=tp, weights=w, engine=engine)
+        except KvoptError:
+            continue
+        if rep.fits:  # only configurations that need a search count
+            reps.append(rep)
+        if len(reps) * len(levels) >= 10_000:
+            break
+    inp, out = parse_dist("lognormal:mean=1000,sigma=0.5"), fixed(200)
+    n = len(reps) * len(levels)
+    screen_levels(reps[:8], input_dist=inp, output_dist=out, batches=levels)  # imports
+    for slo in (Slo(tpot_p99_ms=50), Slo(ttft_p99_ms=500, tpot_p99_ms=50)):
+        runs = []
+        for _ in range(3):
+            clear_caches()
+            t0 = time.perf_counter()
+            screen_levels(reps, input_dist=inp, output_dist=out, slo=slo, batches=levels)
+            runs.append(time.perf_counter() - t0)
+        med = statistics.median(runs)
+        label = ", ".join(f"{k} {v:g}" for k, v in vars(slo).items() if v is not None)
+        print(f"capacity under SLO ({label}) by the screen: {n:,} configs ({len(reps)} "
+              f"replicas x {len(levels)} levels) in {med:.2f} s (runs "
+              f"{', '.join(f'{r:.2f}' for r in runs)}; {med / n * 1e3:.3f} ms each), ratio "
+              f"to 2 s target {med / 2:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"capacity under SLO with {len(levels)} max-batch levels per replica (plan/pareto): "
           f"{n} configs in {el:.2f} s ({per * 1e3:.1f} ms each); 10,000 configs would take "
           f"{per * 1e4:.0f} s, ratio to 2 s target {per * 1e4 / 2:.0f}")
+
+    screen_speed(levels)
 
     # the floor of any exact method: the percentiles come from 1,024 quadrature draws per
     # rate, so a configuration costs at least one rate row (the search needs 15-50)

@@ -39,7 +39,7 @@ _BLOCK = 24  # replicas per block of the trace (arrays that stay in cache)
 # Poisson quadrature: the exact pmf on 0..15 up to mean 6 (the analytic model's uses 0..23:
 # the mass beyond 15 is below 1e-3 there and the means are normalized), 12-point
 # Gauss-Hermite above (the same as the analytic model's, without its zero padding)
-_NK = 16
+_NK = 12
 _K = np.arange(_NK, dtype=np.float64)
 _LGAMMA_K1 = np.array([math.lgamma(k + 1) for k in range(_NK)])
 _GH_X = np.concatenate([_HERMITE_X, np.zeros(_NK - _HERMITE_X.size)])
@@ -50,7 +50,7 @@ _GH_MASK = np.concatenate([np.ones(_HERMITE_X.size), np.zeros(_NK - _HERMITE_X.s
 def _poisson_quadrature(mu: Array) -> tuple[Array, Array]:
     """Points and weights for E[g(K)], K ~ Poisson(mu) (``mu`` with a trailing axis of 1)."""
     mu = np.maximum(np.asarray(mu, dtype=np.float64), 1e-12)
-    small = mu <= 6.0
+    small = mu <= 3.5
     small_w = np.exp(_K * np.log(mu) - mu - _LGAMMA_K1)
     small_w[..., -1] += np.maximum(1.0 - small_w.sum(axis=-1), 0.0)  # the tail on the last
     big_k = np.maximum(0.0, mu + np.sqrt(mu) * _GH_X) * _GH_MASK

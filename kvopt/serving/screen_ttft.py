@@ -51,7 +51,8 @@ Index = npt.NDArray[np.intp]
 # [0, .5], [.5, .9], [.9, 1] (the late arrivals, the long residuals, resolved)
 _GL_U = np.array([0.25, 0.7, 0.95])
 _GL_W = np.array([0.5, 0.4, 0.1])
-_XGRID = 10  # points of the core's survival per row in each of two passes
+_GEO = 4  # geometric time points of the core's survival (beside the idle prefill times)
+_REFINE = 4  # time points where it crosses 10% .. 0.1%
 
 
 @dataclass(frozen=True)
@@ -202,14 +203,14 @@ def ttft_law(st: StackedSteps, mix: Mix, r: Index, lam: Array, t: Array, req_s: 
         tau_busy, g_busy, np.full((rows, 1), float(q[-1]) + 2.0 * prompt.mean))[:, 0]
     lo = np.maximum(idle[:, 0] * 0.5, 1e-6)
     geo = np.exp(np.log(lo)[:, None] + np.log(np.maximum(far_x / lo, 1.0 + 1e-9))[:, None]
-                 * np.linspace(0.0, 1.0, _XGRID // 2)[None, :])
+                 * np.linspace(0.0, 1.0, _GEO)[None, :])
     x1 = np.concatenate([idle, geo], axis=1)
     s1 = core.surv_grid(x1)
     order1 = np.argsort(x1, axis=1)
     xs1, ss1 = np.take_along_axis(x1, order1, 1), np.take_along_axis(s1, order1, 1)
     a = crossing(xs1, ss1, 0.1)
     b = crossing(xs1, ss1, 0.001)
-    x2 = a[:, None] + (b - a)[:, None] * np.linspace(0.0, 1.0, _XGRID // 2)[None, :]
+    x2 = a[:, None] + (b - a)[:, None] * np.linspace(0.0, 1.0, _REFINE)[None, :]
     parts_x, parts_s = [x1, x2], [s1, core.surv_grid(x2)]
     if slo_s is not None:
         xs = np.full((rows, 1), slo_s)
