@@ -22,7 +22,7 @@ from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.prices import price_for
 from kvopt.errors import InputError, KvoptError
 from kvopt.physics.quality import quality_loss_pct
-from kvopt.serving.capacity import Slo, capacity_levels
+from kvopt.serving.capacity import CapacityResult, Slo, capacity_levels
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import step_cost_for
@@ -83,6 +83,9 @@ class Space:
     regions: tuple[Region, ...] = ()  # when given, candidates are offered per region
     # fitted GPU x engine profiles (kvopt calibrate); a GPU with one is evaluated with it
     calibrations: tuple[Calibration, ...] = ()
+    # how candidates' goodput is found: "exact" (the analytic model's search per replica)
+    # or "screen" (kvopt.serving.screen: every replica at once, its own approximation)
+    capacity: str = "exact"
     # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
     _calibrated: dict[str, tuple[GpuSpec, EngineProfile]] = field(
         init=False, repr=False, compare=False, default_factory=dict)
@@ -94,6 +97,8 @@ class Space:
         for b in self.batches:
             if b < 1:
                 raise InputError("batch levels", b, "must be >= 1")
+        if self.capacity not in ("exact", "screen"):
+            raise InputError("capacity", self.capacity, "one of: exact, screen")
         if self.calibrations:
             ids = {load_gpu(g).id for g in self.gpus}
             for c in self.calibrations:
@@ -176,6 +181,7 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
     out: list[Candidate] = []
     excluded: Counter[str] = Counter()
     fastest: dict[str, tuple[float, str]] = {}  # physical minimum TTFT / TPOT seen
+    kept: list[tuple[int, str, Any, float, float]] = []  # (tp, weights, replica, $/h, loss)
     for gpu_id in space.gpus:
         load_gpu(gpu_id)  # unknown GPU -> CatalogError naming close matches
     for gpu_id, tp, (w, kv) in itertools.product(space.gpus, space.tps, space.precisions):
@@ -199,9 +205,9 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
         if workload.max_quality_loss_pct is not None and loss > workload.max_quality_loss_pct:
             excluded["quality floor"] += n
             continue
-        levels = capacity_levels(rep, input_dist=workload.input_dist,
-                                 output_dist=workload.output_dist, slo=workload.slo,
-                                 batches=space.batches, rel_tol=0.01)
+        kept.append((tp, w, rep, price, loss))
+    for (tp, w, rep, price, loss), levels in zip(kept, _levels(workload, space, kept),
+                                                 strict=True):
         for b, res in zip(space.batches, levels, strict=True):
             if not res.feasible or res.goodput_rps <= 0:
                 excluded[f"SLO: {res.binding}" if "SLO" in res.binding
@@ -226,6 +232,22 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
     if space.regions:
         out = _per_region(out, space)
     return CandidateSet(out, excluded)
+
+
+def _levels(workload: Workload, space: Space, kept: list[tuple[int, str, Any, float, float]]
+            ) -> list[list[CapacityResult]]:
+    """The goodput of each kept replica at each batch level: the exact search one replica
+    at a time, or the screen over all of them at once (``space.capacity``)."""
+    reps = [k[2] for k in kept]
+    if space.capacity == "screen":
+        from kvopt.serving.screen import screen_levels
+
+        return screen_levels(reps, input_dist=workload.input_dist,
+                             output_dist=workload.output_dist, slo=workload.slo,
+                             batches=space.batches)
+    return [capacity_levels(rep, input_dist=workload.input_dist,
+                            output_dist=workload.output_dist, slo=workload.slo,
+                            batches=space.batches, rel_tol=0.01) for rep in reps]
 
 
 def _per_region(cands: list[Candidate], space: Space) -> list[Candidate]:

@@ -41,6 +41,13 @@ def calibrations(paths: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(load_profile(p) for p in paths)
 
 
+capacity_option = click.option(
+    "--capacity", type=click.Choice(["exact", "screen"]), default="exact", show_default=True,
+    help="How each candidate's goodput is found: exact (the analytic model's search, "
+         "replica by replica) or screen (all at once by the screening model: tens of times "
+         "faster over a catalog; its own approximation, see README Benchmarks).")
+
+
 def space_options(f: Any) -> Any:
     for opt in reversed([
         click.option("--gpus", default=None,
@@ -55,6 +62,7 @@ def space_options(f: Any) -> Any:
         click.option("--engine", type=click.Choice(ENGINES), default="vllm",
                      show_default=True),
         profile_option,
+        capacity_option,
     ]):
         f = opt(f)
     return f
@@ -123,7 +131,8 @@ def _problem(kw: dict[str, Any], gpus: tuple[str, ...], goal: str) -> Any:
                  redundancy=kw["redundancy"], max_quality_loss_pct=kw["max_quality_loss_pct"])
     space = Space(gpus=gpus, tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),
-                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]))
+                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]),
+                  capacity=kw["capacity"])
     return FleetProblem(workloads=(w,), space=space,
                         availability=_availability(kw["availability"]),
                         budget_usd_h=kw["budget_usd_h"], power_cap_kw=kw["power_cap_kw"],

@@ -10,6 +10,7 @@ rate (their tails in log probability).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,14 @@ def _checks(sc: Screen, laws: _Laws, p: _Point, slo: Slo, *, p99: bool = False
     point = {"batch": offered, "tpot_p99": np.exp(log_tpot)}
     if p99:
         point["ttft_p99"] = _p99(ttft_surv, tt0, pw, mean_s + mean_b)
+        if slo.e2e_p99_ms is not None:  # by bisection in log time around the limit
+            lo = np.full(lam.shape, np.log(slo.e2e_p99_ms / 1e3 / 10.0))
+            hi = np.full(lam.shape, np.log(slo.e2e_p99_ms / 1e3 * 10.0))
+            for _ in range(24):
+                mid = (lo + hi) / 2
+                above = _e2e_surv(sc, laws, p, ttft_surv, np.exp(mid)) > 0.01
+                lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+            point["e2e_p99"] = np.exp((lo + hi) / 2)
     return ok, margins, point
 
 
@@ -353,5 +362,7 @@ def _results(sc: Screen, laws: _Laws, slo: Slo, cr: Index, slots: Array, grid: A
         out[i].append(CapacityResult(
             goodput_rps=g, saturation_rps=float(max(cap[c], g)),
             steady_state_batch=float(point["batch"][c]), ttft_p99_ms=ttft, tpot_p99_ms=tpot,
-            output_tok_s=g * float(sc.o_mean[i]), binding=binding, feasible=True))
+            output_tok_s=g * float(sc.o_mean[i]), binding=binding, feasible=True,
+            e2e_p99_ms=None if "e2e_p99" not in point else min(
+                float(point["e2e_p99"][c]) * 1e3, float(slo.e2e_p99_ms or math.inf))))
     return out
