@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kvopt.cli.estimate_cmd import ENGINES, dists, length_options
-from kvopt.cli.plan_cmd import capacity_option, gpu_list, profile_option
+from kvopt.cli.plan_cmd import gpu_list, profile_option
 
 
 @click.command("pareto")
@@ -21,7 +21,6 @@ from kvopt.cli.plan_cmd import capacity_option, gpu_list, profile_option
 @click.option("--batches", default="16,64,256", show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True)
 @profile_option
-@capacity_option
 @click.option("--objectives", default="cost,ttft_p99,tpot_p99", show_default=True)
 @click.option("--slo-ttft-p99-ms", type=click.FloatRange(min=0, min_open=True))
 @click.option("--slo-tpot-p99-ms", type=click.FloatRange(min=0, min_open=True))
@@ -64,8 +63,7 @@ def pareto_cmd(**kw: Any) -> None:
                                           tpot_p99_ms=kw["slo_tpot_p99_ms"]))
     space = Space(gpus=gpu_list(kw["gpus"]), tps=_csv(kw["tp_options"], int),
                   precisions=_precisions(kw["precisions"]), batches=_csv(kw["batches"], int),
-                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]),
-                  capacity=kw["capacity"])
+                  engine=kw["engine"], calibrations=calibrations(kw["profile_paths"]))
 
     def progress(gen: int, total: int) -> None:
         if sys.stderr.isatty():
