@@ -157,9 +157,9 @@ def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: L
 
     Candidates with the same replica are evaluated once. ``method``: ``"exact"``, the
     analytic model's search one replica at a time; ``"screen"``, the draw-free screening
-    model over all of them at once (:mod:`kvopt.serving.screen`: tens of times faster, its
-    own approximation of the analytic model; its error is measured by
-    ``benchmarks/screen_accuracy.py``)."""
+    model over all of them at once (:mod:`kvopt.serving.screen`: ~20x faster per
+    configuration over a catalog, its own approximation of the analytic model; its error
+    is measured by ``benchmarks/screen_accuracy.py``)."""
     if method not in ("exact", "screen"):
         raise InputError("method", method, "one of: exact, screen")
     if method == "screen":

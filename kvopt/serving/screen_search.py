@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 Array = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
 # rates per replica (fractions of its top rate), dense near the top where boundaries lie
-FRACTIONS = np.array([1e-4, 0.005, 0.03, 0.12, 0.3, 0.5, 0.68, 0.82, 0.93, 0.999])
+FRACTIONS = np.array([1e-4, 0.01, 0.06, 0.2, 0.42, 0.65, 0.83, 0.93, 0.999])
 _BISECT = 24  # at most, steps inside a grid interval (secant; bisection every third)
 # strata of a normal for the output time (their middle quantiles, the tail resolved)
 _Z_EDGES = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 0.96, 0.985, 0.995, 0.999, 1.0])
@@ -203,29 +203,40 @@ def _refine_grid(sc: Screen, laws: _Laws, slo: Slo, grid: Array) -> tuple[Array,
     f = np.clip(first, 1, ng - 1)
     a, b = np.log(grid[cr, f - 1]), np.log(grid[cr, f])
     ma, mb = margin[cr, f - 1], margin[cr, f]
-    live = (first > 0) & (first < ng)
-    added: list[Array] = []
-    for _ in range(_ROUNDS):
-        frac = np.where(live & (mb > ma) & np.isfinite(ma) & np.isfinite(mb),
-                        np.clip(-ma / np.where(mb > ma, mb - ma, 1.0), 0.1, 0.9), 0.5)
+    live = np.nonzero((first > 0) & (first < ng))[0]  # a crossing below the top rate
+    # replicas without one get copies of their top row (no new law: never searched)
+    extra = np.repeat(grid[:, -1:], _ROUNDS, axis=1)
+    rows_extra = np.repeat((cr * ng + ng - 1)[:, None], _ROUNDS, axis=1)
+    side = np.zeros(live.size)  # +1: the low end moved last, -1: the high end
+    a, b, ma, mb = a[live], b[live], ma[live], mb[live]
+    base = nrep * ng
+    for k in range(_ROUNDS if live.size else 0):
+        # Illinois: an end that stayed last round counts half (margins near a divergence
+        # are very convex, so plain regula falsi creeps from one side)
+        ma_w = np.where(side == -1, ma / 2, ma)
+        mb_w = np.where(side == 1, mb / 2, mb)
+        frac = np.where((mb_w > ma_w) & np.isfinite(ma_w) & np.isfinite(mb_w),
+                        np.clip(-ma_w / np.where(mb_w > ma_w, mb_w - ma_w, 1.0), 0.1, 0.9),
+                        0.5)
         lam = np.exp(a + (b - a) * frac)
-        one = sc.laws(cr, lam, slo)
+        one = sc.laws(live, lam, slo)
         # the new rate's margins, on a one-rate grid of its own
-        _, m, _ = _checks(sc, one, _Point(r=cr, slots=huge, lam=lam, row0=cr, row1=cr,
-                                          w=np.zeros(nrep)), slo)
+        rows = np.arange(live.size)
+        _, m, _ = _checks(sc, one, _Point(r=live, slots=np.full(live.size, 1e12), lam=lam,
+                                          row0=rows, row1=rows, w=np.zeros(live.size)), slo)
         mm = _worst(m)
         up = mm > 0
         b, mb = np.where(up, np.log(lam), b), np.where(up, mm, mb)
         a, ma = np.where(up, a, np.log(lam)), np.where(up, ma, mm)
-        added.append(lam)
+        side = np.where(up, -1.0, 1.0)
+        extra[live, k] = lam
+        rows_extra[live, k] = base + rows
+        base += live.size
         laws = laws.concat(laws, one)
-    extra = np.stack(added, axis=1)
     both = np.concatenate([grid, extra], axis=1)
     order = np.argsort(both, axis=1, kind="stable")
-    rows = np.concatenate([cr[:, None] * ng + np.arange(ng)[None, :],
-                           nrep * ng + np.arange(_ROUNDS)[None, :] * nrep + cr[:, None]],
-                          axis=1)
-    merged = laws.take(np.take_along_axis(rows, order, 1).ravel())
+    rows_all = np.concatenate([cr[:, None] * ng + np.arange(ng)[None, :], rows_extra], axis=1)
+    merged = laws.take(np.take_along_axis(rows_all, order, 1).ravel())
     return np.take_along_axis(both, order, 1), merged
 
 
@@ -308,7 +319,7 @@ def _bisect(sc: Screen, laws: _Laws, slo: Slo, cr: Index, slots: Array, grid: Ar
         fl, fh = worst[idx, lo_g[idx]], worst[idx, lo_g[idx] + 1]
         side = np.zeros(idx.size)  # +1: the low end moved last, -1: the high end
         for it in range(_BISECT):
-            k = np.nonzero((wh - wl) * (b - a) > 1e-3)[0]
+            k = np.nonzero((wh - wl) * (b - a) > 2.5e-3)[0]
             if not k.size:
                 break
             secant = np.isfinite(fl[k]) & np.isfinite(fh[k]) & (fh[k] > fl[k]) & (it % 3 != 2)
