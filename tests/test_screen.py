@@ -179,6 +179,13 @@ def test_screen_agrees_with_the_exact_search(case: int) -> None:
                 continue
             err = s.goodput_rps / e.goodput_rps - 1
             errors.append(abs(err))
+            # the p99 it reports at its goodput is at the limit that binds there
+            for name, got, lim in (("ttft_p99 SLO", s.ttft_p99_ms, slo.ttft_p99_ms),
+                                   ("tpot_p99 SLO", s.tpot_p99_ms, slo.tpot_p99_ms),
+                                   ("e2e_p99 SLO", s.e2e_p99_ms, slo.e2e_p99_ms)):
+                if s.binding == name:
+                    assert got is not None and lim is not None
+                    assert 0.95 * lim <= got <= lim * (1 + 1e-9), (name, got, lim)
             if abs(err) > 0.05:
                 st = steady_model(rep, inp, out, max_num_seqs=b).poisson(s.goodput_rps)
                 ratios = [v * 1e3 / lim for v, lim in ((st.ttft_s[3], slo.ttft_p99_ms),

@@ -108,7 +108,7 @@ def _checks(sc: Screen, laws: _Laws, p: _Point, slo: Slo, *, p99: bool = False
         ok &= m <= 0
     point = {"batch": offered, "tpot_p99": np.exp(log_tpot)}
     if p99:
-        point["ttft_p99"] = _p99(ttft_surv, tt0, pw, mean_s + mean_b)
+        point["ttft_p99"] = _p99(ttft_surv, (tt0, tt1), mean_s + mean_b)
         if slo.e2e_p99_ms is not None:  # by bisection in log time around the limit
             lo = np.full(lam.shape, np.log(slo.e2e_p99_ms / 1e3 / 10.0))
             hi = np.full(lam.shape, np.log(slo.e2e_p99_ms / 1e3 * 10.0))
@@ -125,23 +125,35 @@ def _tail(p: Array) -> Array:
     return np.asarray(np.log(np.maximum(p, 1e-300) / 0.01))
 
 
-def _p99(surv: Any, tt: TtftLaw, pw: Array, waits: Array) -> Array:
-    """The 99th percentile of a survival function per row: bracketed between the core's
-    own p99 (no wait adds less) and that plus 5 mean waits, then regula falsi on the log
-    of the tail (smooth in log time)."""
-    base = crossing(tt.x, tt.surv, 0.01)
-    lo = np.log(np.maximum(base * 0.999, 1e-9))
-    hi = np.log(base + 5.0 * waits + 1e-6)
-    f_lo = np.log(np.maximum(surv(np.exp(lo)), 1e-300)) - np.log(0.01)
-    f_hi = np.log(np.maximum(surv(np.exp(hi)), 1e-300)) - np.log(0.01)
-    for _ in range(6):
-        ok = (f_lo > 0) & (f_hi < 0)
+def _p99(surv: Any, tts: tuple[TtftLaw, TtftLaw], waits: Array) -> Array:
+    """The 99th percentile of a survival function per row (a point between two grid
+    rows' laws ``tts``): bracketed between the lower of their cores' p99 (waits only add)
+    and the higher plus 6 mean waits (widened while the tail still exceeds 1% there),
+    then regula falsi on the log of the tail (smooth in log time), bisection every third
+    step."""
+    p0, p1 = (crossing(t.x, t.surv, 0.01) for t in tts)
+    lo = np.log(np.maximum(np.minimum(p0, p1) * 0.999, 1e-9))
+    hi = np.log(np.maximum(p0, p1) * 1.001 + 6.0 * waits + 1e-6)
+
+    def f(x: Array) -> Array:
+        return np.asarray(np.log(np.maximum(surv(np.exp(x)), 1e-300)) - np.log(0.01))
+
+    f_lo, f_hi = f(lo), f(hi)
+    for _ in range(3):  # widen until the tail at the top is under 1%
+        wide = f_hi > 0
+        if not wide.any():
+            break
+        lo, f_lo = np.where(wide, hi, lo), np.where(wide, f_hi, f_lo)
+        hi = np.where(wide, hi + np.log(4.0), hi)
+        f_hi = np.where(wide, f(hi), f_hi)
+    for it in range(8):
+        ok = (f_lo > 0) & (f_hi < 0) & (it % 3 != 2)
         mid = np.where(ok, lo + (hi - lo) * np.clip(f_lo / np.where(ok, f_lo - f_hi, 1.0),
                                                       0.05, 0.95), (lo + hi) / 2)
-        f = np.log(np.maximum(surv(np.exp(mid)), 1e-300)) - np.log(0.01)
-        above = f > 0
-        lo, f_lo = np.where(above, mid, lo), np.where(above, f, f_lo)
-        hi, f_hi = np.where(above, hi, mid), np.where(above, f_hi, f)
+        fm = f(mid)
+        above = fm > 0
+        lo, f_lo = np.where(above, mid, lo), np.where(above, fm, f_lo)
+        hi, f_hi = np.where(above, hi, mid), np.where(above, f_hi, fm)
     return np.asarray(np.exp((lo + hi) / 2))
 
 
