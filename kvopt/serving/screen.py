@@ -13,8 +13,8 @@ replica, max-batch level and rate at once:
 3. each level's checks, as the exact search has them (saturation: the rate against the
    replica's limit and the load against the level's slots; each SLO: its p99 against the
    limit, the waits for the budget and the slots added in closed form): on the grid, then
-   by bisection inside the first failing interval, the slot-independent laws interpolated
-   between its ends (log rate).
+   inside the first failing interval by regula falsi (Illinois), the slot-independent laws
+   interpolated between its ends (log rate).
 
 The screen is its own approximation of the analytic model: ``benchmarks/screen_accuracy.py``
 measures its goodput against :func:`capacity_levels`. Prefix caching and speculative

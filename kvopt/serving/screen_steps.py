@@ -65,11 +65,11 @@ class StackedSteps:
     log_h: float  # log of the grid ratio
     top: float  # last grid point (tokens)
     grid: Array  # (K,)
-    linear: Array  # (R * K,) token-parallel ops + all-reduces at the grid points
-    head: Array  # (R * K,)
-    linear_slope: Array  # (R * K,) slope to the next grid point (0 at each row's last)
+    # token-parallel ops + all-reduces, and the LM head, linear between the grid points:
+    # value = offset + slope x tokens on each segment (R * K,)
+    linear_slope: Array
     head_slope: Array
-    linear_offset: Array  # (R * K,) value - slope x grid point (the line through it)
+    linear_offset: Array
     head_offset: Array
     df1: Array  # (R,) attention FLOPs and bytes of one decode sequence
     db1: Array
@@ -97,8 +97,7 @@ class StackedSteps:
 
         g_all = np.tile(grid, len(costs))
         return cls(log_h=math.log(top) / (_GRID_POINTS - 1), top=top, grid=grid,
-                   linear=linear.ravel(), head=head.ravel(), linear_slope=slopes(linear),
-                   head_slope=slopes(head),
+                   linear_slope=slopes(linear), head_slope=slopes(head),
                    linear_offset=linear.ravel() - slopes(linear) * g_all,
                    head_offset=head.ravel() - slopes(head) * g_all,
                    df1=units[:, 0], db1=units[:, 1], pf_tok=units[:, 2], pb_tok=units[:, 3],

@@ -7,11 +7,13 @@ as terms whose survival is exact at any time:
 * the state of the replica at the arrival: busy (chance ``1 - exp(-n)``, ``n`` decoding),
   prefilling a prompt that arrived while it was idle, or idle;
 * the running step it lands in: length-biased, from the chain of prompts per step (long
-  steps follow long steps), as five atoms over probability strata; where in it the
-  arrival lands (three Gauss-Legendre points): the residual it waits;
-* the prompts prefilled in the same step: ahead of it (arrived earlier in that step; a
-  compound Poisson number of prompt lengths, three atoms) and behind it (arrived during
-  its residual: prefilled beside its last chunk);
+  steps follow long steps), as five atoms over probability strata (the tail resolved);
+  where in it the arrival lands (three points, the late ones resolved): the residual it
+  waits;
+* the prompts prefilled in the same step: ahead of it (arrived earlier in that step) and
+  behind it (arrived during its residual): a compound Poisson number of prompt lengths
+  (none, or two atoms shaped like the length law); with little room beside its last chunk
+  the ones behind add the time of the tokens that fit instead;
 * its own prompt, exactly (the input distribution's survival on a fine token grid) and
   the budget-sized chunks the tokens take (a prefill-time table per row, with both sides
   of every chunk boundary);
@@ -49,8 +51,8 @@ Array = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
 # where in the running step an arrival lands (uniform): the middles of the strata
 # [0, .5], [.5, .9], [.9, 1] (the late arrivals, the long residuals, resolved)
-_GL_U = np.array([0.25, 0.7, 0.95])
-_GL_W = np.array([0.5, 0.4, 0.1])
+_LAND_U = np.array([0.25, 0.7, 0.95])
+_LAND_W = np.array([0.5, 0.4, 0.1])
 _GEO = 4  # geometric time points of the core's survival (beside the idle prefill times)
 _REFINE = 4  # time points where it crosses 10% .. 0.1%
 
@@ -162,7 +164,7 @@ def ttft_law(st: StackedSteps, mix: Mix, r: Index, lam: Array, t: Array, req_s: 
         # behind it can take (the analytic model's min(last + behind, free))
         room = free - (inew - np.floor(np.maximum(inew - 1.0, 0.0) / free) * free)
         for j in range(runs.shape[1]):
-            for u, wu in zip(_GL_U, _GL_W, strict=True):
+            for u, wu in zip(_LAND_U, _LAND_W, strict=True):
                 # ahead of it: prompts that arrived earlier in the running step (their
                 # tokens come first); behind it: those arriving during its residual,
                 # prefilled beside its last chunk. With room for a few prompts beside it
