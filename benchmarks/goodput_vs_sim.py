@@ -7,7 +7,9 @@ one), it prints
 
 * the analytic goodput and what binds it;
 * the simulator's p99s at that rate against the SLO (above 100%: the plan would miss it);
-* the simulator's own goodput, by bisection on the rate (6 runs), and the analytic error.
+* the simulator's own goodput, by bisection on the rate (6 runs), and the analytic error;
+* the screening model's goodput (``capacity_many(..., method="screen")``) and its error
+  against the simulator's.
 
 Each simulated point runs ``--requests`` requests (default 8,000). Takes a few minutes.
 
@@ -21,7 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from kvopt.serving.capacity import Slo, capacity
+from kvopt.serving.capacity import Slo, capacity, capacity_many
 from kvopt.serving.lengths import LengthDist, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import Replica, build_replica
@@ -38,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=8000, help="simulated requests per run")
     args = ap.parse_args(argv)
     print(f"{'configuration':40s} {'SLO':>4s} {'goodput':>8s} {'binds':>12s} "
-          f"{'sim TTFT p99':>12s} {'sim TPOT p99':>12s} {'sim goodput':>11s} {'error':>7s}")
+          f"{'sim TTFT p99':>12s} {'sim TPOT p99':>12s} {'sim goodput':>11s} {'error':>7s} "
+          f"{'screen':>7s} {'error':>7s}")
     errors: list[float] = []
+    screen_errors: list[float] = []
     misses: list[float] = []
     for model, gpu, tp, engine, i_spec, o_spec in CASES:
         rep = build_replica(model=model, gpu=gpu, tp=tp, engine=engine)
@@ -63,14 +67,21 @@ def main(argv: list[str] | None = None) -> int:
                 lo, hi = (mid, hi) if ok else (lo, mid)
             err = res.goodput_rps / lo - 1
             errors.append(err)
+            scr = capacity_many([rep], input_dist=inp, output_dist=out, slo=slo,
+                                method="screen")[0].goodput_rps
+            screen_errors.append(scr / lo - 1)
             label = f"{model} {gpu} tp{tp} {engine}"
             print(f"{label:40s} x{f:<3g} {res.goodput_rps:8.2f} {res.binding[:12]:>12s} "
-                  f"{at[0] * 100:11.0f}% {at[1] * 100:11.0f}% {lo:11.2f} {err * 100:+6.1f}%")
+                  f"{at[0] * 100:11.0f}% {at[1] * 100:11.0f}% {lo:11.2f} {err * 100:+6.1f}% "
+                  f"{scr:7.2f} {(scr / lo - 1) * 100:+6.1f}%")
     print(f"\nanalytic goodput vs the simulator's: median error "
           f"{statistics.median(errors) * 100:+.1f}%, worst {max(errors, key=abs) * 100:+.1f}% "
           f"({len(errors)} points); at the analytic goodput the simulator's worst p99 is "
           f"{statistics.median(misses) * 100:.0f}% of the SLO (median), "
           f"{max(misses) * 100:.0f}% (worst)")
+    print(f"screen goodput vs the simulator's: median error "
+          f"{statistics.median(screen_errors) * 100:+.1f}%, worst "
+          f"{max(screen_errors, key=abs) * 100:+.1f}%")
     return 0
 
 
