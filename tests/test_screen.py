@@ -229,6 +229,13 @@ def test_capacity_many_by_the_screen() -> None:
     assert res[0].goodput_rps == pytest.approx(exact.goodput_rps, rel=0.03)
     with pytest.raises(InputError, match="method"):
         capacity_many(reps, input_dist=INP, output_dist=OUT, method="fast")
+    from kvopt.serving.screen import screen_levels
+
+    assert screen_levels([], input_dist=INP, output_dist=OUT, batches=(8,)) == []
+    with pytest.raises(InputError, match="batch levels"):
+        screen_levels([REPS[0]], input_dist=INP, output_dist=OUT, batches=(0, 8))
+    with pytest.raises(InputError, match="context"):  # a request longer than the context
+        screen_levels([REPS[0]], input_dist=fixed(200_000), output_dist=OUT)
 
 
 def test_plan_by_the_screen_picks_the_exact_plan(run_cli) -> None:

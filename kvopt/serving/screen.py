@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.errors import InputError
 from kvopt.serving.capacity import CapacityResult, Slo
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.screen_prefill import PromptLaw
@@ -134,6 +135,9 @@ def screen_levels(replicas: Sequence[Any], *, input_dist: LengthDist,
     screen (see the module docstring); ``batches`` None: each replica's engine cap on
     running sequences (one level)."""
     slo = slo or Slo()
+    for b in batches or ():
+        if not b >= 1:
+            raise InputError("batch levels", b, "must be >= 1")
     for rep in replicas:
         check_context(rep, input_dist, output_dist)
     width = len(batches) if batches is not None else 1
