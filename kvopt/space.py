@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 DEFAULT_PRECISIONS: tuple[tuple[str, str], ...] = (
     ("bf16", "bf16"), ("fp8", "fp8"), ("fp8", "bf16"), ("int4", "bf16"))
 DEFAULT_BATCHES: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
+CAPACITY_METHODS = ("exact", "screen", "confirm")
+# evaluate_pruned's reason for the configurations it proved dominated (not evaluated)
+DOMINATED = "dominated: a cheaper replica on the same GPU serves more"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,9 +86,11 @@ class Space:
     regions: tuple[Region, ...] = ()  # when given, candidates are offered per region
     # fitted GPU x engine profiles (kvopt calibrate); a GPU with one is evaluated with it
     calibrations: tuple[Calibration, ...] = ()
-    # how candidates' goodput is found: "exact" (the analytic model's search per replica)
-    # or "screen" (kvopt.serving.screen: every replica at once, its own approximation)
-    capacity: str = "exact"
+    # how candidates' goodput is found (CAPACITY_METHODS): "exact", the analytic model's
+    # search per replica; "screen" (kvopt.serving.screen), every replica at once, its own
+    # approximation; "confirm", the planner screens, then runs the exact search only where
+    # it can change the plan (evaluate_pruned; evaluate() treats it as "exact")
+    capacity: str = "confirm"
     # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
     _calibrated: dict[str, tuple[GpuSpec, EngineProfile]] = field(
         init=False, repr=False, compare=False, default_factory=dict)
@@ -97,8 +102,8 @@ class Space:
         for b in self.batches:
             if b < 1:
                 raise InputError("batch levels", b, "must be >= 1")
-        if self.capacity not in ("exact", "screen"):
-            raise InputError("capacity", self.capacity, "one of: exact, screen")
+        if self.capacity not in CAPACITY_METHODS:
+            raise InputError("capacity", self.capacity, f"one of: {', '.join(CAPACITY_METHODS)}")
         if self.calibrations:
             ids = {load_gpu(g).id for g in self.gpus}
             for c in self.calibrations:
@@ -175,13 +180,107 @@ def _price(gpu_id: str, overrides: dict[str, float]) -> float | None:
     return p.usd_per_gpu_hour if p else None
 
 
+_Kept = tuple[int, str, Any, float, float]  # (tp, weights, replica, $/h per GPU, loss)
+
+
 def evaluate(workload: Workload, space: Space) -> CandidateSet:
     """Every candidate of ``space`` that can serve ``workload``, with its figures."""
-    overrides = dict(space.prices_usd_h)
+    kept, excluded, fastest = _replicas(workload, space)
     out: list[Candidate] = []
+    for item, levels in zip(kept, _levels(workload, space, kept), strict=True):
+        out += _candidates(workload, space, item, levels, excluded)
+    return _finish(workload, space, out, excluded, fastest)
+
+
+def evaluate_pruned(workload: Workload, space: Space, *, by_quality: bool = False
+                    ) -> CandidateSet:
+    """The candidates a one-configuration fleet that minimizes cost, GPUs or power (or,
+    with ``by_quality``, quality loss) can choose, found with the exact search where it
+    matters: a plan over them is the plan over :func:`evaluate`'s.
+
+    The screen ranks every replica; the exact search then runs on those no cheaper
+    replica of the same GPU beats on the screen (same or lower TP, and with
+    ``by_quality`` the same or lower quality loss). Each other replica is proven
+    dominated by one exact check: at every batch level it misses the SLO at the best
+    exact goodput ``g`` of a cheaper replica on its GPU that fits in memory. Its goodput
+    is then below ``g`` (the p99s rise with the rate), so that replica serves more for no
+    more dollars, GPUs, kW or quality loss, and :func:`kvopt.fleet.options.undominated`
+    would drop it. A replica that passes the check gets the exact search too."""
+    kept, excluded, fastest = _replicas(workload, space)
+    key = (tuple(k[2] for k in kept), workload.input_dist.label, workload.output_dist.label,
+           workload.slo, space.batches, by_quality)
+    proven = _PROVEN.get(key)
+    if proven is None:
+        proven = _prove_dominated(workload, space, kept, by_quality)
+        if len(_PROVEN) > 4096:
+            _PROVEN.clear()
+        _PROVEN[key] = proven
+    out: list[Candidate] = []
+    for i, item in enumerate(kept):
+        if i in proven:
+            excluded[DOMINATED] += len(space.batches)
+        else:
+            out += _candidates(workload, space, item, _exact(workload, space, item[2]),
+                               excluded)
+    return _finish(workload, space, out, excluded, fastest)
+
+
+# what _prove_dominated found, by (replicas, lengths, SLO, batch levels, by_quality): the
+# rest of a workload (its name, rate, prices, regions) does not change it
+_PROVEN: dict[tuple[object, ...], frozenset[int]] = {}
+
+
+def _prove_dominated(workload: Workload, space: Space, kept: list[_Kept], by_quality: bool
+                     ) -> frozenset[int]:
+    """The indices of the replicas of ``kept`` proven dominated (see
+    :func:`evaluate_pruned`)."""
+    from kvopt.serving.capacity import meets_at
+    from kvopt.serving.screen import screen_levels
+
+    screened = screen_levels([k[2] for k in kept], input_dist=workload.input_dist,
+                             output_dist=workload.output_dist, slo=workload.slo,
+                             batches=space.batches) if kept else []
+    best = [max((r.goodput_rps for r in lv if r.feasible), default=0.0) for lv in screened]
+
+    def cheaper(a: int, b: int) -> bool:  # a costs no more than b in every column
+        (tp_a, _, rep_a, _, loss_a), (tp_b, _, rep_b, _, loss_b) = kept[a], kept[b]
+        return (a != b and rep_a.gpu.id == rep_b.gpu.id and tp_a <= tp_b
+                and (not by_quality or loss_a <= loss_b))
+
+    ranked = [b for b in range(len(kept))
+              if any(cheaper(a, b) and best[a] > best[b] for a in range(len(kept)))]
+    # each candidate's exact goodput, for the replicas that fit in memory at it
+    exact = {i: [c.goodput_rps for c in _candidates(workload, space, kept[i],
+                                                    _exact(workload, space, kept[i][2]),
+                                                    Counter())
+                 if c.memory_per_gpu_gib <= c.gpu_memory_gib]
+             for i in range(len(kept)) if i not in ranked}
+    proven = set()
+    for b in ranked:
+        top = max((g for a, gs in exact.items() if cheaper(a, b) for g in gs), default=0.0)
+        if top > 0 and not any(meets_at(
+                kept[b][2], input_dist=workload.input_dist, output_dist=workload.output_dist,
+                slo=workload.slo, batches=space.batches, rate_rps=top)):
+            proven.add(b)
+    return frozenset(proven)
+
+
+def _exact(workload: Workload, space: Space, rep: Any) -> list[CapacityResult]:
+    """The exact search at every batch level of one replica (cached by capacity_levels)."""
+    return capacity_levels(rep, input_dist=workload.input_dist,
+                           output_dist=workload.output_dist, slo=workload.slo,
+                           batches=space.batches, rel_tol=0.01)
+
+
+def _replicas(workload: Workload, space: Space
+              ) -> tuple[list[_Kept], Counter[str], dict[str, tuple[float, str]]]:
+    """The replicas of ``space`` that can hold ``workload``'s model at a price within its
+    quality floor; the configurations dropped on the way, by reason; and the physical
+    minimum TTFT / TPOT seen."""
+    overrides = dict(space.prices_usd_h)
     excluded: Counter[str] = Counter()
-    fastest: dict[str, tuple[float, str]] = {}  # physical minimum TTFT / TPOT seen
-    kept: list[tuple[int, str, Any, float, float]] = []  # (tp, weights, replica, $/h, loss)
+    fastest: dict[str, tuple[float, str]] = {}
+    kept: list[_Kept] = []
     for gpu_id in space.gpus:
         load_gpu(gpu_id)  # unknown GPU -> CatalogError naming close matches
     for gpu_id, tp, (w, kv) in itertools.product(space.gpus, space.tps, space.precisions):
@@ -206,26 +305,37 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
             excluded["quality floor"] += n
             continue
         kept.append((tp, w, rep, price, loss))
-    for (tp, w, rep, price, loss), levels in zip(kept, _levels(workload, space, kept),
-                                                 strict=True):
-        for b, res in zip(space.batches, levels, strict=True):
-            if not res.feasible or res.goodput_rps <= 0:
-                excluded[f"SLO: {res.binding}" if "SLO" in res.binding
-                         else f"capacity: {res.binding}"] += 1
-                continue
-            out.append(Candidate(
-                workload=workload.name, gpu=rep.gpu.id, tp=tp, weights=w,
-                kv_dtype=rep.precision.kv_dtype, max_batch=b, engine=rep.engine.name,
-                goodput_rps=res.goodput_rps, usd_per_hour=price * tp, gpus=tp,
-                power_kw=rep.gpu.tdp_w * tp / 1000.0,
-                memory_per_gpu_gib=(rep.weights_bytes + rep.activation_bytes) / GIB
-                + rep.engine.runtime_overhead_gib + rep.kv_bytes_per_token
-                * res.steady_state_batch * (workload.input_dist.mean
-                                            + workload.output_dist.mean / 2) / GIB,
-                gpu_memory_gib=rep.gpu.memory_gib,
-                ttft_p99_ms=res.ttft_p99_ms or 0.0, tpot_p99_ms=res.tpot_p99_ms or 0.0,
-                quality_loss_pct=loss, steady_state_batch=res.steady_state_batch,
-                e2e_p99_ms=res.e2e_p99_ms or 0.0))
+    return kept, excluded, fastest
+
+
+def _candidates(workload: Workload, space: Space, item: _Kept, levels: list[CapacityResult],
+                excluded: Counter[str]) -> list[Candidate]:
+    """One replica's candidates: its batch levels that serve some load under the SLO."""
+    tp, w, rep, price, loss = item
+    out = []
+    for b, res in zip(space.batches, levels, strict=True):
+        if not res.feasible or res.goodput_rps <= 0:
+            excluded[f"SLO: {res.binding}" if "SLO" in res.binding
+                     else f"capacity: {res.binding}"] += 1
+            continue
+        out.append(Candidate(
+            workload=workload.name, gpu=rep.gpu.id, tp=tp, weights=w,
+            kv_dtype=rep.precision.kv_dtype, max_batch=b, engine=rep.engine.name,
+            goodput_rps=res.goodput_rps, usd_per_hour=price * tp, gpus=tp,
+            power_kw=rep.gpu.tdp_w * tp / 1000.0,
+            memory_per_gpu_gib=(rep.weights_bytes + rep.activation_bytes) / GIB
+            + rep.engine.runtime_overhead_gib + rep.kv_bytes_per_token
+            * res.steady_state_batch * (workload.input_dist.mean
+                                        + workload.output_dist.mean / 2) / GIB,
+            gpu_memory_gib=rep.gpu.memory_gib,
+            ttft_p99_ms=res.ttft_p99_ms or 0.0, tpot_p99_ms=res.tpot_p99_ms or 0.0,
+            quality_loss_pct=loss, steady_state_batch=res.steady_state_batch,
+            e2e_p99_ms=res.e2e_p99_ms or 0.0))
+    return out
+
+
+def _finish(workload: Workload, space: Space, out: list[Candidate], excluded: Counter[str],
+            fastest: dict[str, tuple[float, str]]) -> CandidateSet:
     if not out:
         _check_physical_minimum(workload, fastest)
     out = _dedupe(out)
@@ -234,10 +344,9 @@ def evaluate(workload: Workload, space: Space) -> CandidateSet:
     return CandidateSet(out, excluded)
 
 
-def _levels(workload: Workload, space: Space, kept: list[tuple[int, str, Any, float, float]]
-            ) -> list[list[CapacityResult]]:
+def _levels(workload: Workload, space: Space, kept: list[_Kept]) -> list[list[CapacityResult]]:
     """The goodput of each kept replica at each batch level: the exact search one replica
-    at a time, or the screen over all of them at once (``space.capacity``)."""
+    at a time (capacity "exact" or "confirm"), or the screen over all of them at once."""
     reps = [k[2] for k in kept]
     if space.capacity == "screen":
         from kvopt.serving.screen import screen_levels
@@ -245,9 +354,7 @@ def _levels(workload: Workload, space: Space, kept: list[tuple[int, str, Any, fl
         return screen_levels(reps, input_dist=workload.input_dist,
                              output_dist=workload.output_dist, slo=workload.slo,
                              batches=space.batches)
-    return [capacity_levels(rep, input_dist=workload.input_dist,
-                            output_dist=workload.output_dist, slo=workload.slo,
-                            batches=space.batches, rel_tol=0.01) for rep in reps]
+    return [_exact(workload, space, rep) for rep in reps]
 
 
 def _per_region(cands: list[Candidate], space: Space) -> list[Candidate]:

@@ -42,10 +42,13 @@ def calibrations(paths: tuple[str, ...]) -> tuple[Any, ...]:
 
 
 capacity_option = click.option(
-    "--capacity", type=click.Choice(["exact", "screen"]), default="exact", show_default=True,
-    help="How each candidate's goodput is found: exact (the analytic model's search, "
-         "replica by replica) or screen (all at once by the screening model: ~20x faster "
-         "per configuration; its own approximation of the analytic model, see README).")
+    "--capacity", type=click.Choice(["confirm", "exact", "screen"]), default="confirm",
+    show_default=True,
+    help="How candidates' goodput is found: exact (the analytic model's search on every "
+         "candidate); confirm (the same plan: the screen ranks the candidates, the exact "
+         "search runs where it can change the plan and one exact check proves each other "
+         "candidate dominated); screen (all at once by the screening model: ~20x faster per "
+         "configuration, its own approximation of the analytic model). See README.")
 
 
 def space_options(f: Any) -> Any:
@@ -232,7 +235,7 @@ def compare_cmd(**kw: Any) -> None:
 @click.option("--no-explain", is_flag=True)
 def size_cmd(fleet_file: str, solver: str, time_limit_s: float | None, gap: float | None,
              output: str | None, as_json: bool, no_explain: bool) -> None:
-    """Size a fleet for many workloads from a fleet.yaml (see docs/fleet-yaml.md)."""
+    """Size a fleet for many workloads from a fleet.yaml (README.md, "Fleet sizing")."""
     from kvopt.fleet.fleetfile import load_fleet_file
     from kvopt.fleet.plan import plan_fleet
 

@@ -1,5 +1,6 @@
 """One builder per constraint family. Each adds a named Pyomo component to the model and
-documents its equation; docs/formulation.md maps equations to components and builders.
+documents its equation; the table in README.md ("Fleet sizing") maps equations to
+components and builders.
 
 Notation: options j (a candidate configuration at an operating point) of workload w(j);
 x_j integer replicas, y_j binary "option chosen"; g_j rate cap per replica (requests/s),

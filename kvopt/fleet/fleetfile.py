@@ -1,4 +1,4 @@
-"""``fleet.yaml``: many workloads and constraints in one file (docs/fleet-yaml.md).
+"""``fleet.yaml``: many workloads and constraints in one file (README.md, "Fleet sizing").
 
 Validation reports ``FILE:LINE: path: problem (fix)`` using the YAML node positions.
 """
@@ -18,11 +18,18 @@ from kvopt.fleet.problem import OBJECTIVES, FleetProblem
 from kvopt.physics.precision import parse_precision_pair
 from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import LengthDist, fixed, parse_dist
-from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, Region, Space, Workload
+from kvopt.space import (
+    CAPACITY_METHODS,
+    DEFAULT_BATCHES,
+    DEFAULT_PRECISIONS,
+    Region,
+    Space,
+    Workload,
+)
 
 TOP_KEYS = {"objective", "budget_usd_h", "power_cap_kw", "allow_mixing", "engine", "gpus",
             "tps", "precisions", "batches", "availability", "prices_usd_h", "regions",
-            "profiles", "workloads"}
+            "profiles", "workloads", "capacity"}
 WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_dist",
            "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
 
@@ -167,10 +174,13 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
             cals.append(load_profile(p.parent / prof))
         except InputError as exc:
             raise fail("profiles", f"{prof}: {exc.rule}") from None
+    capacity = data.get("capacity", "confirm")
+    if capacity not in CAPACITY_METHODS:
+        raise fail("capacity", f"{capacity!r}; allowed: {', '.join(CAPACITY_METHODS)}")
     try:
         space = Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
                       engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
-                      regions=tuple(regions), calibrations=tuple(cals))
+                      regions=tuple(regions), calibrations=tuple(cals), capacity=capacity)
     except InputError as exc:
         if exc.field != "profile":  # only a profile check names this field
             raise

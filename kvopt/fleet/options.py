@@ -2,7 +2,7 @@
 
 Throughput versus batch and tail latency are nonlinear; they are evaluated here, per
 option, with the serving model, and the MILP selects options with binaries (see
-docs/formulation.md, "linearization").
+README.md, "Fleet sizing", the linearization).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kvopt.errors import InfeasiblePlanError
 from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound, slo_ratio
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import steady_model
-from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate
+from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate, evaluate_pruned
 
 # evaluates a workload's candidates (default kvopt.space.evaluate); a study passes a cached one
 Evaluator = Callable[[Workload, Space], CandidateSet]
@@ -52,7 +52,7 @@ def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) 
     options: list[Option] = []
     sets: list[CandidateSet] = []
     for wi, w in enumerate(problem.workloads):
-        cs = (evaluator or evaluate)(w, problem.space)
+        cs = (evaluator or _evaluator(problem))(w, problem.space)
         sets.append(cs)
         if not cs.candidates:
             reasons = "; ".join(f"{n} configurations: {r}" for r, n in cs.excluded.most_common())
@@ -78,6 +78,17 @@ def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) 
         options = [replace(o, index=i)
                    for i, o in enumerate(undominated(options, problem))]
     return OptionSet(options, sets)
+
+
+def _evaluator(problem: FleetProblem) -> Evaluator:
+    """:func:`evaluate`, or with ``capacity: confirm`` where :func:`undominated` will prune
+    (one configuration per workload; cost, GPUs, power or quality), the pruned evaluation
+    that gives the same options for less exact searching."""
+    if (problem.space.capacity != "confirm" or problem.allow_mixing
+            or problem.objective not in ("cost", "gpus", "power", "quality")):
+        return evaluate
+    by_quality = problem.objective == "quality"
+    return lambda w, space: evaluate_pruned(w, space, by_quality=by_quality)
 
 
 def undominated(options: list[Option], problem: FleetProblem) -> list[Option]:

@@ -100,6 +100,7 @@ class FleetPlan:
                 "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
                           "precisions": [list(x) for x in p.space.precisions],
                           "batches": list(p.space.batches), "engine": p.space.engine,
+                          "capacity": p.space.capacity,
                           "calibrations": [c.to_dict() for c in p.space.calibrations]}},
             "fleet": fleet,
             "totals": {"usd_per_hour": self.usd_per_hour, "gpus": self.gpus,

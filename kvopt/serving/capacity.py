@@ -216,6 +216,30 @@ def capacity_levels(replica: Any, *, input_dist: LengthDist, output_dist: Length
     return [_CACHE[keys[b]] for b in batches]
 
 
+def meets_at(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist, slo: Slo,
+             batches: Sequence[int], rate_rps: float) -> list[bool]:
+    """Whether ``replica`` at each max-batch level meets ``slo`` at the one Poisson rate
+    ``rate_rps``: the same checks as :func:`capacity_levels` makes at each rate it tries,
+    for the cost of one rate. Since the p99s rise with the rate, False at ``rate_rps``
+    means the level's goodput is below it (the planner proves a candidate dominated with
+    it, see :func:`kvopt.space.evaluate_pruned`)."""
+    check_context(replica, input_dist, output_dist)
+    if not replica.fits or not rate_rps > 0:
+        return [False] * len(batches)
+    models = {b: steady_model(replica, input_dist, output_dist, max_num_seqs=b)
+              for b in dict.fromkeys(batches)}
+    caps = dict(zip(models, capacities(list(models.values())), strict=True))
+    live = [b for b in models if caps[b][0] > rate_rps]
+    found = dict.fromkeys(models, False)
+    if live:
+        base = models[live[0]]
+        lams = np.array([float(rate_rps)])
+        rows = base.rows(lams, base.step_times(lams))
+        for b in live:
+            found[b] = bool(_checks(models[b], rows, caps[b][0], slo)[0][0])
+    return [found[b] for b in batches]
+
+
 _GRID = np.array([1e-4, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.999])  # first pass:
 # fractions of the largest capacity, denser near it where SLO boundaries usually lie
 

@@ -53,7 +53,8 @@ def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
     return (workload.name, workload.model, workload.input_dist.label,
             workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
             space.gpus, space.tps, space.precisions, space.batches, space.engine,
-            space.prices_usd_h, space.regions)
+            space.prices_usd_h, space.regions,
+            "screen" if space.capacity == "screen" else "exact")  # confirm: exact here
 
 
 def plan_evaluation_key(scenario: dict[str, Any]) -> str:
