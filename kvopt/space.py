@@ -183,8 +183,21 @@ def _price(gpu_id: str, overrides: dict[str, float]) -> float | None:
 _Kept = tuple[int, str, Any, float, float]  # (tp, weights, replica, $/h per GPU, loss)
 
 
-def evaluate(workload: Workload, space: Space) -> CandidateSet:
-    """Every candidate of ``space`` that can serve ``workload``, with its figures."""
+PRUNE_GOALS = ("cost", "quality")
+
+
+def evaluate(workload: Workload, space: Space, *, prune: str | None = None) -> CandidateSet:
+    """Every candidate of ``space`` that can serve ``workload``, with its figures.
+
+    ``prune`` says the caller drops dominated candidates the way
+    :func:`kvopt.fleet.options.undominated` does for one configuration per workload and a
+    goal of cost (also gpus and power: ``"cost"``) or ``"quality"``. With ``space.capacity``
+    ``"confirm"`` the candidates it would drop are then proven dominated instead of
+    searched (:func:`evaluate_pruned`); otherwise it changes nothing."""
+    if prune is not None and prune not in PRUNE_GOALS:
+        raise InputError("prune", prune, f"one of: {', '.join(PRUNE_GOALS)}, or None")
+    if prune is not None and space.capacity == "confirm":
+        return evaluate_pruned(workload, space, by_quality=prune == "quality")
     kept, excluded, fastest = _replicas(workload, space)
     out: list[Candidate] = []
     for item, levels in zip(kept, _levels(workload, space, kept), strict=True):

@@ -167,3 +167,22 @@ def test_cli_defaults_to_confirm_and_records_it(run_cli) -> None:
     assert default["inputs"]["space"]["capacity"] == "confirm"
     assert exact["inputs"]["space"]["capacity"] == "exact"
     assert default["fleet"] == exact["fleet"] and default["totals"] == exact["totals"]
+
+
+def test_evaluate_prune_argument_and_the_study_cache() -> None:
+    """``evaluate(prune=...)`` is the pruned evaluation only under ``confirm``; the study's
+    per-process cache keeps pruned and full evaluations apart."""
+    from kvopt.errors import InputError
+    from kvopt.space import evaluate
+    from kvopt.study.worker import cached_evaluate
+
+    full = evaluate(CHAT, SPACE)
+    pruned = evaluate(CHAT, SPACE, prune="cost")
+    assert DOMINATED in pruned.excluded and DOMINATED not in full.excluded
+    assert {c.label for c in pruned.candidates} < {c.label for c in full.candidates}
+    exact_space = replace(SPACE, capacity="exact")
+    assert evaluate(CHAT, exact_space, prune="cost").candidates == full.candidates
+    assert cached_evaluate(CHAT, SPACE, prune="cost").candidates == pruned.candidates
+    assert cached_evaluate(CHAT, SPACE).candidates == full.candidates
+    with pytest.raises(InputError, match="prune"):
+        evaluate(CHAT, SPACE, prune="latency")

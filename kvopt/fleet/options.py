@@ -7,17 +7,22 @@ README.md, "Fleet sizing", the linearization).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from kvopt.errors import InfeasiblePlanError
 from kvopt.fleet.problem import LOAD_LEVELS, FleetProblem, Option, replica_bound, slo_ratio
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import steady_model
-from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate, evaluate_pruned
+from kvopt.space import Candidate, CandidateSet, Space, Workload, evaluate
 
-# evaluates a workload's candidates (default kvopt.space.evaluate); a study passes a cached one
-Evaluator = Callable[[Workload, Space], CandidateSet]
+
+class Evaluator(Protocol):
+    """Evaluates a workload's candidates like :func:`kvopt.space.evaluate` (its default; a
+    study passes a cached one), ``prune`` included."""
+
+    def __call__(self, workload: Workload, space: Space, *, prune: str | None = None
+                 ) -> CandidateSet: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) 
     options: list[Option] = []
     sets: list[CandidateSet] = []
     for wi, w in enumerate(problem.workloads):
-        cs = (evaluator or _evaluator(problem))(w, problem.space)
+        cs = (evaluator or evaluate)(w, problem.space, prune=_prune(problem))
         sets.append(cs)
         if not cs.candidates:
             reasons = "; ".join(f"{n} configurations: {r}" for r, n in cs.excluded.most_common())
@@ -80,15 +85,12 @@ def build_options(problem: FleetProblem, *, evaluator: Evaluator | None = None) 
     return OptionSet(options, sets)
 
 
-def _evaluator(problem: FleetProblem) -> Evaluator:
-    """:func:`evaluate`, or with ``capacity: confirm`` where :func:`undominated` will prune
-    (one configuration per workload; cost, GPUs, power or quality), the pruned evaluation
-    that gives the same options for less exact searching."""
-    if (problem.space.capacity != "confirm" or problem.allow_mixing
-            or problem.objective not in ("cost", "gpus", "power", "quality")):
-        return evaluate
-    by_quality = problem.objective == "quality"
-    return lambda w, space: evaluate_pruned(w, space, by_quality=by_quality)
+def _prune(problem: FleetProblem) -> str | None:
+    """The goal :func:`undominated` prunes for, as :func:`kvopt.space.evaluate` takes it
+    (None: nothing is pruned, every candidate is needed)."""
+    if problem.allow_mixing or problem.objective not in ("cost", "gpus", "power", "quality"):
+        return None
+    return "quality" if problem.objective == "quality" else "cost"
 
 
 def undominated(options: list[Option], problem: FleetProblem) -> list[Option]:

@@ -62,13 +62,13 @@ def plan_evaluation_key(scenario: dict[str, Any]) -> str:
     return repr(evaluation_key(_workload(scenario), _space(scenario)))
 
 
-def cached_evaluate(workload: Any, space: Any) -> Any:
+def cached_evaluate(workload: Any, space: Any, *, prune: str | None = None) -> Any:
     """:func:`kvopt.space.evaluate`, memoized per process on the inputs it reads."""
     from kvopt.space import CandidateSet, evaluate
 
     if space.calibrations:
-        return evaluate(workload, space)
-    key = evaluation_key(workload, space)
+        return evaluate(workload, space, prune=prune)
+    key = (*evaluation_key(workload, space), prune if space.capacity == "confirm" else None)
     if key in _CANDIDATES:
         CACHE_STATS["hits"] += 1
         _CANDIDATES.move_to_end(key)
@@ -76,7 +76,7 @@ def cached_evaluate(workload: Any, space: Any) -> Any:
     else:
         CACHE_STATS["misses"] += 1
         try:
-            hit = evaluate(workload, space)
+            hit = evaluate(workload, space, prune=prune)
         except KvoptError as exc:  # an SLO below physics: as final as a result
             hit = exc
         _CANDIDATES[key] = hit
