@@ -44,6 +44,7 @@ class Behavior:
     drop_every: int = 0
     no_usage_every: int = 0
     openai: bool = True
+    token: str = " tok"  # each streamed chunk's text, sent as UTF-8 JSON (not \\u-escaped)
 
 
 @dataclass
@@ -143,7 +144,8 @@ class FakeServer:
         b = self.behavior
 
         async def send(data: Any) -> None:
-            raw = f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+            text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+            raw = f"data: {text}\n\n".encode()
             writer.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
             await writer.drain()
 
@@ -160,8 +162,8 @@ class FakeServer:
                 return
             if i == 2 and b.stall_every and k % b.stall_every == 0:
                 await asyncio.sleep(3600)
-            await send({"choices": [{"delta": {"content": " tok"}} if chat else
-                                    {"text": " tok"}]})
+            await send({"choices": [{"delta": {"content": b.token}} if chat else
+                                    {"text": b.token}]})
         if not (b.no_usage_every and k % b.no_usage_every == 0):
             await send({"choices": [], "usage": {"prompt_tokens": prompt_tokens,
                                                  "completion_tokens": out}})
@@ -205,6 +207,33 @@ def test_healthy_completions_counts_timings_and_arithmetic() -> None:
     assert body["max_tokens"] == body["min_tokens"] == 6 and body["ignore_eos"] is True
     assert body["stream_options"] == {"include_usage": True}
     assert len({tuple(b["prompt"].split()[:8]) for b in srv.bodies}) == 12  # no shared prefix
+
+
+def test_unicode_line_separators_in_the_text_are_not_line_breaks() -> None:
+    """JSON leaves U+2028, U+2029 and U+0085 unescaped; SSE lines end only at CR/LF. A
+    model generating them (a random tiny model does, now and then) must not turn into
+    bad_response errors (httpx's aiter_lines splits at them)."""
+    with FakeServer(Behavior(token=" a\u2028b\x85c\u2029é")) as srv:
+        c = cfg(srv.url)
+        r = summarize(c, run_load(c)).result
+    assert (r["completed"], r["errors"], r["errors_by_kind"]) == (12, 0, {})
+    with FakeServer(Behavior(token="\u2028")) as srv:
+        c = cfg(srv.url, api="chat")
+        assert summarize(c, run_load(c)).result["errors"] == 0
+
+
+def test_sse_lines_split_only_at_cr_and_lf() -> None:
+    """Lines across arbitrary chunk boundaries: CRLF split between chunks, a multi-byte
+    character split between chunks, lone CR and LF, and a last line without a break."""
+    from kvopt.bench.client import SseLines
+
+    stream = 'data: {"t": "x\u2028y\x85"}\r\n\r\ndata: é\rdata: [DONE]\nlast'.encode()
+    for cut in range(1, len(stream)):
+        lines = SseLines()
+        got = lines.feed(stream[:cut]) + lines.feed(stream[cut:])
+        got.append(lines.flush())
+        assert [g for g in got if g] == ['data: {"t": "x\u2028y\x85"}', "data: é",
+                                         "data: [DONE]", "last"], cut
 
 
 def test_chat_api() -> None:

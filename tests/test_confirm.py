@@ -5,6 +5,7 @@ options it hands the MILP must be those of the exact search on every candidate."
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -167,6 +168,11 @@ def test_cli_defaults_to_confirm_and_records_it(run_cli) -> None:
     assert default["inputs"]["space"]["capacity"] == "confirm"
     assert exact["inputs"]["space"]["capacity"] == "exact"
     assert default["fleet"] == exact["fleet"] and default["totals"] == exact["totals"]
+    # 2 GPUs x 2 TP x 4 precisions x 2 levels = 32 configurations
+    assert re.fullmatch(r"capacity confirm: \d+ of 32 configurations proven dominated by one "
+                        r"exact check each \(not searched\); the plan is the exact search's",
+                        default["notes"][0])
+    assert exact["notes"] == []
 
 
 def test_evaluate_prune_argument_and_the_study_cache() -> None:

@@ -117,14 +117,16 @@ def benches(server: dict, tmp_path_factory: pytest.TempPathFactory) -> list[dict
         assert wall < 6 + 60  # bounded in time (plus probes and a drained request)
         data = json.loads(path.read_text())
         data["_path"] = str(path)
+        data["_output"] = res.output  # its warnings name the first failure
         out.append(data)
     return out
 
 
-def test_bench_numbers_are_sane(benches: list[dict]) -> None:
+def test_bench_numbers_are_sane(benches: list[dict], server: dict) -> None:
     for b in benches:
         assert b["schema"] == "kvopt.bench/1"
-        assert b["errors"] == 0, b
+        assert b["errors"] == 0, (b["load"], b["errors_by_kind"], b["_output"],
+                                  _log_tail(server["log"]))
         assert b["completed"] >= 5, b
         assert 0 < b["ttft_ms"]["p50"] < b["e2e_ms"]["p50"]
         for block in ("ttft_ms", "itl_ms", "e2e_ms"):

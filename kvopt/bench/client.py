@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,34 @@ class RunOutcome:
     words: int
 
 
+class SseLines:
+    """Lines of a server-sent event stream, from its bytes as they arrive.
+
+    Only CRLF, LF and CR end a line (the SSE format). httpx's ``aiter_lines`` follows
+    ``str.splitlines``, which also splits at U+0085, U+2028, U+2029 and \\x1c-\\x1e; JSON
+    leaves the first three unescaped inside strings, so a model that generates one of them
+    would have its chunk cut in two and counted as a bad response. Bytes are split before
+    they are decoded (no UTF-8 sequence contains CR or LF)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes (a trailing CR waits: it may start a CRLF)."""
+        buf = self._buf + data
+        parts = _EOL.split(buf[:-1] if buf.endswith(b"\r") else buf)
+        self._buf = parts.pop() + (b"\r" if buf.endswith(b"\r") else b"")
+        return [p.decode("utf-8", "replace") for p in parts]
+
+    def flush(self) -> str:
+        """The last line, when the stream ended without a line break."""
+        tail, self._buf = self._buf.rstrip(b"\r"), b""
+        return tail.decode("utf-8", "replace")
+
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
 class _Stream:
     """Mutable state while one response streams in."""
 
@@ -173,13 +202,23 @@ async def _stream(client: httpx.AsyncClient, cfg: BenchConfig, index: int, url: 
             text = (await resp.aread()).decode("utf-8", "replace")
             return fail("http_5xx" if resp.status_code >= 500 else "http_4xx",
                         f"HTTP {resp.status_code}: {text}")
-        async for line in resp.aiter_lines():
-            if line.startswith("data:"):
-                bad = st.feed(line[5:].strip(), time.perf_counter())
+        lines = SseLines()
+        async for raw in resp.aiter_bytes():
+            for line in lines.feed(raw):
+                if line.startswith("data:"):
+                    bad = st.feed(line[5:].strip(), time.perf_counter())
+                    if bad:
+                        return fail(bad, line[5:])
+                    if st.done:
+                        break
+            if st.done:
+                break
+        else:
+            tail = lines.flush()
+            if tail.startswith("data:"):
+                bad = st.feed(tail[5:].strip(), time.perf_counter())
                 if bad:
-                    return fail(bad, line[5:])
-                if st.done:
-                    break
+                    return fail(bad, tail[5:])
     end = time.perf_counter()
     if not st.done:
         return fail("disconnected", "the stream ended without [DONE]")

@@ -268,6 +268,8 @@ def plan_tables(d: dict[str, Any]) -> None:
         delta = m["delta_usd_per_hour"]
         c.print(f"tightening {m['workload']} {m['slo']} {m['from']:g} -> {m['to']:g} ms: "
                 + ("infeasible" if delta is None else f"{delta:+.2f} $/h"))
+    for note in d["notes"]:
+        c.print(f"note: {note}")
 
 
 def compare_table(rows: list[dict[str, Any]]) -> None:

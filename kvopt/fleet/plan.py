@@ -21,7 +21,7 @@ from kvopt.fleet.options import Evaluator, OptionSet, build_options, operating_p
 from kvopt.fleet.problem import FleetProblem, Option
 from kvopt.fleet.solve import SolveReport, solve_model
 from kvopt.report import finite as _finite
-from kvopt.space import Workload, evaluate
+from kvopt.space import DOMINATED, Workload, evaluate
 
 SCHEMA = "kvopt.plan/1"
 
@@ -159,8 +159,25 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
                                   rate_per_replica_rps=rate, ttft_p99_ms=ttft,
                                   tpot_p99_ms=tpot))
     plan = FleetPlan(problem=problem, entries=tuple(entries), report=report,
-                     binding=tuple(binding_constraints(model, problem, opts.options)))
+                     binding=tuple(binding_constraints(model, problem, opts.options)),
+                     notes=_capacity_notes(problem, opts))
     return plan, opts
+
+
+def _capacity_notes(problem: FleetProblem, opts: OptionSet) -> tuple[str, ...]:
+    """How the candidates' goodputs were found, when it is not the plain exact search."""
+    sp = problem.space
+    if sp.capacity == "screen":
+        return ("goodputs from the screening model (capacity: screen), an approximation "
+                "of the analytic model; re-plan with capacity confirm or exact before "
+                "committing to the fleet",)
+    proven = sum(cs.excluded[DOMINATED] for cs in opts.candidates)
+    if not proven:
+        return ()
+    total = (len(problem.workloads) * len(sp.gpus) * len(sp.tps) * len(sp.precisions)
+             * len(sp.batches))
+    return (f"capacity confirm: {proven} of {total} configurations proven dominated by one "
+            "exact check each (not searched); the plan is the exact search's",)
 
 
 def plan_fleet(problem: FleetProblem, *, solver: str = "highs",
