@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kvopt.errors import InputError
 from kvopt.study import Study, load_results, load_study, make_scenarios, run_study
 from kvopt.study.fields import FIELDS, OUTPUTS, PARETO_OBJECTIVES, SOLVES
 from kvopt.study.scenarios import fields_for
@@ -461,3 +462,22 @@ def test_an_interrupted_transaction_does_not_block_the_next(tmp_path: Path) -> N
         assert not store.db.in_transaction
         st = store.status()
     assert st["last_run"]["state"] == "interrupted" and st["last_run"]["done"] == 0
+
+
+def test_plan_scenarios_take_the_capacity_method() -> None:
+    """``capacity`` reaches the plan's space: confirm (the default) and exact give the same
+    outputs, screen its own (the cache keeps them apart); a bad value is a clear error."""
+    outs = {}
+    for cap in ("confirm", "exact", "screen"):
+        s, = make_scenarios("plan", [{**BASE, "rps": 20, "slo_tpot_p99_ms": 30,
+                                      "capacity": cap}])
+        r = run_task({**s.task(), "cache": True})
+        assert r["status"] == "ok", r
+        outs[cap] = {k: v for k, v in r["outputs"].items() if k not in TIMING}
+    default, = make_scenarios("plan", [{**BASE, "rps": 20, "slo_tpot_p99_ms": 30}])
+    assert default.key == make_scenarios("plan", [{**BASE, "rps": 20, "slo_tpot_p99_ms": 30,
+                                                   "capacity": "confirm"}])[0].key
+    assert outs["confirm"] == outs["exact"]
+    assert outs["screen"]["gpu"] and outs["screen"]["usd_per_hour"] > 0
+    with pytest.raises(InputError, match="capacity"):
+        make_scenarios("plan", [{**BASE, "rps": 20, "capacity": "fast"}])

@@ -178,7 +178,8 @@ def _space(s: dict[str, Any]) -> Any:
     return Space(gpus=tuple(s["gpus"]), tps=tuple(s["tp_options"]),
                  precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
                  batches=tuple(s["batches"]), engine=s["engine"],
-                 prices_usd_h=tuple(sorted(s["prices"].items())))
+                 prices_usd_h=tuple(sorted(s["prices"].items())),
+                 capacity=s.get("capacity", "confirm"))  # pareto has no capacity key
 
 
 def _fleet(problem: Any, s: dict[str, Any], cache: bool) -> Solved:
