@@ -31,8 +31,14 @@ from kvopt.fleet.problem import FleetProblem
 from kvopt.fleet.solve import solve_model
 from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import fixed
-from kvopt.serving.serve import step_cost_for
-from kvopt.space import DEFAULT_BATCHES, DEFAULT_PRECISIONS, DOMINATED, Space, Workload
+from kvopt.space import (
+    DEFAULT_BATCHES,
+    DEFAULT_PRECISIONS,
+    DOMINATED,
+    Space,
+    Workload,
+    clear_caches,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,20 +133,6 @@ def confirm(label: str, problem: FleetProblem, exact: OptionSet, exact_s: float,
 def _rows(opts: OptionSet) -> list[tuple[object, ...]]:
     return sorted((o.workload, o.candidate.label, o.rate_cap_rps, o.ttft_p99_ms,
                    o.tpot_p99_ms, o.candidate.memory_per_gpu_gib) for o in opts.options)
-
-
-def clear_caches() -> None:
-    """Forget step-cost tables, steady models, step-time curves, capacities and dominance
-    proofs."""
-    from kvopt import space
-    from kvopt.serving import capacity, serve, steady, stepcost
-
-    step_cost_for.cache_clear()
-    stepcost._OPS.clear()
-    serve._MODELS.clear()
-    steady._CURVES.clear()
-    capacity._CACHE.clear()
-    space._PROVEN.clear()
 
 
 if __name__ == "__main__":

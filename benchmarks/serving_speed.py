@@ -29,18 +29,7 @@ from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import estimate_under_load, steady_model, step_cost_for
 from kvopt.serving.sim import simulate
-
-
-def clear_caches() -> None:
-    """Forget step-cost tables (and their GPU-independent ops), steady models, step-time
-    curves and capacities."""
-    from kvopt.serving import capacity, serve, steady, stepcost
-
-    step_cost_for.cache_clear()
-    stepcost._OPS.clear()
-    serve._MODELS.clear()
-    steady._CURVES.clear()
-    capacity._CACHE.clear()
+from kvopt.space import clear_caches
 
 
 def screen_speed(levels: tuple[int, ...]) -> None:

@@ -243,6 +243,20 @@ def evaluate_pruned(workload: Workload, space: Space, *, by_quality: bool = Fals
 _PROVEN: dict[tuple[object, ...], frozenset[int]] = {}
 
 
+def clear_caches() -> None:
+    """Forget every memoized evaluation: step-cost tables and the GPU-independent ops they
+    share, steady models, step-time curves, capacities and dominance proofs (benchmarks
+    time cold evaluations after it; results do not change)."""
+    from kvopt.serving import capacity, serve, steady, stepcost
+
+    serve.step_cost_for.cache_clear()
+    stepcost._OPS.clear()
+    serve._MODELS.clear()
+    steady._CURVES.clear()
+    capacity._CACHE.clear()
+    _PROVEN.clear()
+
+
 def _prove_dominated(workload: Workload, space: Space, kept: list[_Kept], by_quality: bool
                      ) -> frozenset[int]:
     """The indices of the replicas of ``kept`` proven dominated (see

@@ -192,3 +192,14 @@ def test_evaluate_prune_argument_and_the_study_cache() -> None:
     assert cached_evaluate(CHAT, SPACE).candidates == full.candidates
     with pytest.raises(InputError, match="prune"):
         evaluate(CHAT, SPACE, prune="latency")
+
+
+def test_clear_caches_forgets_without_changing_results() -> None:
+    from kvopt.serving import capacity
+    from kvopt.space import clear_caches, evaluate
+
+    before = evaluate(CHAT, SPACE, prune="cost").candidates
+    assert capacity._CACHE and space_mod._PROVEN
+    clear_caches()
+    assert not capacity._CACHE and not space_mod._PROVEN
+    assert evaluate(CHAT, SPACE, prune="cost").candidates == before
