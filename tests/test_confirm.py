@@ -203,3 +203,16 @@ def test_clear_caches_forgets_without_changing_results() -> None:
     clear_caches()
     assert not capacity._CACHE and not space_mod._PROVEN
     assert evaluate(CHAT, SPACE, prune="cost").candidates == before
+
+
+def test_every_entry_point_offers_the_same_capacity_methods() -> None:
+    """The CLI and the study schema spell the methods out (the CLI must not import the
+    serving stack for --help); they must be kvopt.space's."""
+    from kvopt.cli.plan_cmd import plan_cmd
+    from kvopt.space import CAPACITY_METHODS
+    from kvopt.study.fields import FIELDS
+
+    cli = next(p for p in plan_cmd.params if p.name == "capacity")
+    study = next(f for f in FIELDS if f.name == "capacity")
+    assert set(cli.type.choices) == set(study.choices) == set(CAPACITY_METHODS)
+    assert cli.default == study.default == "confirm"
