@@ -3,7 +3,8 @@ serving issue's tolerances (mean TTFT, mean TPOT and throughput within 10%; p99 
 TPOT within 20%).
 
 The test suite checks the same five configurations at 15, 35, 60 and 80% of capacity
-(``tests/test_serving.py``); this report also runs closed loops of 1, 8 and 64 clients and
+(``tests/serving/test_steady_vs_sim.py``); this report also runs closed loops of 1, 8 and
+64 clients and
 offline batches of 200 and 2,000 requests, where the analytic model misses some p99s badly (it
 prints what it measured). Each Poisson point simulates 4,000 requests; a closed loop at least
 250 requests per client, since its cohorts take that long to settle (70B, 64 clients: the
@@ -16,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from kvopt.serving.lengths import parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
 from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_serving import CASES  # the test suite's grid: one list for both
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from tests.serving.test_steady_vs_sim import CASES  # the test suite's grid: one list for both
 
 CHECKS = (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
           ("throughput", "output_tok_s", 0.10), ("latency", "ttft_p99_ms", 0.20),
@@ -32,6 +35,20 @@ CHECKS = (("latency", "ttft_ms", 0.10), ("latency", "tpot_ms", 0.10),
 FRACTIONS = (0.15, 0.35, 0.6, 0.8)
 CLIENTS = (1, 8, 64)
 BATCHES = (200, 2000)  # offline runs: all requests submitted at once
+
+
+def both_at_fractions(rep: Any, inp: Any, out: Any, fractions: tuple[float, ...],
+                      requests: int | None) -> Iterator[tuple[float, dict[str, Any],
+                                                           dict[str, Any]]]:
+    """(fraction, analytic estimate, simulated estimate) of ``rep`` under Poisson loads at
+    ``fractions`` of its capacity (the estimates as dicts)."""
+    cap, _ = steady_model(rep, inp, out).capacity()
+    for frac in fractions:
+        load = Load(mode="rps", value=cap * frac)
+        a = estimate_under_load(rep, load=load, input_dist=inp, output_dist=out).to_dict()
+        s = simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
+                                num_requests=requests).to_dict()
+        yield frac, a, s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, gpu, tp, engine, i_spec, o_spec in CASES:
         rep = build_replica(model=model, gpu=gpu, tp=tp, engine=engine)
         inp, out = parse_dist(i_spec), parse_dist(o_spec)
-        cap, _ = steady_model(rep, inp, out).capacity()
-        for frac in FRACTIONS:
-            load = Load(mode="rps", value=cap * frac)
-            a = estimate_under_load(rep, load=load, input_dist=inp, output_dist=out).to_dict()
-            s = simulate_under_load(rep, load=load, input_dist=inp, output_dist=out,
-                                    num_requests=args.requests).to_dict()
+        for frac, a, s in both_at_fractions(rep, inp, out, FRACTIONS, args.requests):
             cells = []
             for block, key, tol in CHECKS:
                 err = (a[block][key] - s[block][key]) / s[block][key]

@@ -25,19 +25,19 @@ import time
 from dataclasses import replace
 
 from kvopt import list_gpus, price_for
+from kvopt.caching import clear_all as clear_caches
 from kvopt.fleet.build import build_model
 from kvopt.fleet.options import OptionSet, build_options
 from kvopt.fleet.problem import FleetProblem
 from kvopt.fleet.solve import solve_model
-from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import fixed
+from kvopt.serving.results import Slo
 from kvopt.space import (
     DEFAULT_BATCHES,
     DEFAULT_PRECISIONS,
     DOMINATED,
     Space,
     Workload,
-    clear_caches,
 )
 
 

@@ -1,7 +1,8 @@
 """Goodput (the highest Poisson rate that meets a p99 SLO) analytic against the simulator.
 
 The planner sizes fleets on the analytic goodput, so this is the number that decides whether
-a plan meets its SLO. For each configuration of the test grid (``tests/test_serving.py``) and
+a plan meets its SLO. For each configuration of the test grid
+(``tests/serving/test_steady_vs_sim.py``) and
 two SLOs (TTFT p99 and TPOT p99 at 1.5x and 3x their light-load values: a tight and a loose
 one), it prints
 
@@ -23,14 +24,15 @@ import statistics
 import sys
 from pathlib import Path
 
-from kvopt.serving.capacity import Slo, capacity, capacity_many
+from kvopt.serving.capacity import capacity, capacity_many
 from kvopt.serving.lengths import LengthDist, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import Replica, build_replica
+from kvopt.serving.results import Slo
 from kvopt.serving.serve import estimate_under_load, simulate_under_load, steady_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_serving import CASES  # the test suite's grid: one list for both
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from tests.serving.test_steady_vs_sim import CASES  # the test suite's grid: one list for both
 
 FACTORS = (1.5, 3.0)  # SLO = factor x the light-load p99 (TTFT and TPOT alike)
 

@@ -13,8 +13,8 @@ import sys
 
 from kvopt import list_gpus, price_for
 from kvopt.pareto.run import pareto
-from kvopt.serving.capacity import Slo
 from kvopt.serving.lengths import fixed
+from kvopt.serving.results import Slo
 from kvopt.space import Space, Workload
 
 

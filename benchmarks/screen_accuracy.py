@@ -27,9 +27,10 @@ import time
 import numpy as np
 
 from kvopt import KvoptError, list_gpus
-from kvopt.serving.capacity import Slo, capacity_levels
+from kvopt.serving.capacity import capacity_levels
 from kvopt.serving.lengths import parse_dist
 from kvopt.serving.replica import build_replica
+from kvopt.serving.results import Slo
 from kvopt.serving.screen import screen_levels
 from kvopt.serving.serve import steady_model
 

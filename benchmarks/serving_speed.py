@@ -23,13 +23,14 @@ import time
 import numpy as np
 
 from kvopt import KvoptError, list_gpus
-from kvopt.serving.capacity import Slo, capacity_levels, capacity_many
+from kvopt.caching import clear_all as clear_caches
+from kvopt.serving.capacity import capacity_levels, capacity_many
 from kvopt.serving.lengths import fixed, parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import build_replica
+from kvopt.serving.results import Slo
 from kvopt.serving.serve import estimate_under_load, steady_model, step_cost_for
 from kvopt.serving.sim import simulate
-from kvopt.space import clear_caches
 
 
 def screen_speed(levels: tuple[int, ...]) -> None:

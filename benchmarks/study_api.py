@@ -1,4 +1,4 @@
-"""A scripted study with the Python API (README, "Studies"): which GPU is cheapest for each
+"""A scripted study with the Python API (``kvopt.study``): which GPU is cheapest for each
 model as traffic grows, under two SLO tiers and two price books.
 
 Run: ``python benchmarks/study_api.py [--out study-api-out] [--workers 2]``; run it again and

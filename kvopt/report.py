@@ -39,6 +39,9 @@ class LatencyReport:
     tpot_p90_ms: float
     tpot_p99_ms: float
     queue_ms: float  # mean wait before the first scheduling
+    e2e_p50_ms: float = math.inf  # whole request: TTFT + all output tokens
+    e2e_p90_ms: float = math.inf
+    e2e_p99_ms: float = math.inf
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +84,9 @@ class Estimate:
     model: str
     gpu: str
     tp: int
+    ep: int = 1  # expert-parallel ranks, attention-DP ranks, pipeline stages (GPUs: tp x dp x pp)
+    dp: int = 1
+    pp: int = 1
     weights: str
     kv_dtype: str
     engine: str

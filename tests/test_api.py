@@ -87,18 +87,18 @@ def test_api_rejects_non_positive_lengths() -> None:
 
 
 def test_load_curve_api() -> None:
-    """`kvopt.load_curve`: `points` rates up to capacity plus one above by default, the given
+    """`kvopt.curve`: `points` rates up to capacity plus one above by default, the given
     rates sorted and deduplicated otherwise; bad values are InputErrors naming the field."""
     import kvopt
 
     kw = dict(model="Llama-3.1-8B", gpu="H100-SXM", input_len=512, output_len=128)
-    d = kvopt.load_curve(points=3, **kw)
+    d = kvopt.curve(points=3, **kw)
     cap = d["capacity_rps"]
     assert [p["value"] for p in d["points"]] == pytest.approx([0.05 * cap, 0.5 * cap,
                                                                0.95 * cap, 1.1 * cap])
-    assert [p["value"] for p in kvopt.load_curve(rps=[4, 2, 4], **kw)["points"]] == [2.0, 4.0]
+    assert [p["value"] for p in kvopt.curve(rps=[4, 2, 4], **kw)["points"]] == [2.0, 4.0]
     for bad, field in ((dict(rps=[0]), "rps"), (dict(rps=[]), "rps"),
                        (dict(concurrency=[2.5]), "concurrency"), (dict(points=1), "points"),
                        (dict(rps=[1], concurrency=[1]), "load")):
         with pytest.raises(kvopt.InputError, match=field):
-            kvopt.load_curve(**bad, **kw)
+            kvopt.curve(**bad, **kw)

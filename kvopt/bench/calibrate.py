@@ -23,8 +23,8 @@ import yaml
 from kvopt.catalog.engines import EngineProfile, load_engine
 from kvopt.catalog.gpus import GpuSpec, load_gpu
 from kvopt.errors import InputError, KvoptError
-from kvopt.estimate import estimate
 from kvopt.fileio import write_atomic
+from kvopt.serving.estimate import estimate
 from kvopt.serving.load import Load
 
 SCHEMA = "kvopt.profile/1"
@@ -197,15 +197,32 @@ def save_profile(cal: Calibration, path: str | Path) -> None:
 
 
 def load_profile(path: str | Path) -> Calibration:
+    from kvopt.fileio import read_text_input
+
     p = Path(path)
+    text = read_text_input(p, "--profile")
     try:
-        doc: Any = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError("--profile", str(p), f"cannot read it ({exc})") from None
+        doc: Any = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise InputError("--profile", str(p), f"not valid YAML ({type(exc).__name__})"
+                         ) from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise InputError("--profile", str(p), f"not a {SCHEMA} file",
                          "write one with kvopt calibrate --out")
     try:
+        for key, lo, hi in (("compute_efficiency_scale", BOUNDS[0][0], BOUNDS[1][0]),
+                            ("memory_efficiency_scale", BOUNDS[0][1], BOUNDS[1][1]),
+                            ("step_overhead_ms", BOUNDS[0][2], BOUNDS[1][2]),
+                            ("request_overhead_ms", BOUNDS[0][3], BOUNDS[1][3])):
+            node = doc.get(key)
+            v = node.get("value") if isinstance(node, dict) else None
+            if node is None and key == "request_overhead_ms":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) \
+                    or not lo <= v <= hi:  # NaN fails too
+                raise InputError("--profile", str(p), f"{key}={v!r}: must be a number from "
+                                 f"{lo:g} to {hi:g} (the range calibrate fits in)",
+                                 "re-fit it with kvopt calibrate --out")
         return Calibration(gpu=str(doc["gpu"]), engine=str(doc["engine"]),
                            compute_scale=float(doc["compute_efficiency_scale"]["value"]),
                            memory_scale=float(doc["memory_efficiency_scale"]["value"]),
@@ -213,8 +230,24 @@ def load_profile(path: str | Path) -> Calibration:
                            request_overhead_ms=float(
                                (doc.get("request_overhead_ms") or {"value": 0.0})["value"]),
                            fitted_on=tuple(str(x) for x in doc.get("fitted_on") or ()))
-    except (KeyError, TypeError, ValueError):
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError("--profile", str(p), "missing or malformed fields") from None
+
+
+def distinct_points(files: list[tuple[str, Point]]) -> list[Point]:
+    """The points of several bench files, refusing two that hold the same measurement (a
+    file given twice, or a copy): a duplicate would count one measurement twice."""
+    seen: dict[tuple[object, ...], str] = {}
+    for name, p in files:
+        key = (p.model, p.tp, p.weights, p.kv_dtype, p.load, p.input_len, p.output_len,
+               tuple(sorted(p.measured.items())))
+        if key in seen:
+            raise InputError("calibrate", name, f"holds the same measurement as {seen[key]}",
+                             "give each measurement once")
+        seen[key] = name
+    return [p for _, p in files]
 
 
 def point_from_bench(bench: dict[str, Any], label: str, *, model: str | None = None) -> Point:

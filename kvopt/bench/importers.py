@@ -18,30 +18,13 @@ from typing import Any
 import numpy as np
 
 from kvopt._version import __version__
-from kvopt.bench.result import SCHEMA, STATS, check_bench
+from kvopt.bench.result import SCHEMA, STATS, check_bench, sniff_formats
 from kvopt.errors import InputError
 from kvopt.fileio import read_json_input
 
 FORMATS = ("vllm", "guidellm", "genai-perf")
 _VLLM_METRIC = {"ttft_ms": "ttft", "itl_ms": "itl", "e2e_ms": "e2el", "tpot_ms": "tpot"}
 _VLLM_LIST = {"ttft_ms": "ttfts", "itl_ms": "itls", "e2e_ms": "latencies"}
-
-
-def sniff_formats(data: Any) -> list[str]:
-    """The foreign formats ``data`` looks like (empty: none of them)."""
-    if not isinstance(data, dict):
-        return []
-    found = []
-    if "request_throughput" in data and ("mean_ttft_ms" in data or "backend" in data):
-        found.append("vllm")
-    bench = data.get("benchmarks")
-    if isinstance(bench, list) and bench and isinstance(bench[0], dict) \
-            and "metrics" in bench[0]:
-        found.append("guidellm")
-    ttft = data.get("time_to_first_token")
-    if "input_config" in data and isinstance(ttft, dict) and "avg" in ttft:
-        found.append("genai-perf")
-    return found
 
 
 def _missing(where: str, what: str, fix: str) -> InputError:
@@ -85,6 +68,11 @@ def from_vllm(d: dict[str, Any], where: str) -> dict[str, Any]:
                          "import runs with a fixed --request-rate or --max-concurrency")
     rate = _num(d, "request_rate")
     conc = _num(d, "max_concurrency")
+    for key, v in (("request_rate", rate), ("max_concurrency", conc)):
+        if v is not None and v <= 0:
+            raise InputError("import-bench", where, f"{key}={v:g} is not a load (a rate or "
+                             "a client count is > 0)", "check the file: it is not a "
+                             "measurement of a load run")
     if rate is not None and rate > 0:
         mode, value = "rps", rate
         if conc:
@@ -327,7 +315,7 @@ def import_file(path: str | Path, fmt: str = "auto", *, model: str | None = None
     ``kvopt.bench/1`` dicts (several for a GuideLLM report with several benchmarks);
     ``model``/``endpoint`` override what the file records."""
     where = str(path)
-    data = read_json_input(path, "import-bench")
+    data = read_json_input(path, "import-bench", constants=True)  # vLLM writes Infinity
     if fmt == "auto":
         found = sniff_formats(data)
         if len(found) != 1:

@@ -2,48 +2,16 @@
 measured. ``kvopt bench`` writes it; ``kvopt import-bench`` converts vLLM, GuideLLM and
 genai-perf results to it; ``validate`` and ``calibrate`` read it.
 
-Required (times in ms, rates per second):
-
-```
-{"schema": "kvopt.bench/1", "model": str, "endpoint": str,
- "load": {"mode": "rps"|"concurrency", "value": float},   # offered req/s, or requests in flight
- "input_len": int, "output_len": int,                     # asked lengths, tokens
- "num_requests": int,          # requests sent (completed + errors + incomplete)
- "completed": int, "errors": int,
- "duration_s": float,          # wall time of the run, start to last finish (kvopt bench:
-                               # at least --duration-s when it ended Poisson arrivals)
- "ttft_ms": {"mean", "p50", "p90", "p99"}, "itl_ms": {...}, "e2e_ms": {...},
- "output_tok_s": float,        # output tokens of completed requests / duration_s
- "requests_s": float}          # completed requests / duration_s
-```
-
-Imported files hold null for counts their source does not record (genai-perf keeps no
-error count, and no request count or duration in older versions). Statistics are over
-completed requests; ITL pools the gaps between successive streamed content chunks of all of
-them (vLLM's definition); a block of zeros means "not measured" (``validate`` skips
-measured values <= 0). ``load_bench`` checks ``schema``, ``load``,
-the lengths, ``ttft_ms``, ``itl_ms`` and ``output_tok_s``; files from before the optional
-fields below existed still load.
-
-Optional (written by ``kvopt bench``; importers fill what their source has):
-``api`` (completions|chat); ``incomplete`` (requests cancelled at the ``--duration-s``
-deadline); ``errors_by_kind`` ({kind: count}, kinds: http_5xx, http_4xx, timeout,
-disconnected, connect, no_usage, stream_error, bad_response, empty_output);
-``tpot_ms`` (block of per-request ``(e2e - ttft) / (output_tokens - 1)``);
-``input_tok_s``; ``mean_input_tokens`` and ``mean_output_tokens`` (measured from the
-server's usage); ``max_in_flight`` (most requests in flight at once, client side); ``seed``;
-``max_requests`` (the ``--num-requests`` bound); ``duration_limit_s``;
-``request_timeout_s``; ``prompt_fit`` ({a_tokens, b_tokens_per_word, probe_words,
-probe_tokens, target_words, target_tokens_mean, words}: prompt tokens = a + b x words, the
-slope from two probes, the intercept from eight probes of the planned size); ``started_at``
-(ISO 8601; UTC for ``kvopt bench``, the tool's local time when imported); ``source`` (the
-tool that measured: "kvopt bench", "vllm bench serve", "guidellm", "genai-perf");
-``imported_from`` (path of the converted file); ``notes`` (list of
-str: what an importer derived or assumed); ``kvopt_version``.
+Its format is documented once, as the JSON Schema ``kvopt/schemas/bench.schema.json``
+(``kvopt schema bench``): every key, its type, range and meaning (times in ms, rates per
+second, lengths in tokens). :func:`check_bench` checks a file against it; files from before
+the optional fields existed still load.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,36 +22,83 @@ SCHEMA = "kvopt.bench/1"
 STATS = ("mean", "p50", "p90", "p99")
 
 
+def sniff_formats(data: Any) -> list[str]:
+    """The foreign formats ``data`` looks like (empty: none of them)."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    if "request_throughput" in data and ("mean_ttft_ms" in data or "backend" in data):
+        found.append("vllm")
+    bench = data.get("benchmarks")
+    if isinstance(bench, list) and bench and isinstance(bench[0], dict) \
+            and "metrics" in bench[0]:
+        found.append("guidellm")
+    ttft = data.get("time_to_first_token")
+    if "input_config" in data and isinstance(ttft, dict) and "avg" in ttft:
+        found.append("genai-perf")
+    return found
+
+
 def check_bench(data: Any, where: str) -> dict[str, Any]:
-    """Check a bench dict; a malformed one raises InputError naming ``where`` and the
-    field. A vLLM, GuideLLM or genai-perf result says to convert it with import-bench."""
+    """Check a bench dict against the ``bench`` schema (``kvopt schema bench``); a malformed
+    one raises InputError naming ``where``, the field and what it allows. A vLLM, GuideLLM
+    or genai-perf result says to convert it with import-bench."""
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
-        from kvopt.bench.importers import sniff_formats
-
         found = sniff_formats(data)
         if found:
             raise InputError("bench", where, f"this is a {found[0]} result, not "
                              f"{SCHEMA!r}", f"convert it: kvopt import-bench {where} "
                              "--out bench.json")
         raise InputError("bench", where, f"schema {schema!r} is not {SCHEMA!r}")
-    load = data.get("load")
-    if not isinstance(load, dict) or load.get("mode") not in ("rps", "concurrency") or not (
-            isinstance(load.get("value"), int | float) and load["value"] > 0):
-        raise InputError("bench", where, "field 'load' needs mode rps|concurrency and a "
-                         "value > 0")
-    for key in ("input_len", "output_len"):
-        if not isinstance(data.get(key), int) or data[key] < 1:
-            raise InputError("bench", where, f"field '{key}' must be a positive integer")
-    for key in ("ttft_ms", "itl_ms"):
-        block = data.get(key)
-        if not isinstance(block, dict) or any(
-                not isinstance(block.get(s), int | float) for s in STATS):
-            raise InputError("bench", where, f"field '{key}' needs numbers for "
-                             + ", ".join(STATS))
-    if not isinstance(data.get("output_tok_s"), int | float):
-        raise InputError("bench", where, "field 'output_tok_s' must be a number")
+    from kvopt.schemas import validate
+
+    validate("bench", data, source=where)
+    check_measurement(data, where)
     return dict(data)
+
+
+def check_measurement(data: dict[str, Any], where: str) -> None:
+    """What a schema cannot say: that the numbers can be a measurement of a load run.
+    Every latency and rate finite and positive, percentiles in order (p50 <= p90 <= p99),
+    a request's end after its first token, at least one request completed and no more
+    than were sent."""
+    def bad(field: str, value: Any, rule: str) -> InputError:
+        return InputError("bench", where, f"{field}={value!r}: {rule}; this cannot be a "
+                          "measurement", "re-run the benchmark or re-import its result")
+
+    def num(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    load = data["load"]
+    if not (num(load.get("value")) and load["value"] > 0):
+        raise bad("load.value", load.get("value"), "a load is a finite number > 0")
+    completed, sent = data.get("completed"), data.get("num_requests")
+    if completed is not None and completed < 1:
+        raise bad("completed", completed, "no request completed")
+    if completed is not None and sent is not None and completed > sent:
+        raise bad("completed", completed, f"more than the {sent} requests sent")
+    for key in ("duration_s", "output_tok_s", "requests_s", "input_tok_s"):
+        v = data.get(key)
+        if v is not None and not (num(v) and v > 0):
+            raise bad(key, v, "must be a finite number > 0")
+    for block in ("ttft_ms", "itl_ms", "e2e_ms", "tpot_ms"):
+        b = data.get(block)
+        if not isinstance(b, dict):
+            continue
+        for stat in STATS:
+            v = b.get(stat)
+            if v is None and block == "tpot_ms":
+                continue
+            if not num(v) or v < 0 or (v == 0 and block in ("ttft_ms", "e2e_ms")):  # type: ignore[operator]
+                raise bad(f"{block}.{stat}", v, "a latency is a finite number > 0 ms")
+        qs = [float(b[s]) for s in ("p50", "p90", "p99") if num(b.get(s))]
+        if any(a > c * (1 + 1e-9) + 1e-9 for a, c in itertools.pairwise(qs)):
+            raise bad(block, {s: b.get(s) for s in ("p50", "p90", "p99")},
+                      "percentiles must not decrease (p50 <= p90 <= p99)")
+    if data["e2e_ms"]["mean"] < data["ttft_ms"]["mean"] * (1 - 1e-9):
+        raise bad("e2e_ms.mean", data["e2e_ms"]["mean"], "a request ends after its first "
+                  f"token (TTFT mean {data['ttft_ms']['mean']:g} ms)")
 
 
 def load_bench(path: str | Path) -> dict[str, Any]:

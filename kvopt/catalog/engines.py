@@ -42,11 +42,17 @@ class EngineProfile:
     # "full_sequence" (blocks for prompt + max output reserved at admission, never
     # preempted: TensorRT-LLM's GUARANTEED_NO_EVICT)
     kv_admission: str = "on_demand"
+    # how a step is composed when prompts wait: "mixed" (the decodes of running sequences
+    # and prefill chunks share each step, up to the token budget: vLLM V1, TensorRT-LLM's
+    # in-flight batching, SGLang with --enable-mixed-chunk) or "prefill_first" (a batch of
+    # waiting prompts runs alone and the running decodes wait for it: SGLang's default)
+    prefill_policy: str = "mixed"
     # when the engine's own all-reduce kernels run instead of plain NCCL (unregistered
     # buffers): rules (tp_max, max_bytes, max_tokens), the first with tp <= tp_max applies;
     # none: always its own kernels (the catalog's default all-reduce curve)
     allreduce_rules: tuple[tuple[int, float, float], ...] = ()
     version_modeled: str = ""
+    fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
 
     def allreduce_custom(self, tp: int, tokens: Any, n_bytes: Any) -> Any:
@@ -81,6 +87,9 @@ class EngineProfile:
             raise ValueError("request_overhead_ms must be >= 0")
         if self.physical_batch_tokens < 0:
             raise ValueError("physical_batch_tokens must be >= 0")
+        if self.prefill_policy not in PREFILL_POLICIES:
+            raise ValueError(f"prefill_policy {self.prefill_policy!r} must be one of "
+                             f"{', '.join(PREFILL_POLICIES)}")
         if self.kv_admission not in KV_ADMISSIONS:
             raise ValueError(f"kv_admission {self.kv_admission!r} must be one of "
                              f"{', '.join(KV_ADMISSIONS)}")
@@ -89,9 +98,84 @@ class EngineProfile:
 
 
 KV_ADMISSIONS = ("on_demand", "full_sequence")
+PREFILL_POLICIES = ("mixed", "prefill_first")
+# the engine flags a user may set (``--engine-arg KEY=VALUE``): (type, check, rule)
+ENGINE_ARGS: dict[str, tuple[type, str]] = {
+    "max_num_batched_tokens": (int, "an integer >= 1 (tokens per step: vLLM "
+                               "--max-num-batched-tokens, TensorRT-LLM max_num_tokens, SGLang "
+                               "--chunked-prefill-size)"),
+    "max_num_seqs": (int, "an integer >= 1 (running sequences: vLLM --max-num-seqs, "
+                     "TensorRT-LLM max_batch_size, SGLang --max-running-requests)"),
+    "chunked_prefill": (bool, "true or false"),
+    "prefill_policy": (str, f"one of {', '.join(PREFILL_POLICIES)}"),
+    "memory_fraction": (float, "a number in (0, 1] (vLLM --gpu-memory-utilization, SGLang "
+                        "--mem-fraction-static, TensorRT-LLM free_gpu_memory_fraction)"),
+    "request_overhead_ms": (float, "a number >= 0"),
+    "step_overhead_ms": (float, "a number >= 0"),
+}
 
 
-def _custom_allreduce(node: Any, origin: str, srcs: dict[str, str]
+# the largest engine flags kvopt models (kvopt.limits: bounded work per step)
+SEQS_MAX = 65_536  # 32x the largest default max_num_seqs of any engine profile
+STEP_TOKENS_MAX = 1_048_576  # tokens one step takes: 128x the largest default (8192)
+OVERHEAD_MS_MAX = 60_000.0  # a minute per step or request
+
+
+def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
+    """``profile`` with engine flags set by the user (:data:`ENGINE_ARGS`); each becomes
+    its own source ("user: --engine-arg")."""
+    import dataclasses
+
+    from kvopt.errors import InputError
+
+    changes: dict[str, Any] = {}
+    for key, raw in args.items():
+        if key not in ENGINE_ARGS:
+            raise InputError("--engine-arg", key, "unknown engine argument",
+                             f"use one of: {', '.join(ENGINE_ARGS)}")
+        kind, rule = ENGINE_ARGS[key]
+        value = _coerce(raw, kind)
+        top = {"max_num_seqs": SEQS_MAX, "max_num_batched_tokens": STEP_TOKENS_MAX}.get(
+            key, math.inf)
+        ok = value is not None and (
+            (kind is int and 1 <= value <= top) or (kind is bool)
+            or (key == "prefill_policy" and value in PREFILL_POLICIES)
+            or (key == "memory_fraction" and 0 < value <= 1)
+            or (kind is float and key != "memory_fraction" and 0 <= value <= OVERHEAD_MS_MAX))
+        if not ok:
+            limit = (f" up to {top}" if kind is int else f" up to {OVERHEAD_MS_MAX:g}"
+                     if kind is float and key != "memory_fraction" else "")
+            raise InputError("--engine-arg", f"{key}={raw}", f"must be {rule}{limit}")
+        changes[key] = value
+    if not changes:
+        return profile
+    sources = dict(profile.sources)
+    sources.update({k: "user: --engine-arg" for k in changes})
+    return dataclasses.replace(profile, **changes, sources=tuple(sorted(sources.items())))
+
+
+def _coerce(raw: Any, kind: type) -> Any:
+    """``raw`` as ``kind`` (text from the command line, or a Python value), else None."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                "no": False}.get(text)
+    if isinstance(raw, bool):
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        return None
+    if kind is int and isinstance(raw, float) and raw != value:
+        return None
+    if kind is float and not math.isfinite(value):
+        return None
+    return value
+
+
+def parse_custom_allreduce(node: Any, origin: str, srcs: dict[str, str]
                       ) -> tuple[tuple[int, float, float], ...]:
     """``custom_allreduce: {value: [{tp_max, max_bytes, max_tokens}, ...], source}``: the
     engine runs its own kernels for an all-reduce of at most ``max_bytes`` in a step of at most
@@ -118,14 +202,17 @@ def _custom_allreduce(node: Any, origin: str, srcs: dict[str, str]
     return tuple(sorted(out))
 
 
-def _admission(node: Any, origin: str, srcs: dict[str, str]) -> str:
-    """``kv_admission: {value: on_demand|full_sequence, source: ...}`` (absent: on_demand)."""
+def _sourced_choice(data: dict[str, Any], field: str, default: str, origin: str,
+                   srcs: dict[str, str]) -> str:
+    """``field: {value: ..., source: ...}`` of a profile (absent: ``default``); the
+    dataclass checks the value against its allowed choices."""
+    node = data.get(field)
     if node is None:
-        return "on_demand"
+        return default
     if not isinstance(node, dict) or not node.get("source") or "value" not in node:
-        raise CatalogError(f"{origin}: field 'kv_admission' must be a mapping with 'value' "
-                           "and a non-empty 'source'")
-    srcs["kv_admission"] = str(node["source"])
+        raise CatalogError(f"{origin}: field '{field}' must be a mapping with 'value' and a "
+                           "non-empty 'source'")
+    srcs[field] = str(node["source"])
     return str(node["value"])
 
 
@@ -146,14 +233,22 @@ def engine_names() -> list[str]:
     return sorted(p.stem for p in (models_dir() / "engines").glob("*.yaml"))
 
 
-def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
-    """The profile of engine ``name``, with large-GPU overrides applied for ``gpu``."""
+def load_engine(name: str, gpu: GpuSpec | None = None,
+                version: str | None = None) -> EngineProfile:
+    """The profile of engine ``name``, with large-GPU overrides applied for ``gpu`` and the
+    overheads fitted for ``version`` (None: the default fitted version)."""
+    from kvopt.catalog.engine_versions import overrides
+
     canonical = NameIndex("engine", {n: () for n in _raw()}).resolve(name)
     data = _raw()[canonical]
     origin = data["__origin__"]
     srcs: dict[str, str] = {}
+    fitted_version, fitted = overrides(canonical, version)
 
     def num(node: Any, key: str) -> float:
+        if key in fitted:  # engine time outside the kernels, fitted per version
+            srcs[key] = fitted[key][1]
+            return fitted[key][0]
         value, src = sourced(node, key, origin)
         srcs[key] = src
         return float(value or 0.0)
@@ -180,11 +275,13 @@ def load_engine(name: str, gpu: GpuSpec | None = None) -> EngineProfile:
             kernel_launch_us=num(data.get("kernel_launch_us"), "kernel_launch_us"),
             physical_batch_tokens=int(num(data["physical_batch_tokens"], "physical_batch_tokens"))
             if "physical_batch_tokens" in data else 0,
-            request_overhead_ms=num(data["request_overhead_ms"], "request_overhead_ms")
-            if "request_overhead_ms" in data else 0.0,
-            kv_admission=_admission(data.get("kv_admission"), origin, srcs),
-            allreduce_rules=_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
+            request_overhead_ms=num(data.get("request_overhead_ms"), "request_overhead_ms")
+            if "request_overhead_ms" in data or "request_overhead_ms" in fitted else 0.0,
+            kv_admission=_sourced_choice(data, "kv_admission", "on_demand", origin, srcs),
+            prefill_policy=_sourced_choice(data, "prefill_policy", "mixed", origin, srcs),
+            allreduce_rules=parse_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
+            fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),
         )
     except ValueError as exc:

@@ -10,13 +10,14 @@ from typing import Any
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.resolve import NameIndex
 from kvopt.catalog.yamlio import read_yaml, sourced
+from kvopt.choices import GPU_FORM_FACTORS, GPU_VENDORS
 from kvopt.errors import CatalogError, UnsupportedError
 from kvopt.units import GB, GIB, TERA
 
 DTYPES = ("fp16", "bf16", "fp8", "int8", "fp4")
-FORM_FACTORS = ("datacenter", "desktop", "laptop")
+FORM_FACTORS = GPU_FORM_FACTORS
 INTERCONNECTS = ("nvlink", "xgmi", "pcie")
-VENDORS = ("nvidia", "amd")
+VENDORS = GPU_VENDORS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,16 @@
-"""`ModelSpec`: the architecture facts the physics needs, independent of the config format."""
+"""`ModelSpec`: the architecture facts the physics needs, independent of the config format.
+
+Layers are typed (``layer_types``): ``full`` (causal softmax attention over the whole
+context), ``sliding`` (a window of the last ``sliding_windows[i]`` tokens), ``chunked``
+(Llama-4 local attention inside chunks of ``sliding_windows[i]`` tokens), ``linear`` (Gated
+DeltaNet: a fixed recurrent state per sequence, no KV cache) and ``cross`` (Llama-3.2-Vision:
+attention over the image tokens of the request, no self-attention KV)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+LAYER_TYPES = ("full", "sliding", "chunked", "linear", "cross")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,6 +25,95 @@ class MlaSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LinearAttnSpec:
+    """Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5): per layer a recurrent state of
+    ``num_value_heads x value_head_dim x key_head_dim`` values and a short-convolution state of
+    ``conv_kernel - 1`` steps over the q, k, v channels, instead of a growing KV cache."""
+
+    num_key_heads: int
+    num_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int
+    state_value_bytes: float  # bytes per recurrent-state value (fp32 4, bf16 2)
+    separate_projections: bool = False  # Qwen3.5: in_proj_qkv/z/b/a (same sizes)
+
+    @property
+    def key_dim(self) -> int:
+        return self.num_key_heads * self.key_head_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.num_value_heads * self.value_head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the short convolution: q and k (``key_dim`` each) and v."""
+        return 2 * self.key_dim + self.value_dim
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexerSpec:
+    """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2, GLM-5): ``heads`` small
+    query heads score every cached token with one ``head_dim`` key per token (its own FP8
+    cache), and the attention reads only the ``topk`` best keys per query."""
+
+    heads: int
+    head_dim: int
+    topk: int
+    key_bytes: float  # cache bytes per token per layer (FP8 key + its fp32 scale)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointQuant:
+    """A quantized checkpoint's own format (its ``quantization_config``): the default weight
+    precision, and the components it keeps in 16 bit."""
+
+    method: str  # the config's quant_method (mxfp4, fp8, compressed-tensors, ...)
+    weights: str  # the kvopt weight precision it is (mxfp4, fp8, int4)
+    keep_16bit: tuple[str, ...] = ()  # attention, shared_experts, dense_mlp (beyond the
+    # precision's own embedding/lm_head/norms)
+    bits_per_weight: float = 0.0  # the checkpoint's own bits (scales included); 0: the format's
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionSpec:
+    """A vision encoder and its projector, and how an image becomes LLM tokens.
+
+    ``kind`` picks the image-token rule (:mod:`kvopt.physics.vision`): ``qwen_vl`` (native
+    resolution: ``patch_size`` patches, ``merge x merge`` merged into one token, the image
+    resized within ``[min_pixels, max_pixels]``), ``fixed`` (resized to ``image_size``
+    square: ``tokens_per_image`` tokens), ``tiles`` (Llama-3.2-Vision: up to ``max_tiles``
+    tiles of ``image_size`` px, each ``(image_size / patch_size)^2 + 1`` tokens, attended by
+    the cross-attention layers)."""
+
+    kind: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    gated_mlp: bool
+    patch_size: int
+    image_size: int  # fixed/tiles: the side an image (tile) is resized to
+    out_hidden_size: int  # the LLM hidden size the projector writes
+    projector_params: int
+    projector_flops_per_token: float  # FLOPs of the projector per LLM image token
+    temporal_patch: int = 1  # qwen_vl: frames per patch (an image is repeated)
+    merge: int = 1  # qwen_vl: spatial merge; fixed: pooling of the patch grid
+    tokens_per_image: int = 0  # fixed: LLM tokens per image
+    extra_tokens_per_image: int = 0  # special tokens around each image in the prompt
+    min_pixels: int = 0
+    max_pixels: int = 0
+    max_tiles: int = 1
+    class_token: bool = False
+    window_patches: int = 0  # qwen2.5-vl: patches per attention window (0: global)
+    full_attention_layers: int = 0  # qwen2.5-vl: layers attending globally
+    extra_params: int = 0  # embeddings and extra layers beyond the blocks
+    used_layers: int = 0  # layers run to get the features (llava: penultimate); 0 = all
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class MoeSpec:
     """Mixture-of-experts layout. ``moe_layers[i]`` tells whether layer i is sparse."""
 
@@ -27,6 +124,7 @@ class MoeSpec:
     shared_expert_gate: bool  # Qwen2-MoE has a sigmoid gate h->1 on the shared expert
     router_bias: bool  # DeepSeek-V3 e_score_correction_bias
     moe_layers: tuple[bool, ...]
+    expert_bias: bool = False  # gpt-oss: biases on each expert's gate/up and down
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +154,15 @@ class ModelSpec:
     sliding_windows: tuple[int | None, ...]  # per layer; None = full attention
     mla: MlaSpec | None = None
     moe: MoeSpec | None = None
+    layer_types: tuple[str, ...] = ()  # per layer (see the module docstring); () = from
+    # sliding_windows (sliding where a window is set, else full)
+    attention_sinks: bool = False  # gpt-oss: a learned sink logit per head
+    attn_output_gate: bool = False  # Qwen3-Next/3.5: q_proj also writes a sigmoid gate
+    qk_norm_width: int = 0  # MiniMax-M2: q/k norms over all heads (0: per head_dim)
+    linear: LinearAttnSpec | None = None
+    indexer: IndexerSpec | None = None
+    checkpoint: CheckpointQuant | None = None
+    vision: VisionSpec | None = None
     params_published: float | None = None
     active_params_published: float | None = None
     hf_id: str = ""
@@ -70,6 +177,29 @@ class ModelSpec:
             raise ValueError("ModelSpec.sliding_windows needs one entry per layer")
         if self.moe is not None and len(self.moe.moe_layers) != self.num_layers:
             raise ValueError("MoeSpec.moe_layers needs one entry per layer")
+        if self.layer_types:
+            if len(self.layer_types) != self.num_layers:
+                raise ValueError("ModelSpec.layer_types needs one entry per layer")
+            bad = sorted(set(self.layer_types) - set(LAYER_TYPES))
+            if bad:
+                raise ValueError(f"layer types {', '.join(bad)} are not modeled; kvopt "
+                                 f"models {', '.join(LAYER_TYPES)}")
+            if "linear" in self.layer_types and self.linear is None:
+                raise ValueError("linear-attention layers need their LinearAttnSpec")
+            if all(t in ("linear", "cross") for t in self.layer_types):
+                raise ValueError("a model needs at least one self-attention layer")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The type of each layer: ``full``, ``sliding``, ``chunked``, ``linear``, ``cross``."""
+        if self.layer_types:
+            return self.layer_types
+        return tuple("full" if w is None else "sliding" for w in self.sliding_windows)
+
+    @property
+    def default_weights(self) -> str:
+        """The weight precision the checkpoint ships in (its quantization_config), else bf16."""
+        return self.checkpoint.weights if self.checkpoint is not None else "bf16"
 
     @property
     def is_moe(self) -> bool:

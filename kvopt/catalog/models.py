@@ -16,10 +16,15 @@ from kvopt.errors import CatalogError
 
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON object from ``path`` with an error that names the file and position."""
+    from kvopt.errors import InputError
+    from kvopt.fileio import read_text_input
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from None
+        data = json.loads(read_text_input(path, "file"))
+    except InputError as exc:
+        raise CatalogError(f"{path}: {exc.rule}") from None
+    except RecursionError:
+        raise CatalogError(f"{path}: not valid JSON: nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: "
                            f"{exc.msg}") from None
@@ -76,3 +81,11 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     if p.exists() or text.endswith(".json"):
         return load_model_file(p)
     return _catalog()[_index().resolve(text)]
+
+
+def with_checkpoint_format(model: str, pairs: tuple[tuple[str, str], ...]
+                           ) -> tuple[tuple[str, str], ...]:
+    """``pairs`` of (weights, KV) precisions, led by the model's own checkpoint format with
+    a bf16 KV cache when none of them has it (gpt-oss ships MXFP4: plan it as released)."""
+    own = load_model(model).default_weights
+    return pairs if any(w == own for w, _ in pairs) else ((own, "bf16"), *pairs)

@@ -22,7 +22,9 @@ def _find(name: str) -> Path:
     if override:
         path = Path(override).expanduser()
         if not path.is_dir():
-            raise CatalogError(f"KVOPT_{name.upper()}_DIR={override!r} is not a directory")
+            raise CatalogError(f"KVOPT_{name.upper()}_DIR={override!r} is not a directory "
+                               f"(point it at a folder laid out like kvopt's {name}/, or "
+                               "unset it for the shipped catalog)")
         return path
     for candidate in (_PACKAGE_DIR / "data" / name, _PACKAGE_DIR.parent / name):
         if candidate.is_dir():

@@ -9,15 +9,24 @@ import yaml
 
 from kvopt.errors import CatalogError
 
+# libyaml's safe loader when PyYAML was built with it (5-10x faster on the catalog; the same
+# safe subset: no object construction), else the pure-Python one
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def read_yaml(path: Path) -> Any:
     """Parse YAML safely (no object construction) with an error naming file and line."""
+    from kvopt.errors import InputError
+    from kvopt.fileio import read_text_input
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from None
+        text = read_text_input(path, "file")
+    except InputError as exc:
+        raise CatalogError(f"{path}: {exc.rule}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader (see _SAFE_LOADER)
+    except RecursionError:
+        raise CatalogError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

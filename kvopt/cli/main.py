@@ -1,12 +1,14 @@
 """`kvopt` entry point: the click group, error policy and the catalog commands.
 
-Errors: any :class:`KvoptError` prints one line and exits 1; usage errors exit 2 (click);
-``--debug`` re-raises for a traceback.
+Errors, all on one line of stderr starting ``kvopt: error:``: any :class:`KvoptError`
+exits 1 (an input error names the option as typed, e.g. ``--rps``); usage errors (click's:
+a missing or malformed option, a value out of its range) exit 2 and end with the command's
+``--help``; Ctrl-C prints ``kvopt: interrupted`` and exits 130. ``--debug`` re-raises for a
+traceback.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +16,36 @@ from typing import Any
 import click
 
 from kvopt._version import __version__
-from kvopt.errors import KvoptError
+from kvopt.errors import InputError, KvoptError
+
+
+def _option_names(cmd: click.Command, out: set[str]) -> set[str]:
+    """Every option name (the Python spelling) of ``cmd`` and its subcommands."""
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.name:
+            out.add(p.name)
+    for sub in getattr(cmd, "commands", {}).values():
+        _option_names(sub, out)
+    return out
+
+
+def error_line(exc: KvoptError, group: click.Command) -> str:
+    """``exc`` on one line; an input error about a keyword the CLI spells as an option
+    (``rps``) names the option (``--rps``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, InputError) and exc.field in _option_names(group, set()):
+        flag = "--" + exc.field.replace("_", "-")
+        text = text.replace(f"{exc.field}=", f"{flag}=", 1)
+    return text
+
+
+def usage_line(exc: click.ClickException) -> str:
+    """A click usage error on one line, with where to read the usage."""
+    text = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError):
+        text += f" (see `{ctx.command_path if ctx else 'kvopt'} --help`)"
+    return text
 
 
 class KvoptGroup(click.Group):
@@ -28,11 +59,37 @@ class KvoptGroup(click.Group):
         except KvoptError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"kvopt: error: {exc}", err=True)
+            click.echo(f"kvopt: error: {error_line(exc, self)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("kvopt: interrupted", err=True)
             ctx.exit(130)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """click's main with kvopt's error lines: click's own usage errors become one
+        ``kvopt: error:`` line (exit 2) instead of its usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            click.echo(f"kvopt: error: {usage_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"kvopt: error: {usage_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("kvopt: interrupted", err=True)
+            sys.exit(130)
+        except KvoptError as exc:  # raised before a command ran (e.g. the catalog's folder)
+            if "--debug" in argv:
+                raise
+            click.echo(f"kvopt: error: {error_line(exc, self)}", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @click.group(cls=KvoptGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,140 +102,27 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
-
-
-@cli.command("list-gpus")
-@click.option("--filter", "filter_", type=click.Choice(
-    ["nvidia", "amd", "datacenter", "desktop", "laptop"]), help="Only this vendor or form factor.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_gpus_cmd(filter_: str | None, as_json: bool) -> None:
-    """List catalog GPUs with memory, bandwidth, throughput and price."""
-    from kvopt.catalog.gpus import list_gpus
-    from kvopt.catalog.prices import all_prices
-    from kvopt.cli import render
-
-    gpus = list_gpus(filter_)
-    prices = all_prices()
-    if as_json:
-        echo_json([render.gpu_row(g, prices.get(g.id)) for g in gpus])
-    else:
-        render.gpu_table(gpus, prices)
-
-
-@cli.command("list-models")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_models_cmd(as_json: bool) -> None:
-    """List catalog LLM architectures."""
-    from kvopt.catalog.models import list_models
-    from kvopt.cli import render
-
-    models = list_models()
-    if as_json:
-        echo_json([render.model_row(m) for m in models])
-    else:
-        render.model_table(models)
-
-
-@cli.command("list-engines")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_engines_cmd(as_json: bool) -> None:
-    """List engine profiles (`kvopt show engine NAME` prints one with its sources)."""
-    from kvopt.catalog.engines import engine_names, load_engine
-    from kvopt.cli import render
-
-    rows = [render.engine_row(load_engine(n)) for n in engine_names()]
-    if as_json:
-        echo_json(rows)
-    else:
-        render.engine_table(rows)
-
-
-@cli.group("show")
-def show() -> None:
-    """Show one catalog entry in full."""
-
-
-@show.command("gpu")
-@click.argument("gpu_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_gpu(gpu_id: str, as_json: bool) -> None:
-    """Show a GPU card with the source of every number."""
-    from kvopt.catalog.gpus import load_gpu
-    from kvopt.catalog.prices import price_for
-    from kvopt.cli import render
-
-    gpu = load_gpu(gpu_id)
-    data = render.gpu_detail(gpu, price_for(gpu.id))
-    if as_json:
-        echo_json(data)
-    else:
-        render.detail_table(f"GPU {gpu.id}", data)
-
-
-@show.command("model")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_model(name: str, as_json: bool) -> None:
-    """Show a model's architecture, parameter counts and KV bytes per token."""
-    from kvopt.catalog.models import load_model
-    from kvopt.cli import render
-
-    model = load_model(name)
-    data = render.model_detail(model)
-    if as_json:
-        echo_json(data)
-    else:
-        render.detail_table(f"Model {model.name}", data)
-
-
-@show.command("engine")
-@click.argument("name")
-@click.option("--gpu", "gpu_id", default=None,
-              help="Apply the profile's overrides for this GPU (e.g. vLLM's large-GPU defaults).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_engine(name: str, gpu_id: str | None, as_json: bool) -> None:
-    """Show an engine profile: every default the model uses, with its source."""
-    from kvopt.catalog.engines import load_engine
-    from kvopt.catalog.gpus import load_gpu
-    from kvopt.cli import render
-
-    eng = load_engine(name, load_gpu(gpu_id) if gpu_id else None)
-    data = render.engine_detail(eng)
-    if as_json:
-        echo_json(data)
-    else:
-        render.detail_table(f"Engine {eng.name}", data)
-
-
 from kvopt.cli import (  # noqa: E402  (registers the commands)
-    bench_cmd,
-    calibrate_cmd,
-    curve_cmd,
-    estimate_cmd,
-    export_cmd,
-    pareto_cmd,
-    plan_cmd,
-    study_cmd,
-    validate_cmd,
+    bench,
+    catalog,
+    export,
+    fleet,
+    ops,
+    pareto,
+    replica,
+    schedule,
+    schema,
+    study,
 )
 
-cli.add_command(estimate_cmd.estimate_cmd)
-cli.add_command(estimate_cmd.simulate_cmd)
-cli.add_command(estimate_cmd.capacity_cmd)
-cli.add_command(estimate_cmd.disagg_cmd)
-cli.add_command(curve_cmd.curve_cmd)
-cli.add_command(plan_cmd.plan_cmd)
-cli.add_command(plan_cmd.compare_cmd)
-cli.add_command(plan_cmd.size_cmd)
-cli.add_command(pareto_cmd.pareto_cmd)
-cli.add_command(export_cmd.export_cmd)
-cli.add_command(validate_cmd.validate_cmd)
-cli.add_command(calibrate_cmd.calibrate_cmd)
-cli.add_command(bench_cmd.bench_cmd)
-cli.add_command(bench_cmd.import_bench_cmd)
-cli.add_command(study_cmd.study_cmd)
+for command in (catalog.list_gpus_cmd, catalog.list_models_cmd, catalog.list_engines_cmd,
+                catalog.show, replica.estimate_cmd, replica.simulate_cmd, replica.capacity_cmd,
+                replica.disagg_cmd, replica.curve_cmd, fleet.plan_cmd, fleet.compare_cmd,
+                fleet.size_cmd, schedule.schedule_cmd, schedule.tco_cmd, pareto.pareto_cmd,
+                export.export_cmd, bench.validate_cmd,
+                bench.calibrate_cmd, bench.bench_cmd, bench.import_bench_cmd, study.study_cmd,
+                schema.schema_cmd, ops.watch_cmd, ops.ui_cmd):
+    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -138,6 +138,9 @@ def model_table(models: list[ModelSpec]) -> None:
 
 
 def model_detail(m: ModelSpec) -> dict[str, Any]:
+    from kvopt.catalog.layout import layer_layout, layout_summary
+    from kvopt.physics.memory import linear_state_bytes
+
     data = model_row(m)
     data["head_dim"] = m.head_dim
     data["intermediate_size"] = m.intermediate_size
@@ -150,7 +153,24 @@ def model_detail(m: ModelSpec) -> dict[str, Any]:
     if m.mla:
         data["kv_lora_rank"] = m.mla.kv_lora_rank
         data["qk_rope_head_dim"] = m.mla.qk_rope_head_dim
+    data["default_weights"] = m.default_weights
+    data["layer_types"] = layout_summary(m)
+    if m.linear is not None:
+        data["linear_state_bytes_per_seq"] = linear_state_bytes(m)
+    if m.vision is not None:
+        data["vision_encoder"] = (f"{m.vision.kind}: {m.vision.num_layers} layers of "
+                                  f"{m.vision.hidden_size}, patch {m.vision.patch_size}")
+    data["layout"] = layer_layout(m)
     return data
+
+
+def layout_table(rows: list[dict[str, Any]]) -> None:
+    t = Table(title="Layer layout")
+    for col in ("layers", "count", "attention", "mlp"):
+        t.add_column(col, justify="right" if col == "count" else "left", overflow="fold")
+    for r in rows:
+        t.add_row(r["layers"], str(r["count"]), r["attention"], r["mlp"])
+    _console().print(t)
 
 
 def _cell(value: Any) -> str:
@@ -173,10 +193,24 @@ def detail_table(title: str, data: dict[str, Any]) -> None:
     _console().print(t)
 
 
+def _layout(row: dict[str, Any]) -> str:
+    """The TP column of a plan, compare or front row: ``4``, or ``4 ep8 dp2`` beyond TP."""
+    rest = " ".join(f"{k}{row[k]}" for k in ("ep", "dp", "pp") if int(row.get(k) or 1) > 1)
+    return f"{row['tp']} {rest}".strip()
+
+
+def _gpus(tp: int, ep: int, dp: int, pp: int) -> str:
+    """``4x`` or ``16x (tp4 ep16 dp4)``: the GPUs of one replica."""
+    if (ep, dp, pp) == (1, 1, 1):
+        return f"{tp}x"
+    parts = " ".join(f"{k}{v}" for k, v in (("ep", ep), ("dp", dp), ("pp", pp)) if v > 1)
+    return f"{tp * dp * pp}x (tp{tp} {parts})"
+
+
 def estimate_tables(e: Estimate) -> None:
     c = _console()
-    c.print(f"[bold]{e.model}[/bold] on {e.tp}x {e.gpu} | weights {e.weights}, KV {e.kv_dtype}"
-            f" | engine {e.engine}")
+    c.print(f"[bold]{e.model}[/bold] on {_gpus(e.tp, e.ep, e.dp, e.pp)} {e.gpu} | weights "
+            f"{e.weights}, KV {e.kv_dtype} | engine {e.engine}")
     mem = e.memory
     t = Table(title="Memory per GPU (GiB)")
     for col in ("weights", "KV cache", "activations", "runtime", "total", "GPU", "fits"):
@@ -251,7 +285,7 @@ def plan_tables(d: dict[str, Any]) -> None:
                 "req/s per replica", "TTFT p99 ms", "TPOT p99 ms", "$/M out tok"):
         t.add_column(col, justify="left" if col in ("workload", "GPU", "precision") else "right")
     for f in d["fleet"]:
-        t.add_row(f["workload"], f["gpu"], str(f["tp"]), f"{f['weights']}/{f['kv_dtype']}",
+        t.add_row(f["workload"], f["gpu"], _layout(f), f"{f['weights']}/{f['kv_dtype']}",
                   str(f["max_batch"]), str(f["replicas"]), str(f["gpus"]),
                   _fmt(f["usd_per_hour"], 2), _fmt(f["rate_per_replica_rps"], 2),
                   _fmt(f["predicted"]["ttft_p99_ms"]), _fmt(f["predicted"]["tpot_p99_ms"], 1),
@@ -265,9 +299,13 @@ def plan_tables(d: dict[str, Any]) -> None:
     for b in d["binding"]:
         c.print(f"binding: {b}")
     for m in d["slo_marginal_cost"]:
-        delta = m["delta_usd_per_hour"]
+        delta, base = m["delta_usd_per_hour"], m.get("base_usd_per_hour")
+        other = base is not None and abs(base - tot["usd_per_hour"]) > 1e-9
         c.print(f"tightening {m['workload']} {m['slo']} {m['from']:g} -> {m['to']:g} ms: "
-                + ("infeasible" if delta is None else f"{delta:+.2f} $/h"))
+                + ("infeasible" if delta is None else f"{delta:+.2f} $/h")
+                + (f" (cheapest fleet ${base:.2f}/h -> "
+                   + ("none" if m["usd_per_hour"] is None else f"${m['usd_per_hour']:.2f}/h")
+                   + ")" if other else ""))
     for note in d["notes"]:
         c.print(f"note: {note}")
 
@@ -278,7 +316,8 @@ def compare_table(rows: list[dict[str, Any]]) -> None:
                 "TTFT p99 ms", "TPOT p99 ms", "$/M out tok", "note"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        t.add_row(r["gpu"], str(r.get("replicas") or "-"), str(r.get("tp") or "-"),
+        t.add_row(r["gpu"], str(r.get("replicas") or "-"),
+                  _layout(r) if r.get("tp") else "-",
                   str(r.get("precision") or "-"), str(r.get("max_batch") or "-"),
                   str(r.get("gpus") or "-"), _fmt(r.get("usd_per_hour"), 2),
                   _fmt(r.get("ttft_p99_ms")), _fmt(r.get("tpot_p99_ms"), 1),
@@ -306,7 +345,7 @@ def pareto_report(meta: dict[str, Any], data: list[dict[str, Any]],
             extra = [f"{r['replicas_b']}x {r['gpu_b']} tp{r['tp_b']} "
                      f"{r['weights_b']}/{r['kv_dtype_b']} b{r['max_batch_b']}"
                      if r["replicas_b"] else "-"]
-        t.add_row(r["gpu"], str(r["tp"]), f"{r['weights']}/{r['kv_dtype']}",
+        t.add_row(r["gpu"], _layout(r), f"{r['weights']}/{r['kv_dtype']}",
                   str(r["max_batch"]), str(r["replicas"]), *extra,
                   *(_fmt(r[o], 2) for o in objectives), "*" if r["knee"] else "")
     c.print(t)

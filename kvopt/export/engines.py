@@ -4,16 +4,23 @@
 * SGLang: ``python -m sglang.launch_server`` flags.
 * TensorRT-LLM: ``trtllm-serve`` flags and the ``--extra_llm_api_options`` YAML.
 
-Values follow the plan: TP, max sequences = planned max batch, a context that covers the
+Values follow the plan: TP (and expert, attention-data and pipeline parallelism: vLLM
+``--enable-expert-parallel`` / ``--data-parallel-size`` / ``--pipeline-parallel-size``,
+SGLang ``--ep-size`` / ``--dp-size --enable-dp-attention`` / ``--pp-size`` with
+``--tp-size`` = tp x dp, TensorRT-LLM ``moe_expert_parallel_size`` /
+``enable_attention_dp`` / ``pipeline_parallel_size``; a layout an engine cannot spell is an
+error), max sequences = planned max batch (per attention-DP rank), a context that covers the
 longest prompt + output, a token budget aligned to the KV block size, the engine's memory
 fraction, the KV-cache dtype, prefix caching. FP8 weights quantize online in vLLM/SGLang;
-INT4 and FP4 need a quantized checkpoint, which the output says rather than pretend.
+INT4 and FP4 need a quantized checkpoint, which the output says rather than pretend. A
+CPU tier for the KV cache (``kv_offload_gib``) adds each engine's offload settings
+(:mod:`kvopt.export.offload`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -22,8 +29,49 @@ from kvopt.catalog.engines import load_engine
 from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.models import load_model
 from kvopt.errors import InputError
+from kvopt.export import offload
+from kvopt.physics.parallel import Parallel
 
 ENGINES = ("vllm", "sglang", "trtllm")
+
+
+def _layout(entry: dict[str, Any], engine: str, model: Any) -> Parallel:
+    """The entry's layout (``ep``, ``dp``, ``pp`` default 1), checked against the model and
+    what ``engine`` can run (:mod:`kvopt.serving.parallel_engine`)."""
+    from kvopt.physics.parallel import check
+    from kvopt.serving.parallel_engine import check_engine
+
+    par = Parallel(tp=int(entry["tp"]), ep=int(entry.get("ep", 1)), dp=int(entry.get("dp", 1)),
+                   pp=int(entry.get("pp", 1)))
+    check(model, par)
+    check_engine(engine, par)
+    return par
+
+
+def _vllm_parallel(par: Parallel) -> dict[str, Any]:
+    """vLLM: ``--data-parallel-size`` ranks of ``--tensor-parallel-size``; experts over all
+    of them with ``--enable-expert-parallel`` (ep = tp x dp)."""
+    out: dict[str, Any] = {}
+    if par.pp > 1:
+        out["pipeline-parallel-size"] = par.pp
+    if par.dp > 1:
+        out["data-parallel-size"] = par.dp
+    if par.ep > 1:
+        out["enable-expert-parallel"] = True
+    return out
+
+
+def _sglang_parallel(par: Parallel) -> list[str]:
+    """SGLang: ``--tp-size`` is every GPU of a stage; attention ranks ``--dp-size`` with
+    ``--enable-dp-attention``; ``--ep-size``; ``--pp-size``."""
+    out: list[str] = []
+    if par.dp > 1:
+        out += ["--dp-size", str(par.dp), "--enable-dp-attention"]
+    if par.ep > 1:
+        out += ["--ep-size", str(par.ep)]
+    if par.pp > 1:
+        out += ["--pp-size", str(par.pp)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -32,21 +80,37 @@ class EngineConfig:
     command: list[str]
     config_yaml: str  # "" when the engine takes flags only
     notes: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # environment the command needs
 
     def shell(self) -> str:
         """The command, one ``--flag value`` per line."""
         first = next((i for i, p in enumerate(self.command) if p.startswith("--")),
                      len(self.command))
-        lines = [" ".join(self.command[:first])]
+        lines = [" ".join([*(f"{k}={v}" for k, v in self.env.items()),
+                           *self.command[:first]])]
         for part in self.command[first:]:
             if part.startswith("--"):
                 lines.append(f"  {part}")
             else:
-                lines[-1] += f" {part}"
+                lines[-1] += f" {_quote(part)}"
         return " \\\n".join(lines)
 
 
-def _checkpoint_note(weights: str, engine: str) -> list[str]:
+def _quote(part: str) -> str:
+    import shlex
+
+    return shlex.quote(part)
+
+
+def _checkpoint_note(weights: str, engine: str, own: str = "bf16") -> list[str]:
+    """What a precision needs beyond the checkpoint (``own``: the format it ships in)."""
+    if weights == own:
+        return []
+    if own not in ("bf16", "fp16") and weights in ("bf16", "fp16"):
+        return [f"{weights} weights need a {weights} copy of the model for {engine} (the "
+                f"released checkpoint is {own})"]
+    if weights == "mxfp4":
+        return [f"mxfp4 weights need an MXFP4 checkpoint of the model for {engine}"]
     if weights in ("int4",):
         return [f"int4 weights need an AWQ/GPTQ checkpoint of the model for {engine} "
                 "(point the model path at it)"]
@@ -58,11 +122,14 @@ def _checkpoint_note(weights: str, engine: str) -> list[str]:
 
 
 def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
-                  model_path: str | None = None, max_prompt_len: int = 0) -> EngineConfig:
+                  model_path: str | None = None, max_prompt_len: int = 0,
+                  offload_connector: str = offload.DEFAULT_CONNECTOR) -> EngineConfig:
     """Launch config for one fleet entry of a plan (keys as in the plan JSON).
 
     ``max_prompt_len``: the workload's longest prompt; an engine that does not chunk
-    prefills by default (TensorRT-LLM) gets a token budget that holds it, as kvopt modeled."""
+    prefills by default (TensorRT-LLM) gets a token budget that holds it, as kvopt modeled.
+    ``entry["kv_offload_gib"]`` (optional): a CPU tier for the KV cache, through
+    ``offload_connector`` (lmcache | native) on vLLM."""
     if engine not in ENGINES:
         raise InputError("engine", engine, f"allowed: {', '.join(ENGINES)}")
     model = load_model(entry["model"])
@@ -70,49 +137,66 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     prof = load_engine(engine, gpu)
     path = model_path or model.hf_id or model.name
     tp, batch = int(entry["tp"]), int(entry["max_batch"])
+    par = _layout(entry, engine, model)
     weights, kv = entry["weights"], entry["kv_dtype"]
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
-    notes = _checkpoint_note(weights, engine)
+    own = model.default_weights  # a checkpoint's own format needs no flag: it ships in it
+    notes = _checkpoint_note(weights, engine, own)
     if not prof.chunked_prefill and max_prompt_len > budget:
         budget = max_prompt_len
         notes.append(f"{engine} does not chunk prefills by default: max_num_tokens is raised to "
                      f"the longest prompt ({max_prompt_len:,} tokens)")
     budget = int(math.ceil(budget / bs) * bs)  # aligned to the KV block size
     half = "float16" if weights == "fp16" else "bfloat16"
+    gib = offload.check(entry.get("kv_offload_gib") or 0.0)
+    extra_flags, trt_extra, env, off_notes = offload.engine_flags(
+        engine, gib, tp=tp, connector=offload_connector)
+    notes += off_notes
     if engine == "vllm":
         flags: dict[str, Any] = {
-            "tensor-parallel-size": tp, "max-num-seqs": batch, "max-model-len": max_model_len,
+            "tensor-parallel-size": tp, **_vllm_parallel(par),
+            "max-num-seqs": batch, "max-model-len": max_model_len,
             "max-num-batched-tokens": budget, "gpu-memory-utilization": prof.memory_fraction,
             "block-size": bs, "dtype": half if weights in ("bf16", "fp16") else "auto",
             "enable-prefix-caching": True}
-        if weights == "fp8":
+        if weights == "fp8" and own != "fp8":
             flags["quantization"] = "fp8"  # online dynamic FP8 from a 16-bit checkpoint
         if kv == "fp8":
             flags["kv-cache-dtype"] = "fp8"
+        if extra_flags:
+            flags["kv-transfer-config"] = extra_flags[1]
         cmd = ["vllm", "serve", path]
         for k, v in flags.items():
             cmd += [f"--{k}"] if v is True else [f"--{k}", str(v)]
         cfg = yaml.safe_dump({k: v for k, v in flags.items()}, sort_keys=False)
-        return EngineConfig("vllm", cmd, cfg, notes)
+        return EngineConfig("vllm", cmd, cfg, notes, env)
     if engine == "sglang":
         cmd = ["python", "-m", "sglang.launch_server", "--model-path", path,
-               "--tp-size", str(tp), "--max-running-requests", str(batch),
+               "--tp-size", str(par.world), *_sglang_parallel(par),
+               "--max-running-requests", str(batch * par.dp),
                "--context-length", str(max_model_len), "--chunked-prefill-size", str(budget),
                "--mem-fraction-static", str(prof.memory_fraction), "--page-size", str(bs)]
-        if weights == "fp8":
+        if weights == "fp8" and own != "fp8":
             cmd += ["--quantization", "fp8"]
         if kv == "fp8":
             cmd += ["--kv-cache-dtype", "fp8_e4m3"]
-        return EngineConfig("sglang", cmd, "", notes)
-    cmd = ["trtllm-serve", path, "--tp_size", str(tp), "--max_batch_size", str(batch),
+        return EngineConfig("sglang", cmd + extra_flags, "", notes, env)
+    cmd = ["trtllm-serve", path, "--tp_size", str(par.world),
+           *(["--pp_size", str(par.pp)] if par.pp > 1 else []),
+           "--max_batch_size", str(batch),
            "--max_num_tokens", str(budget), "--max_seq_len", str(max_model_len),
            "--kv_cache_free_gpu_memory_fraction", str(prof.memory_fraction),
            "--extra_llm_api_options", "extra_llm_api_options.yaml"]
     extra: dict[str, Any] = {"kv_cache_config": {"enable_block_reuse": True,
                                                  "tokens_per_block": bs}}
+    if model.is_moe and not par.plain:
+        extra.update(moe_expert_parallel_size=par.ep, moe_tensor_parallel_size=par.moe_tp)
+    if par.dp > 1:
+        extra["enable_attention_dp"] = True
     if kv == "fp8":
         extra["kv_cache_config"]["dtype"] = "fp8"
-    if weights == "fp8":
+    extra["kv_cache_config"].update(trt_extra)
+    if weights == "fp8" and own != "fp8":
         notes.append("TensorRT-LLM runs FP8 from a pre-quantized checkpoint (Model Optimizer)")
-    return EngineConfig("trtllm", cmd, yaml.safe_dump(extra, sort_keys=False), notes)
+    return EngineConfig("trtllm", cmd, yaml.safe_dump(extra, sort_keys=False), notes, env)

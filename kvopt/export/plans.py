@@ -1,5 +1,6 @@
-"""Plan files: load with a schema check, render as JSON, YAML, Markdown or CSV, save
-atomically (format from the extension or given)."""
+"""Plan files: load with a schema check, render as JSON, YAML, Markdown or CSV, engine
+launch configs, Kubernetes manifests (:mod:`kvopt.export.k8s`) or LMCache configs
+(:mod:`kvopt.export.offload`), save atomically (format from the extension or given)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ from typing import Any
 import yaml
 
 from kvopt.errors import InputError
-from kvopt.fileio import read_json_input, write_atomic
-from kvopt.fleet.plan import SCHEMA, write_json_atomic
+from kvopt.fileio import read_json_input, write_atomic, write_json_atomic
+from kvopt.fleet.plan import SCHEMA
 
-FORMATS = ("json", "yaml", "markdown", "csv", "vllm", "sglang", "trtllm")
+FORMATS = ("json", "yaml", "markdown", "csv", "vllm", "sglang", "trtllm", "k8s", "lmcache")
+ENGINE_FORMATS = ("vllm", "sglang", "trtllm")
 
 
 def load_plan(path: str | Path) -> dict[str, Any]:
-    """A plan JSON written by kvopt; other files or schema versions are clear errors."""
+    """A plan JSON written by kvopt, checked against the ``plan`` schema (``kvopt schema
+    plan``); other files, schema versions and malformed plans are clear errors."""
     p = Path(path)
     data = read_json_input(p, "plan")
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
         raise InputError("plan", str(p), f"schema {schema!r} is not {SCHEMA!r}",
                          "re-create the plan with this kvopt (kvopt plan/size --output)")
+    from kvopt.schemas import validate
+
+    validate("plan", data, source=str(p))
     return dict(data)
 
 
@@ -39,13 +45,46 @@ def _workload(plan: dict[str, Any], workload: str) -> dict[str, Any]:
 def _longest(label: str) -> int:
     from kvopt.serving.lengths import fixed, parse_dist
 
-    text = str(label)
-    return (fixed(int(text)) if text.isdigit() else parse_dist(text)).max
+    text, extra = str(label), 0
+    if text.endswith(" image tokens") and "+" in text:  # kvopt.build.with_images
+        text, images = text.rsplit("+", 1)
+        extra = int(images.split()[0])
+    return (fixed(int(text)) if text.isdigit() else parse_dist(text)).max + extra
 
 
-def render(plan: dict[str, Any], fmt: str) -> str:
+def max_lengths(workload: dict[str, Any]) -> tuple[int, int]:
+    """(longest prompt, longest prompt + output) of a plan's workload, in tokens."""
+    prompt = _longest(workload["input_len"])
+    return prompt, prompt + _longest(workload["output_len"])
+
+
+def with_offload(plan: dict[str, Any], gib: float | None) -> dict[str, Any]:
+    """``plan`` with every fleet entry's ``kv_offload_gib`` set to ``gib`` (None: as is)."""
+    if gib is None:
+        return plan
+    from kvopt.export.offload import check
+
+    gib = check(gib, "--kv-offload-gib")
+    return {**plan, "fleet": [{**e, "kv_offload_gib": gib} for e in plan["fleet"]]}
+
+
+def render(plan: dict[str, Any], fmt: str, *, engine: str | None = None,
+           offload_connector: str = "lmcache", lmcache_chunk_size: int = 256,
+           **k8s: Any) -> str:
+    """``plan`` as ``fmt`` (:data:`FORMATS`). ``engine``: the engine of the k8s manifests
+    [default: the plan's, else vllm]; ``offload_connector``: lmcache | native for entries
+    with ``kv_offload_gib``; ``k8s``: :func:`kvopt.export.k8s.manifests`' options."""
     if fmt not in FORMATS:
         raise InputError("--format", fmt, f"allowed: {', '.join(FORMATS)}")
+    if fmt == "k8s":
+        from kvopt.export import k8s as kube
+
+        eng = engine or plan["inputs"].get("space", {}).get("engine") or "vllm"
+        if eng not in ENGINE_FORMATS:
+            eng = "vllm"
+        return kube.render(plan, engine=eng, offload_connector=offload_connector, **k8s)
+    if fmt == "lmcache":
+        return _lmcache(plan, offload_connector, lmcache_chunk_size)
     if fmt == "json":
         return json.dumps(plan, indent=2) + "\n"
     if fmt == "yaml":
@@ -61,20 +100,45 @@ def render(plan: dict[str, Any], fmt: str) -> str:
         for e in plan["fleet"]:
             wr.writerow({**e, **e["predicted"]})
         return buf.getvalue()
-    if fmt in ("vllm", "sglang", "trtllm"):
-        return _engine_configs(plan, fmt)
+    if fmt in ENGINE_FORMATS:
+        return _engine_configs(plan, fmt, offload_connector)
     return _markdown(plan)
 
 
-def _engine_configs(plan: dict[str, Any], engine: str) -> str:
+def _lmcache(plan: dict[str, Any], connector: str, chunk_size: int) -> str:
+    from kvopt.export import offload
+
+    out = []
+    for e in plan["fleet"]:
+        gib = offload.check(e.get("kv_offload_gib") or 0.0)
+        if gib <= 0:
+            continue
+        out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}, "
+                   f"{gib:g} GiB CPU KV tier per replica")
+        out.append("# vllm serve ... --kv-transfer-config '" + json.dumps(
+            offload.transfer_config(gib, connector), separators=(",", ":")) + "'")
+        if connector == "lmcache":
+            out.append(f"# LMCACHE_CONFIG_FILE={offload.LMCACHE_CONFIG_PATH} (this YAML; "
+                       "max_local_cpu_size in GB per TP worker):")
+            out.append(offload.lmcache_yaml(gib, tp=int(e["tp"]), chunk_size=chunk_size)
+                       .rstrip())
+        out.append("---")
+    if not out:
+        raise InputError("kv_offload_gib", None, "no fleet entry offloads its KV cache",
+                         "plan with --kv-offload-gib, or give export --kv-offload-gib")
+    return "\n".join(out[:-1]) + "\n"
+
+
+def _engine_configs(plan: dict[str, Any], engine: str, connector: str = "lmcache") -> str:
     from kvopt.export.engines import engine_config
 
     out = []
     for e in plan["fleet"]:
+        _check_runs(e, engine)
         w = _workload(plan, e["workload"])
-        prompt = _longest(w["input_len"])
-        cfg = engine_config(e, engine=engine, max_model_len=prompt + _longest(w["output_len"]),
-                            max_prompt_len=prompt)
+        prompt, total = max_lengths(w)
+        cfg = engine_config(e, engine=engine, max_model_len=total, max_prompt_len=prompt,
+                            offload_connector=connector)
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
         sized = e.get("engine")
         if sized and sized != engine:
@@ -89,6 +153,25 @@ def _engine_configs(plan: dict[str, Any], engine: str) -> str:
             out += [f"#   {line}" for line in cfg.config_yaml.rstrip().splitlines()]
         out.append("")
     return "\n".join(out)
+
+
+def _check_runs(e: dict[str, Any], engine: str) -> None:
+    """A launch command only for an entry that can run: the model, GPU, TP and precision
+    resolve and the weights fit (a hand-edited plan may ask for fp4 on a GPU without it)."""
+    from kvopt.errors import KvoptError
+    from kvopt.serving.replica import build_replica
+
+    what = f"{e['gpu']} tp{e['tp']} {e['weights']}/{e['kv_dtype']} under {engine}"
+    try:
+        rep = build_replica(model=e["model"], gpu=e["gpu"], tp=e["tp"], weights=e["weights"],
+                            kv_dtype=e["kv_dtype"], engine=engine,
+                            ep=int(e.get("ep", 1)), dp=int(e.get("dp", 1)), pp=int(e.get("pp", 1)))
+    except KvoptError as exc:
+        raise InputError("plan", f"fleet entry {e['workload']!r}", f"{what} cannot run: "
+                         f"{exc}", "re-plan it with kvopt plan --output") from None
+    if not rep.fits:
+        raise InputError("plan", f"fleet entry {e['workload']!r}", f"{what}: the weights "
+                         "do not fit", "re-plan it with kvopt plan --output")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -147,8 +230,10 @@ def _markdown(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save(plan: dict[str, Any], path: str | Path, fmt: str | None = None) -> None:
-    """Write ``plan`` atomically; the format comes from ``fmt`` or the file extension."""
+def save(plan: dict[str, Any], path: str | Path, fmt: str | None = None, **options: Any
+         ) -> None:
+    """Write ``plan`` atomically; the format comes from ``fmt`` or the file extension;
+    ``options``: :func:`render`'s."""
     p = Path(path)
     ext = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".md": "markdown",
            ".csv": "csv"}.get(p.suffix.lower())
@@ -159,4 +244,4 @@ def save(plan: dict[str, Any], path: str | Path, fmt: str | None = None) -> None
     if kind == "json":
         write_json_atomic(plan, p)
         return
-    write_atomic(p, render(plan, kind))  # also engine launch configs (vllm, sglang, trtllm)
+    write_atomic(p, render(plan, kind, **options))  # also engine configs, k8s, lmcache

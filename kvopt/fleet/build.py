@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pyomo.environ as pyo
+import pyomo.core as pyo  # the modeling layer alone: see kvopt.fleet.solve._solver
 
 from kvopt.fleet import constraints as cf
 from kvopt.fleet.problem import FleetProblem, Option

@@ -28,9 +28,10 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
     for e in plan["fleet"]:
         w = wl[e["workload"]]
         hw_gpu, hw_engine = problem.space.hardware(e["gpu"])
+        lay = {k: int(e.get(k, 1)) for k in ("ep", "dp", "pp")}
         rep = build_replica(model=w.model, gpu=hw_gpu, tp=e["tp"], weights=e["weights"],
-                            kv_dtype=e["kv_dtype"], engine=hw_engine)
-        where = f"{w.name} on {e['replicas']}x {e['gpu']} tp{e['tp']}"
+                            kv_dtype=e["kv_dtype"], engine=hw_engine, images=w.images, **lay)
+        where = f"{w.name} on {e['replicas']}x {e['gpu']} {rep.parallel.label}"
         if not rep.fits:
             bad.append(f"{where}: weights do not fit")
             continue
@@ -53,7 +54,8 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
                                    ("E2E p99", st.e2e_p99_s * 1e3, w.slo.e2e_p99_ms)):
                 if slo is not None and val > slo * (1 + rel_tol):
                     bad.append(f"{where}: {name} {val:.1f} ms > SLO {slo} ms ({label})")
-            kv = st.steady_state_batch * (w.input_dist.mean + w.output_dist.mean / 2) \
+            kv = st.steady_state_batch / rep.dp * (w.input_dist.mean
+                                                   + w.output_dist.mean / 2) \
                 * rep.kv_bytes_per_token
             mem = rep.weights_bytes + rep.activation_bytes + kv
             if mem / GIB + rep.engine.runtime_overhead_gib > rep.gpu.memory_gib:
@@ -66,9 +68,9 @@ def check_plan(plan: dict[str, Any], problem: FleetProblem, *, rel_tol: float = 
         if price is None:
             p = price_for(e["gpu"])
             price = p.usd_per_gpu_hour if p else float("nan")
-        cost += price * e["tp"] * n
-        power += load_gpu(e["gpu"]).tdp_w * e["tp"] * n / 1000.0
-        gpus[f"{region}:{e['gpu']}" if region else e["gpu"]] += e["tp"] * n
+        cost += price * rep.n_gpus * n
+        power += load_gpu(e["gpu"]).tdp_w * rep.n_gpus * n / 1000.0
+        gpus[f"{region}:{e['gpu']}" if region else e["gpu"]] += rep.n_gpus * n
     for w in problem.workloads:
         if served[w.name] < w.rate_rps * (1 - 1e-6):
             bad.append(f"{w.name}: serves {served[w.name]:.3g} of {w.rate_rps} req/s")

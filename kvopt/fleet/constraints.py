@@ -1,6 +1,6 @@
 """One builder per constraint family. Each adds a named Pyomo component to the model and
-documents its equation; the table in README.md ("Fleet sizing") maps equations to
-components and builders.
+documents its equation; the table in kvopt/fleet/README.md maps equations to
+components and builders (a test keeps it complete).
 
 Notation: options j (a candidate configuration at an operating point) of workload w(j);
 x_j integer replicas, y_j binary "option chosen"; g_j rate cap per replica (requests/s),
@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-import pyomo.environ as pyo
+import pyomo.core as pyo  # the modeling layer alone: see kvopt.fleet.solve._solver
 
 from kvopt.fleet.problem import FleetProblem, Option
 

@@ -1,6 +1,8 @@
-"""``fleet.yaml``: many workloads and constraints in one file (README.md, "Fleet sizing").
+"""``fleet.yaml``: many workloads and constraints in one file (every key in
+``kvopt/schemas/fleet.schema.json``, ``kvopt schema fleet``).
 
-Validation reports ``FILE:LINE: path: problem (fix)`` using the YAML node positions.
+Validation (the schema, then the semantic checks) reports ``FILE:LINE: path: problem (fix)``
+using the YAML node positions.
 """
 
 from __future__ import annotations
@@ -10,28 +12,18 @@ from typing import Any
 
 import yaml
 
+from kvopt import build, limits
 from kvopt.bench.calibrate import load_profile
 from kvopt.catalog.gpus import gpu_group
+from kvopt.choices import DEFAULT_CAPACITY, DEFAULT_ENGINE, TP_OPTIONS
+from kvopt.choices import PLAN_BATCHES as DEFAULT_BATCHES
+from kvopt.choices import PRECISIONS as DEFAULT_PRECISIONS
 from kvopt.errors import InputError
 from kvopt.fileio import LineError, read_yaml_mapping
-from kvopt.fleet.problem import OBJECTIVES, FleetProblem
+from kvopt.fleet.horizonfile import TIME_KEYS, horizon_from
+from kvopt.fleet.problem import FleetProblem
 from kvopt.physics.precision import parse_precision_pair
-from kvopt.serving.capacity import Slo
-from kvopt.serving.lengths import LengthDist, fixed, parse_dist
-from kvopt.space import (
-    CAPACITY_METHODS,
-    DEFAULT_BATCHES,
-    DEFAULT_PRECISIONS,
-    Region,
-    Space,
-    Workload,
-)
-
-TOP_KEYS = {"objective", "budget_usd_h", "power_cap_kw", "allow_mixing", "engine", "gpus",
-            "tps", "precisions", "batches", "availability", "prices_usd_h", "regions",
-            "profiles", "workloads", "capacity"}
-WL_KEYS = {"name", "model", "rate_rps", "input_len", "output_len", "input_len_dist",
-           "output_len_dist", "slo", "redundancy", "max_quality_loss_pct"}
+from kvopt.space import Region, Space
 
 
 class FleetFileError(LineError):
@@ -44,153 +36,147 @@ def _lines(node: yaml.Node) -> dict[str, Any]:
 
 
 def load_fleet_file(path: str | Path) -> FleetProblem:
+    """A :class:`FleetProblem` from a fleet file, checked against the ``fleet`` schema
+    (``kvopt schema fleet``) and then semantically (GPU groups, precisions, length
+    distributions, profiles); every error names its line."""
+    from kvopt.schemas import validate
+
     p = Path(path)
     origin = str(p)
     root, data = read_yaml_mapping(p, "fleet file", FleetFileError,
                                    "expected a mapping with 'workloads'")
+    validate("fleet", data, source=origin, nodes=root, error=FleetFileError)
     nodes = _lines(root)
 
     def fail(key: str, problem: str, node: yaml.Node | None = None) -> FleetFileError:
         n = node if node is not None else nodes.get(key, root)
         return FleetFileError(origin, n.start_mark.line + 1, key, problem)
 
-    for key in data:
-        if key not in TOP_KEYS:
-            raise fail(str(key), f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}",
-                       next(k for k, _ in root.value if k.value == key))
-    if "workloads" not in data or not isinstance(data["workloads"], list) or \
-            not data["workloads"]:
-        raise fail("workloads", "a non-empty list of workloads is required")
-    objective = data.get("objective", "cost")
-    if objective not in OBJECTIVES:
-        raise fail("objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
-
-    def num(key: str, value: Any, node: yaml.Node, positive: bool = True) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-                positive and not value > 0):
+    def num(key: str, value: Any, node: yaml.Node, rng: limits.Range) -> float:
+        # the schema checked the type and sign; NaN and inf pass any JSON Schema bound
+        try:
+            return float(rng.check(key, value))
+        except InputError as exc:
             raise FleetFileError(origin, node.start_mark.line + 1, key,
-                                 f"{value!r} must be a {'positive ' if positive else ''}number")
-        return float(value)
+                                 f"{value!r}: {exc.rule}") from None
 
-    def str_list(key: str) -> tuple[str, ...] | None:
-        if key not in data:
-            return None
-        v = data[key]
-        if not isinstance(v, list) or not all(isinstance(x, str | int) for x in v):
-            raise fail(key, "must be a list")
-        return tuple(str(x) for x in v)
+    def gpu(key: str, name: Any, node: yaml.Node) -> str:
+        try:
+            return build.gpu_id(str(name), key)
+        except InputError as exc:
+            raise FleetFileError(origin, node.start_mark.line + 1, key,
+                                 f"{name!r}: {exc.rule} ({exc.fix})") from None
 
-    group = gpu_group(data["gpus"]) if isinstance(data.get("gpus"), str) else None
-    gpus = tuple(group) if group is not None else str_list("gpus")
-    if not gpus:
-        raise fail("gpus", "list the candidate GPUs (e.g. [H100-SXM, A100-SXM-80GB]) or name "
-                   "a group (all, nvidia, amd, datacenter, desktop, laptop)")
+    objective = data.get("objective", "cost")
+    if isinstance(data["gpus"], str):
+        group = gpu_group(data["gpus"])
+        if group is None:
+            raise fail("gpus", f"{data['gpus']!r} is not a GPU group; list the candidate "
+                       "GPUs (e.g. [H100-SXM, A100-SXM-80GB]) or name a group (all, nvidia, "
+                       "amd, datacenter, desktop, laptop)")
+        gpus = tuple(group)
+    else:
+        gpus = tuple(dict.fromkeys(gpu(f"gpus[{i}]", x, nodes["gpus"])
+                                   for i, x in enumerate(data["gpus"])))
     precisions = DEFAULT_PRECISIONS
     if "precisions" in data:
         try:
-            precisions = tuple(parse_precision_pair(s) for s in str_list("precisions") or ())
+            precisions = tuple(parse_precision_pair(str(s)) for s in data["precisions"])
         except InputError as exc:
             raise fail("precisions", f"{exc.value!r}: {exc.rule}") from None
-    tps = tuple(int(x) for x in (str_list("tps") or ("1", "2", "4", "8")))
-    batches = tuple(int(x) for x in (str_list("batches") or map(str, DEFAULT_BATCHES)))
-    avail: list[tuple[str, int]] = []
-    for key in ("availability", "prices_usd_h"):
-        if key in data and not isinstance(data[key], dict):
-            raise fail(key, "must map GPU id -> number")
-    for g, n in (data.get("availability") or {}).items():
-        avail.append((str(g), int(num(f"availability.{g}", n, nodes["availability"],
-                                      positive=False))))
-    prices = tuple((str(g), num(f"prices_usd_h.{g}", v, nodes["prices_usd_h"]))
+    try:
+        tps = build.ints(data["tps"], "tps", limits.TP) if "tps" in data else TP_OPTIONS
+        batches = (build.ints(data["batches"], "batches", limits.SEQS) if "batches" in data
+                   else DEFAULT_BATCHES)
+        layouts = build.layouts(tps, data.get("eps", (1,)), data.get("dps", (1,)),
+                                data.get("pps", (1,)), data.get("parallel"))
+    except InputError as exc:
+        key = {"ep_options": "eps", "dp_options": "dps", "pp_options": "pps"}.get(
+            exc.field, exc.field)
+        raise fail(key if key in nodes else "parallel" if "parallel" in nodes else "tps",
+                   f"{exc.value!r}: {exc.rule}") from None
+    avail = [(gpu(f"availability.{g}", g, nodes["availability"]),
+              int(num(f"availability.{g}", n, nodes["availability"], limits.GPU_COUNT)))
+             for g, n in (data.get("availability") or {}).items()]
+    prices = tuple((gpu(f"prices_usd_h.{g}", g, nodes["prices_usd_h"]),
+                    num(f"prices_usd_h.{g}", v, nodes["prices_usd_h"], limits.PRICE_USD_H))
                    for g, v in (data.get("prices_usd_h") or {}).items())
     regions = []
-    if "regions" in data:
-        if not isinstance(data["regions"], dict):
-            raise fail("regions", "must map region -> {prices_usd_h, availability}")
-        rnodes = _lines(nodes["regions"])
-        for rname, rd in data["regions"].items():
-            rn = rnodes[rname]
-            if not isinstance(rd, dict) or set(rd) - {"prices_usd_h", "availability"}:
-                raise FleetFileError(origin, rn.start_mark.line + 1, f"regions.{rname}",
-                                     "allowed keys: prices_usd_h, availability")
-            regions.append(Region(
-                name=str(rname),
-                prices_usd_h=tuple((str(g), num(f"regions.{rname}.prices_usd_h.{g}", v, rn))
-                                   for g, v in (rd.get("prices_usd_h") or {}).items()),
-                availability=tuple((str(g), int(num(f"regions.{rname}.availability.{g}", v,
-                                                    rn, positive=False)))
-                                   for g, v in (rd.get("availability") or {}).items())))
+    rnodes = _lines(nodes["regions"]) if "regions" in nodes else {}
+    for rname, rd in (data.get("regions") or {}).items():
+        rn = rnodes[str(rname)]
+        regions.append(Region(
+            name=str(rname),
+            prices_usd_h=tuple((gpu(f"regions.{rname}.prices_usd_h.{g}", g, rn),
+                                num(f"regions.{rname}.prices_usd_h.{g}", v, rn,
+                                    limits.PRICE_USD_H))
+                               for g, v in (rd.get("prices_usd_h") or {}).items()),
+            availability=tuple((gpu(f"regions.{rname}.availability.{g}", g, rn),
+                                int(num(f"regions.{rname}.availability.{g}", v, rn,
+                                        limits.GPU_COUNT)))
+                               for g, v in (rd.get("availability") or {}).items())))
     wl_nodes = nodes["workloads"].value
     workloads = []
     for i, (wd, wn) in enumerate(zip(data["workloads"], wl_nodes, strict=True)):
         where = f"workloads[{i}]"
-        if not isinstance(wd, dict):
-            raise FleetFileError(origin, wn.start_mark.line + 1, where, "must be a mapping")
         wnodes = _lines(wn)
-        for key in wd:
-            if key not in WL_KEYS:
-                raise FleetFileError(origin, wnodes[key].start_mark.line + 1,
-                                     f"{where}.{key}", "unknown key; allowed: "
-                                     + ", ".join(sorted(WL_KEYS)))
-        for key in ("name", "model", "rate_rps"):
-            if key not in wd:
-                raise FleetFileError(origin, wn.start_mark.line + 1, f"{where}.{key}",
-                                     "is required")
-        rate = num(f"{where}.rate_rps", wd["rate_rps"], wnodes["rate_rps"])
+        rate = num(f"{where}.rate_rps", wd["rate_rps"], wnodes["rate_rps"], limits.RPS)
 
-        def dist(kind: str, wd: dict[str, Any] = wd, wnodes: dict[str, Any] = wnodes,
-                 where: str = where, wn: yaml.Node = wn) -> LengthDist:
-            fixed_key, dist_key = f"{kind}_len", f"{kind}_len_dist"
-            if (fixed_key in wd) == (dist_key in wd):
-                raise FleetFileError(origin, wn.start_mark.line + 1, f"{where}.{fixed_key}",
-                                     f"give exactly one of {fixed_key} and {dist_key}")
-            try:
-                if fixed_key in wd:
-                    return fixed(int(num(f"{where}.{fixed_key}", wd[fixed_key],
-                                         wnodes[fixed_key])))
-                return parse_dist(str(wd[dist_key]), field=f"{where}.{dist_key}")
-            except InputError as exc:
-                key = fixed_key if fixed_key in wd else dist_key
-                raise FleetFileError(origin, wnodes[key].start_mark.line + 1,
-                                     f"{where}.{key}", exc.rule) from None
-
-        slo_d = wd.get("slo") or {}
-        if not isinstance(slo_d, dict) or set(slo_d) - {"ttft_p99_ms", "tpot_p99_ms",
-                                                         "e2e_p99_ms"}:
-            raise FleetFileError(origin, wnodes["slo"].start_mark.line + 1, f"{where}.slo",
-                                 "allowed keys: ttft_p99_ms, tpot_p99_ms, e2e_p99_ms")
-        slo = Slo(**{k: num(f"{where}.slo.{k}", v, wnodes["slo"]) for k, v in slo_d.items()})
+        lens: dict[str, Any] = {}
+        for key in ("input_len", "output_len", "input_len_dist", "output_len_dist",
+                    "images_per_request", "image_size"):
+            if key in wd:
+                lens[key] = (wd[key] if key == "images_per_request" else int(wd[key])
+                             if key.endswith("_len") else str(wd[key]))
+        slo_d: dict[str, Any] = {f"slo_{k}": num(f"{where}.slo.{k}", v, wnodes["slo"],
+                                                 limits.SLO_MS)
+                                 for k, v in (wd.get("slo") or {}).items()}
         q = wd.get("max_quality_loss_pct")
-        workloads.append(Workload(
-            name=str(wd["name"]), model=str(wd["model"]), rate_rps=rate,
-            input_dist=dist("input"), output_dist=dist("output"), slo=slo,
-            redundancy=int(wd.get("redundancy", 0)),
-            max_quality_loss_pct=None if q is None else num(f"{where}.max_quality_loss_pct",
-                                                            q, wnodes["max_quality_loss_pct"],
-                                                            positive=False)))
+        try:
+            workloads.append(build.workload(
+                name=str(wd["name"]), model=str(wd["model"]), rps=rate, **lens,
+                **slo_d,
+                redundancy=int(wd.get("redundancy", 0)),
+                regions=tuple(str(r) for r in wd.get("regions") or ()),
+                max_quality_loss_pct=None if q is None else num(
+                    f"{where}.max_quality_loss_pct", q, wnodes["max_quality_loss_pct"],
+                    limits.QUALITY_PCT)))
+        except InputError as exc:
+            key = {"rps": "rate_rps"}.get(exc.field.split(".")[-1], exc.field.split(".")[-1])
+            raise FleetFileError(origin, wnodes.get(key, wn).start_mark.line + 1,
+                                 f"{where}.{key}", exc.rule) from None
     # calibrated GPU x engine profiles (kvopt calibrate --out), relative to the fleet file
     cals = []
-    for prof in str_list("profiles") or ():
+    for prof in data.get("profiles") or ():
         try:
-            cals.append(load_profile(p.parent / prof))
+            cals.append(load_profile(p.parent / str(prof)))
         except InputError as exc:
             raise fail("profiles", f"{prof}: {exc.rule}") from None
-    capacity = data.get("capacity", "confirm")
-    if capacity not in CAPACITY_METHODS:
-        raise fail("capacity", f"{capacity!r}; allowed: {', '.join(CAPACITY_METHODS)}")
+    capacity = data.get("capacity", DEFAULT_CAPACITY)
     try:
         space = Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
-                      engine=str(data.get("engine", "vllm")), prices_usd_h=prices,
-                      regions=tuple(regions), calibrations=tuple(cals), capacity=capacity)
+                      engine=str(data.get("engine", DEFAULT_ENGINE)), prices_usd_h=prices,
+                      regions=tuple(regions), calibrations=tuple(cals), capacity=capacity,
+                      layouts=layouts)
     except InputError as exc:
         if exc.field != "profile":  # only a profile check names this field
             raise
         raise fail("profiles", f"{exc.value}: {exc.rule}; {exc.fix}") from None
+    try:
+        horizon = horizon_from(data, p.parent, tuple(w.name for w in workloads))
+    except InputError as exc:
+        head = str(exc.field).split(".")[0].split(" ")[0]
+        key = head if head in TIME_KEYS and head in data else next(
+            (k for k in TIME_KEYS if k in data), "demand")
+        raise fail(key, f"{exc.value!r}: {exc.rule}" + (f" ({exc.fix})" if exc.fix else "")
+                   ) from None
     return FleetProblem(
+        horizon=horizon,
         workloads=tuple(workloads),
         space=space,
         availability=tuple(avail),
         budget_usd_h=None if data.get("budget_usd_h") is None else num(
-            "budget_usd_h", data["budget_usd_h"], nodes["budget_usd_h"]),
+            "budget_usd_h", data["budget_usd_h"], nodes["budget_usd_h"], limits.BUDGET_USD_H),
         power_cap_kw=None if data.get("power_cap_kw") is None else num(
-            "power_cap_kw", data["power_cap_kw"], nodes["power_cap_kw"]),
+            "power_cap_kw", data["power_cap_kw"], nodes["power_cap_kw"], limits.POWER_KW),
         objective=str(objective), allow_mixing=bool(data.get("allow_mixing", False)))

@@ -1,25 +1,29 @@
 """Solve a sizing problem end to end: options -> model -> HiGHS -> plan, with explanations.
 
-The plan is JSON with a versioned schema (``kvopt.plan/1``, described in README.md under
-"Fleet sizing"), written atomically.
+The plan is JSON with a versioned schema (``kvopt.plan/1``, documented by its JSON Schema:
+``kvopt schema plan``), written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from kvopt._version import __version__
+from kvopt.confirm import COSTLIER
 from kvopt.errors import InfeasiblePlanError, InputError
-from kvopt.fileio import write_atomic
 from kvopt.fleet.build import build_model
 from kvopt.fleet.diagnose import binding_constraints, elastic_shortfall
-from kvopt.fleet.options import Evaluator, OptionSet, build_options, operating_point
+from kvopt.fleet.options import (
+    Evaluator,
+    OptionSet,
+    build_options,
+    operating_latency,
+    operating_point,
+)
 from kvopt.fleet.problem import FleetProblem, Option
-from kvopt.fleet.solve import SolveReport, solve_model
+from kvopt.fleet.solve import SolveReport, relative_gap, solve_model
 from kvopt.report import finite as _finite
 from kvopt.space import DOMINATED, Workload, evaluate
 
@@ -34,6 +38,8 @@ class FleetEntry:
     rate_per_replica_rps: float
     ttft_p99_ms: float
     tpot_p99_ms: float
+    # every latency at the planned rate (kvopt.fleet.options.LATENCY_KEYS), ms
+    latency: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +76,8 @@ class FleetPlan:
             out_tok_s = e.rate_per_replica_rps * w.output_dist.mean * e.replicas
             fleet.append({
                 "workload": e.workload, "model": w.model, "gpu": c.gpu, "region": c.region,
-                "usd_per_gpu_hour": c.usd_per_hour / c.tp, "tp": c.tp,
+                "usd_per_gpu_hour": c.usd_per_hour / c.gpus, "tp": c.tp, "ep": c.ep,
+                "dp": c.dp, "pp": c.pp,
                 "weights": c.weights, "kv_dtype": c.kv_dtype, "engine": c.engine,
                 "max_batch": c.max_batch, "replicas": e.replicas, "gpus": c.gpus * e.replicas,
                 "usd_per_hour": c.usd_per_hour * e.replicas,
@@ -78,7 +85,8 @@ class FleetPlan:
                 / (out_tok_s * 3600) * 1e6 if out_tok_s > 0 else None,
                 "rate_per_replica_rps": e.rate_per_replica_rps,
                 "goodput_per_replica_rps": c.goodput_rps,
-                "predicted": {"ttft_p99_ms": e.ttft_p99_ms, "tpot_p99_ms": e.tpot_p99_ms},
+                "predicted": {**e.latency, "ttft_p99_ms": e.ttft_p99_ms,
+                              "tpot_p99_ms": e.tpot_p99_ms},
                 "headroom": {
                     "ttft_p99": 1 - e.ttft_p99_ms / w.slo.ttft_p99_ms
                     if w.slo.ttft_p99_ms else None,
@@ -88,6 +96,8 @@ class FleetPlan:
                 "memory_per_gpu_gib": c.memory_per_gpu_gib,
                 "gpu_memory_gib": c.gpu_memory_gib,
                 "quality_loss_pct": c.quality_loss_pct,
+                **({"kv_offload_gib": self.problem.space.kv_offload_gib}
+                   if self.problem.space.kv_offload_gib > 0 else {}),
             })
         p = self.problem
         out: dict[str, Any] = _finite({
@@ -98,9 +108,12 @@ class FleetPlan:
                 "allow_mixing": p.allow_mixing,
                 "workloads": [_workload_dict(w) for w in p.workloads],
                 "space": {"gpus": list(p.space.gpus), "tps": list(p.space.tps),
+                          "parallel": [x.label for x in p.space.parallel_layouts],
                           "precisions": [list(x) for x in p.space.precisions],
                           "batches": list(p.space.batches), "engine": p.space.engine,
                           "capacity": p.space.capacity,
+                          **({"kv_offload_gib": p.space.kv_offload_gib}
+                             if p.space.kv_offload_gib > 0 else {}),
                           "calibrations": [c.to_dict() for c in p.space.calibrations]}},
             "fleet": fleet,
             "totals": {"usd_per_hour": self.usd_per_hour, "gpus": self.gpus,
@@ -118,7 +131,10 @@ def _workload_dict(w: Workload) -> dict[str, Any]:
             "input_len": w.input_dist.label, "output_len": w.output_dist.label,
             "slo": {"ttft_p99_ms": w.slo.ttft_p99_ms, "tpot_p99_ms": w.slo.tpot_p99_ms,
                     "e2e_p99_ms": w.slo.e2e_p99_ms},
-            "redundancy": w.redundancy, "max_quality_loss_pct": w.max_quality_loss_pct}
+            "redundancy": w.redundancy, "max_quality_loss_pct": w.max_quality_loss_pct,
+            "images": None if w.images is None else {
+                "per_request": w.images.count, "width": w.images.width,
+                "height": w.images.height}}
 
 
 def solve_problem(problem: FleetProblem, *, solver: str = "highs",
@@ -126,7 +142,8 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
                   options: OptionSet | None = None, evaluator: Evaluator | None = None
                   ) -> tuple[FleetPlan | None, OptionSet]:
     """Build and solve; None when the MILP is infeasible (see :func:`plan_fleet`)."""
-    opts = options or build_options(problem, evaluator=evaluator)
+    opts = options or build_options(problem, evaluator=evaluator,
+                                    rel_gap=relative_gap(solver, mip_gap))
     ranges = None
     if problem.objective == "balanced":  # the front's ends: cheapest and fastest fleets
         ends = []
@@ -154,10 +171,10 @@ def solve_problem(problem: FleetProblem, *, solver: str = "highs",
         total_cap = sum(opts.options[i].rate_cap_rps * x[i] for i in x
                         if opts.options[i].workload == o.workload and x[i] > 0)
         rate = w.rate_rps * o.rate_cap_rps / total_cap
-        ttft, tpot, _ = operating_point(w, o.candidate, rate, problem.space)
+        lat = operating_latency(w, o.candidate, rate, problem.space)
         entries.append(FleetEntry(workload=w.name, option=o, replicas=n,
-                                  rate_per_replica_rps=rate, ttft_p99_ms=ttft,
-                                  tpot_p99_ms=tpot))
+                                  rate_per_replica_rps=rate, ttft_p99_ms=lat["ttft_p99_ms"],
+                                  tpot_p99_ms=lat["tpot_p99_ms"], latency=lat))
     plan = FleetPlan(problem=problem, entries=tuple(entries), report=report,
                      binding=tuple(binding_constraints(model, problem, opts.options)),
                      notes=_capacity_notes(problem, opts))
@@ -171,13 +188,15 @@ def _capacity_notes(problem: FleetProblem, opts: OptionSet) -> tuple[str, ...]:
         return ("goodputs from the screening model (capacity: screen), an approximation "
                 "of the analytic model; re-plan with capacity confirm or exact before "
                 "committing to the fleet",)
-    proven = sum(cs.excluded[DOMINATED] for cs in opts.candidates)
+    proven = sum(cs.excluded[DOMINATED] + cs.excluded[COSTLIER] for cs in opts.candidates)
     if not proven:
         return ()
-    total = (len(problem.workloads) * len(sp.gpus) * len(sp.tps) * len(sp.precisions)
+    total = (len(problem.workloads) * len(sp.gpus) * len(sp.parallel_layouts)
+             * len(sp.precisions)
              * len(sp.batches))
-    return (f"capacity confirm: {proven} of {total} configurations proven dominated by one "
-            "exact check each (not searched); the plan is the exact search's",)
+    return (f"capacity confirm: {proven} of {total} configurations proven dominated or "
+            "costlier than the cheapest fleet by at most one exact check each (not "
+            "searched); the plan is the exact search's",)
 
 
 def plan_fleet(problem: FleetProblem, *, solver: str = "highs",
@@ -253,7 +272,20 @@ def _slo_relaxation(problem: FleetProblem, name: str, solver: str,
 
 def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str,
                evaluator: Evaluator | None = None) -> list[dict[str, Any]]:
-    """Re-solve with each SLO 10% tighter: the extra $/h it costs (None: infeasible)."""
+    """Re-solve with each SLO 10% tighter: the extra $/h it costs (None: infeasible).
+
+    Both sides are cost-optimal fleets (the tighter SLO's against the current SLO's: the
+    plan itself when its goal is cost), so the difference is the cost of tightening and
+    never negative: tightening only removes options. A plan optimized for another goal
+    (latency, balanced, ...) may cost more than either."""
+    base = plan.usd_per_hour
+    if problem.objective != "cost":
+        try:
+            cheapest, _ = solve_problem(replace(problem, objective="cost"), solver=solver,
+                                        evaluator=evaluator)
+            base = cheapest.usd_per_hour if cheapest else base
+        except (InfeasiblePlanError, InputError):
+            pass
     out = []
     for wi, w in enumerate(problem.workloads):
         for attr in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"):
@@ -269,11 +301,6 @@ def _slo_sweep(problem: FleetProblem, plan: FleetPlan, solver: str,
                 alt = None
             out.append({"workload": w.name, "slo": attr, "from": value, "to": value * 0.9,
                         "usd_per_hour": alt.usd_per_hour if alt else None,
-                        "delta_usd_per_hour": alt.usd_per_hour - plan.usd_per_hour
-                        if alt else None})
+                        "base_usd_per_hour": base,
+                        "delta_usd_per_hour": alt.usd_per_hour - base if alt else None})
     return out
-
-
-def write_json_atomic(data: Any, path: str | Path) -> None:
-    """Write JSON to ``path`` atomically."""
-    write_atomic(path, json.dumps(data, indent=2) + "\n")

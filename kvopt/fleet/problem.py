@@ -5,11 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
+from kvopt.choices import GOALS
 from kvopt.errors import InputError
 from kvopt.space import Candidate, Space, Workload
 
-OBJECTIVES = ("cost", "gpus", "power", "latency", "balanced", "throughput", "quality")
+if TYPE_CHECKING:
+    from kvopt.fleet.schedule.problem import Horizon
+
+OBJECTIVES = GOALS
 LOAD_LEVELS = (1.0, 0.75, 0.5, 0.25)  # operating points offered to latency objectives
 
 
@@ -25,6 +30,8 @@ class FleetProblem:
     objective: str = "cost"
     allow_mixing: bool = False  # several configurations per workload
     max_replicas: int | None = None  # per option, on top of the data-derived bound
+    # demand over time and ways to pay (kvopt schedule); None: one rate, on-demand prices
+    horizon: Horizon | None = None
 
     @cached_property
     def inventory(self) -> dict[str, int]:
@@ -48,6 +55,14 @@ class FleetProblem:
             raise InputError("budget_usd_h", self.budget_usd_h, "must be > 0")
         if self.power_cap_kw is not None and not self.power_cap_kw > 0:
             raise InputError("power_cap_kw", self.power_cap_kw, "must be > 0")
+        known = [r.name for r in self.space.regions]
+        for w in self.workloads:
+            for r in w.regions:
+                if r not in known:
+                    raise InputError(f"workload {w.name}: regions", r,
+                                     "names no region of the fleet; allowed: "
+                                     + (", ".join(known) or "(the fleet defines none)"),
+                                     "define it under regions: or drop it from the list")
         for gpu, n in self.availability:
             if n < 0:
                 raise InputError(f"availability[{gpu}]", n, "must be >= 0")
@@ -92,15 +107,15 @@ def slo_ratio(w: Workload, ttft_p99_ms: float, tpot_p99_ms: float,
     return max(ratios, default=0.0)
 
 
-def replica_bound(w: Workload, rate_cap: float, tp: int, problem: FleetProblem,
-                  gpu: str) -> int:
+def replica_bound(w: Workload, rate_cap: float, gpus_per_replica: int,
+                  problem: FleetProblem, gpu: str) -> int:
     """Big-M for one option, from data: enough replicas for the demand plus redundancy,
     never more than the GPU inventory (or the user's cap) allows. ``gpu`` is the
     candidate's inventory key (``GPU`` or ``region:GPU``)."""
     need = math.ceil(w.rate_rps / rate_cap - 1e-9) + w.redundancy
     avail = problem.inventory
     if gpu in avail:
-        need = min(need, avail[gpu] // tp)
+        need = min(need, avail[gpu] // gpus_per_replica)
     if problem.max_replicas is not None:
         need = min(need, problem.max_replicas)
     return max(need, 0)

@@ -16,7 +16,7 @@ from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml, sourced
 from kvopt.errors import CatalogError, InputError, UnsupportedError
 
-WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4")
 KV_DTYPES = ("bf16", "fp16", "fp8")
 
 
@@ -99,8 +99,12 @@ def support_mode(gpu: GpuSpec, weights: str) -> str:
 
 
 def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engine: str,
-                      hidden_size: int) -> Precision:
-    """Resolve the storage and compute formats of a replica, or raise UnsupportedError."""
+                      hidden_size: int, keep_16bit: tuple[str, ...] = (),
+                      bits_per_weight: float = 0.0) -> Precision:
+    """Resolve the storage and compute formats of a replica, or raise UnsupportedError.
+    ``keep_16bit``: components the checkpoint keeps in 16 bit beyond the format's own (e.g.
+    gpt-oss's attention beside its MXFP4 experts); ``bits_per_weight`` > 0: the checkpoint's
+    own bits per quantized weight (its group size) instead of the format's."""
     if weights not in WEIGHT_DTYPES:
         raise InputError("weights", weights, f"allowed: {', '.join(WEIGHT_DTYPES)}")
     kv = kv_dtype or default_kv_dtype(weights)
@@ -124,7 +128,7 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
         raise UnsupportedError(
             f"{gpu.id} lists no {compute} tensor-core throughput, needed for {weights} "
             f"weights; {_alternatives(gpu)}")
-    if mode == "weight_only" and weights in ("fp8", "fp4"):
+    if mode == "weight_only" and weights in ("fp8", "fp4", "mxfp4"):
         notes.append(f"{weights} weights run weight-only on {gpu.id} ({gpu.architecture} has no "
                      f"{weights} tensor cores): memory savings, no {weights} compute speed-up")
     elif mode == "weight_only":
@@ -137,8 +141,10 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
     kv_bytes, _ = sourced(_data()["kv_bytes_per_value"][kv], f"kv_bytes_per_value.{kv}", origin)
     return Precision(
         weights=weights, kv_dtype=kv, mode=mode, compute_dtype=compute,
-        activation_bytes=2.0, quantized_bits_per_weight=_bits(fmt, origin, hidden_size),
-        unquantized=tuple(fmt.get("unquantized") or ()), kv_bytes_per_value=float(kv_bytes or 2),
+        activation_bytes=2.0,
+        quantized_bits_per_weight=bits_per_weight or _bits(fmt, origin, hidden_size),
+        unquantized=tuple(dict.fromkeys([*(fmt.get("unquantized") or ()), *keep_16bit])),
+        kv_bytes_per_value=float(kv_bytes or 2),
         format_name=str(fmt.get("name", weights)), notes=tuple(notes),
     )
 

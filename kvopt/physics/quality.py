@@ -19,11 +19,14 @@ def _data() -> dict[str, Any]:
     return data
 
 
-def quality_loss_pct(weights: str, kv_dtype: str) -> float:
-    """Accuracy loss of ``weights`` + ``kv_dtype`` vs BF16 (losses add)."""
+def quality_loss_pct(weights: str, kv_dtype: str, checkpoint: str = "bf16") -> float:
+    """Accuracy loss of ``weights`` + ``kv_dtype`` vs BF16 (losses add). A checkpoint
+    released in a quantized format (``checkpoint``, e.g. gpt-oss in MXFP4) is its own
+    reference: its format loses nothing against it."""
     data = _data()
     total = 0.0
-    for table, key in (("weights_loss_pct", weights), ("kv_loss_pct", kv_dtype)):
+    for table, key in (("weights_loss_pct", "bf16" if weights == checkpoint else weights),
+                       ("kv_loss_pct", kv_dtype)):
         node = data[table].get(key)
         if node is None:
             raise InputError("precision", key, f"no quality figure in models/quality.yaml "

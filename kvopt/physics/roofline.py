@@ -1,10 +1,19 @@
-"""Roofline step time: per op ``t = smoothmax(FLOPs / (peak x eff_c), bytes / (bw x eff_m))``.
+"""Roofline step time: every op of a step priced by its fitted kernel curve.
 
-Each op's compute and memory times come from the GPU card (dense peak per dtype, spec
-bandwidth) scaled by the measured efficiencies of :mod:`kvopt.physics.efficiency`; GEMM
-bandwidth efficiency grows with the weight matrix size. The step adds tensor-parallel
-all-reduces (two per layer, :mod:`kvopt.physics.comm`). Engine overheads are added by the
-caller (they are engine facts, not physics).
+Each op's FLOPs and bytes (:mod:`kvopt.physics.ops`) go through the curve of its kind
+(:mod:`kvopt.physics.kernels`, fitted per GPU x engine x dtype in
+:mod:`kvopt.physics.efficiency`): GEMMs ``t0 x launches + smoothmax(tc, tm) + q m k / BW``,
+attention on padded work with a floor per layer, the fused MoE with its row tile and routing
+pass; element-wise traffic streams at the GEMM bandwidth fraction. The step adds
+tensor-parallel all-reduces (two per layer, :mod:`kvopt.physics.comm`). Engine overheads are
+added by the caller (they are engine facts, not physics).
+
+Quantized weights: a native fp8/fp4/int8 path is priced as the faster of its own W8A8/W4A4
+curve and the weight-only path (the same weight bytes through the half-precision curve, no
+activation quantization): engines ship weight-only kernels (e.g. vLLM's FP8 Marlin, TensorRT-
+LLM's weight-only GEMMs) and the activation-quantization floor of W8A8 kernels makes them
+slower than bf16 at small batch on some GPUs (TensorRT-LLM per-tensor fp8 on B200). So
+quantized weights are never priced slower than bf16 ones.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.comm import engine_allreduce_s
-from kvopt.physics.efficiency import attention_efficiency, efficiency
+from kvopt.physics.efficiency import attention_curve, gemm_curve, moe_curve
+from kvopt.physics.kernels import smoothmax
 from kvopt.physics.ops import Op, allreduce_bytes, step_ops
 from kvopt.physics.precision import Precision
 
 Array = npt.NDArray[np.float64]
+
+__all__ = ["StepTime", "half_dtype", "op_time", "smoothmax", "step_time", "tp_comm_s"]
 
 
 @dataclass(frozen=True)
@@ -39,46 +51,106 @@ class StepTime:
     memory_only_s: Array  # sum of pure memory terms
 
 
-def smoothmax(a: Array, b: Array, p: float | Array) -> Array:
-    """``(a^p + b^p)^(1/p)``: the maximum, softened near the ridge point (p fitted)."""
-    hi = np.maximum(a, b)
-    lo = np.minimum(a, b)
-    # hi x (1 + (lo/hi)^p)^(1/p): the same value with two powers instead of three
-    r = lo / np.where(hi > 0, hi, 1.0)
-    return np.asarray(hi * (1.0 + r**p) ** (1.0 / p))
+def half_dtype(gpu: GpuSpec) -> str:
+    """The 16-bit format weight-only paths compute in on ``gpu``."""
+    return "bf16" if gpu.has_tensor("bf16") else "fp16"
 
 
-def op_time(op: Op, gpu: GpuSpec) -> tuple[Array, Array, Array]:
-    """(time, compute term, memory term) of one op on ``gpu``."""
-    eff = efficiency(gpu.id, op.compute_dtype)
-    peak: Array | float = gpu.peak_flop_s(op.compute_dtype) * eff.compute
-    if op.kind == "attention":  # attention kernels reach less, and short prefills less still
-        att = attention_efficiency(gpu.id, op.compute_dtype)
-        keys = np.asarray(op.keys, dtype=np.float64)
-        peak = gpu.peak_flop_s(op.compute_dtype) * np.where(
-            keys > 0, att.prefill_fraction(keys), att.compute)
-    em: Array | float = eff.memory
-    if op.kind == "gemm" and op.weight_matrix_bytes > 0:
-        # small launches stream below em: the ramp follows the bytes one launch moves
-        # (weights, activations and output), as in the fit (benchmarks/fit_efficiency.py)
-        b = op.bytes / max(op.count, 1.0)
-        em = eff.memory * b / (b + gpu.bandwidth_bytes_s * eff.ramp_tau_s)
-    tc = op.flops / peak
-    tm = op.bytes / (gpu.bandwidth_bytes_s * em)
-    return smoothmax(tc, tm, eff.smoothmax_p), tc, tm
+def _gemm_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, Array]:
+    curve = gemm_curve(gpu, op.curve, engine)
+    peak = gpu.peak_flop_s(op.compute_dtype)
+    bw = gpu.bandwidth_bytes_s
+    t = curve.time_s(flops=op.flops, nbytes=op.bytes, launches=op.count,
+                     quant_elems=op.quant_elems, peak_flop_s=peak, bandwidth_bytes_s=bw)
+    if op.quantized:  # the weight-only path: same bytes, 16-bit math, no quantization pass
+        half = half_dtype(gpu)
+        alt = gemm_curve(gpu, half, engine).time_s(
+            flops=op.flops, nbytes=op.bytes, launches=op.count, quant_elems=0.0,
+            peak_flop_s=gpu.peak_flop_s(half), bandwidth_bytes_s=bw)
+        t = np.minimum(t, alt)
+    return (np.asarray(t), np.asarray(op.flops / (peak * curve.compute)),
+            np.asarray(op.bytes / (bw * curve.memory)))
+
+
+def _moe_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, Array]:
+    curve = moe_curve(gpu, op.curve, engine)
+    if curve is None or op.moe is None:  # no fused-MoE table to price it: a GEMM
+        return _gemm_time(op, gpu, engine)
+    peak = gpu.peak_flop_s(op.compute_dtype)
+    bw = gpu.bandwidth_bytes_s
+    t = curve.time_s(op.moe, peak_flop_s=peak, bandwidth_bytes_s=bw)
+    half_curve = moe_curve(gpu, half_dtype(gpu), engine) if op.quantized else None
+    if half_curve is not None and op.moe is not None:
+        t = np.minimum(t, half_curve.time_s(op.moe, peak_flop_s=gpu.peak_flop_s(
+            half_dtype(gpu)), bandwidth_bytes_s=bw))
+    return (np.asarray(t), np.asarray(op.flops / (peak * curve.compute)),
+            np.asarray(op.bytes / (bw * curve.memory)))
+
+
+def _attention_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, Array]:
+    w = op.attention
+    assert w is not None and w.group is not None
+    g = w.group
+    peak = gpu.peak_flop_s(op.compute_dtype)
+    bw = gpu.bandwidth_bytes_s
+    gen = attention_curve(gpu, "generation", engine, mla=w.mla, kv=w.kv_dtype)
+    ctx = attention_curve(gpu, "context", engine, mla=w.mla, kv=w.kv_dtype)
+    launches = np.where(w.seqs > 0, w.layers, 0.0)
+    held = w.past + w.new
+    df, db = g.decode_work(keys=w.seqs * g.keys(held), held=w.seqs * held, seqs=w.seqs,
+                           pad_tokens=gen.pad_tokens)
+    pf, pb = g.prefill_work(new=w.new, past=w.past, pad_tokens=ctx.pad_tokens)
+    pf, pb = pf * w.seqs, pb * w.seqs
+    decode = w.new <= 1
+    t_dec = gen.time_s(flops=df * w.layers, nbytes=db * w.layers, launches=launches,
+                       peak_flop_s=peak, bandwidth_bytes_s=bw)
+    t_pre = ctx.time_s(flops=pf * w.layers, nbytes=pb * w.layers, launches=launches,
+                       peak_flop_s=peak, bandwidth_bytes_s=bw)
+    tc = np.where(decode, df / (peak * gen.compute), pf / (peak * ctx.compute)) * w.layers
+    tm = np.where(decode, db / (bw * gen.memory), pb / (bw * ctx.memory)) * w.layers
+    return np.asarray(np.where(decode, t_dec, t_pre)), np.asarray(tc), np.asarray(tm)
+
+
+def op_time(op: Op, gpu: GpuSpec, engine: str | None = None) -> tuple[Array, Array, Array]:
+    """(time, compute term, memory term) of one op on ``gpu`` as ``engine`` (a profile name;
+    None: the default engine's kernels) runs it."""
+    if op.kind == "attention":
+        return _attention_time(op, gpu, engine)
+    if op.kind == "moe":
+        return _moe_time(op, gpu, engine)
+    if op.kind == "gemm":
+        return _gemm_time(op, gpu, engine)
+    # element-wise: streams at the GEMMs' bandwidth fraction (fused into neighbours: no floor)
+    em = gemm_curve(gpu, half_dtype(gpu), engine).memory
+    tm = np.asarray(op.bytes / (gpu.bandwidth_bytes_s * em))
+    return tm, np.zeros_like(tm), tm
 
 
 def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
               seqs: Array | float, new: Array | float, past: Array | float,
-              engine: EngineProfile | None = None) -> StepTime:
+              engine: EngineProfile | None = None, cross_keys: float = 0.0) -> StepTime:
     """Time of one forward step (see :func:`kvopt.physics.ops.step_ops` for the work); the
     TP all-reduces run as ``engine`` runs them (its own kernels or plain NCCL)."""
-    ops = step_ops(model, tp=tp, precision=precision, seqs=seqs, new=new, past=past)
+    ops = step_ops(model, tp=tp, precision=precision, seqs=seqs, new=new, past=past,
+                   cross_keys=cross_keys)
     shape = np.broadcast(np.asarray(seqs), np.asarray(new), np.asarray(past)).shape
+    k = sum_ops(ops, gpu, engine.name if engine is not None else None, shape)
+    tokens = np.asarray(seqs, dtype=np.float64) * np.asarray(new, dtype=np.float64)
+    comm = tp_comm_s(model, gpu, tp=tp, precision=precision, tokens=tokens,
+                     engine=engine) + np.zeros(shape)
+    return StepTime(k.total_s + comm, k.compute_bound_s, k.memory_bound_s, comm, k.flops,
+                    k.bytes, k.compute_only_s, k.memory_only_s)
+
+
+def sum_ops(ops: list[Op], gpu: GpuSpec, engine: str | None, shape: tuple[int, ...]
+            ) -> StepTime:
+    """The kernels of ``ops`` summed (broadcast to ``shape``), without communication
+    (``comm_s`` zero): each op's time counts as compute- or memory-bound by its larger
+    roofline term."""
     zero = np.zeros(shape)
     total, cb, mb, flops, nbytes, tc_sum, tm_sum = (zero.copy() for _ in range(7))
     for op in ops:
-        t, tc, tm = op_time(op, gpu)
+        t, tc, tm = op_time(op, gpu, engine)
         total = total + t
         cb = cb + np.where(tc >= tm, t, 0.0)
         mb = mb + np.where(tc < tm, t, 0.0)
@@ -86,9 +158,7 @@ def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
         nbytes = nbytes + op.bytes
         tc_sum = tc_sum + tc
         tm_sum = tm_sum + tm
-    tokens = np.asarray(seqs, dtype=np.float64) * np.asarray(new, dtype=np.float64)
-    comm = tp_comm_s(model, gpu, tp=tp, precision=precision, tokens=tokens, engine=engine) + zero
-    return StepTime(total + comm, cb, mb, comm, flops, nbytes, tc_sum, tm_sum)
+    return StepTime(total, cb, mb, zero, flops, nbytes, tc_sum, tm_sum)
 
 
 def tp_comm_s(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,

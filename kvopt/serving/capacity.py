@@ -1,127 +1,35 @@
 """Capacity under SLOs: the highest Poisson request rate a replica sustains (goodput).
 
-For each candidate replica the saturation rate comes from the steady-state model; SLOs on
-TTFT p99 and TPOT p99 then lower it. Both percentiles grow with the rate (checked by the
-property tests), so the SLO-limited rate is bracketed on a first-pass rate grid (denser near
-capacity) and refined in log rate by inverse quadratic interpolation or a secant
-(:func:`capacity_of` is the plain bisection it is tested against).
-Candidates that share a replica share its step-cost table and steady model, and the
-max-batch levels of a replica are searched together (:func:`capacity_levels`).
+:func:`capacity` and :func:`capacity_levels` run the exact search
+(:mod:`kvopt.serving.exact`) on the analytic steady state, cached by replica, lengths,
+SLO and level; :func:`capacity_many` dispatches between that exact search and the screen
+(:mod:`kvopt.serving.screen`, every replica at once); :func:`meets_at` checks one rate.
+Candidates that share a replica share its step-cost table and steady model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from kvopt.caching import Memo
 from kvopt.errors import InputError
+from kvopt.serving.exact import checks, search
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
+from kvopt.serving.replica import Replica
+from kvopt.serving.results import CapacityResult, Slo, no_fit
 from kvopt.serving.serve import check_context, steady_model
-from kvopt.serving.steady import Rows, SteadyModel, SteadyState, capacities, p99_rows
+from kvopt.serving.steady import capacities
 
-Array = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Slo:
-    """Latency objectives in milliseconds (None = unconstrained)."""
-
-    ttft_p99_ms: float | None = None
-    tpot_p99_ms: float | None = None
-    e2e_p99_ms: float | None = None  # whole request: TTFT + all output tokens
-
-    def __post_init__(self) -> None:
-        for name in ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise InputError(name, value, "must be > 0")
+METHODS = ("exact", "screen")
+# goodputs by (replica, lengths, SLO, prefix, spec, max_num_seqs, tolerance)
+_CACHE: Memo[tuple[object, ...], CapacityResult] = Memo("capacity results", 65536)
 
 
-@dataclass(frozen=True, kw_only=True)
-class CapacityResult:
-    """Goodput of one replica: the highest rate that meets the SLO, and its operating point."""
-
-    goodput_rps: float
-    saturation_rps: float
-    steady_state_batch: float
-    ttft_p99_ms: float | None
-    tpot_p99_ms: float | None
-    output_tok_s: float
-    binding: str  # what limits the goodput
-    feasible: bool  # False: even an idle replica misses the SLO
-    e2e_p99_ms: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in d.items()}
-
-
-def _meets(st: SteadyState, slo: Slo) -> tuple[bool, str]:
-    if st.saturated:
-        return False, "saturation"
-    if slo.ttft_p99_ms is not None and not st.ttft_s[3] * 1e3 <= slo.ttft_p99_ms:
-        return False, "ttft_p99 SLO"
-    if slo.tpot_p99_ms is not None and not st.tpot_s[3] * 1e3 <= slo.tpot_p99_ms:
-        return False, "tpot_p99 SLO"
-    if slo.e2e_p99_ms is not None and not st.e2e_p99_s * 1e3 <= slo.e2e_p99_ms:
-        return False, "e2e_p99 SLO"
-    return True, ""
-
-
-def capacity_of(model: SteadyModel, slo: Slo, *, rel_tol: float = 0.005) -> CapacityResult:
-    """Goodput of one steady model under ``slo`` by bisection on the rate, one
-    :meth:`SteadyModel.poisson` at a time: the reference that the grid-and-secant search
-    of :func:`capacity` and :func:`capacity_levels` is tested against."""
-    cap, limit = model.capacity()
-    if cap <= 0:
-        return _unserved(limit)
-    top = model.poisson(cap * 0.999)
-    ok, why = _meets(top, slo)
-    if ok:
-        return _result(top, cap, limit)
-    low = model.poisson(cap * 1e-4)
-    ok_low, why_low = _meets(low, slo)
-    if not ok_low:
-        return _unserved(why_low, cap, low)
-    lo, hi = cap * 1e-4, cap * 0.999
-    best = low
-    while hi - lo > rel_tol * hi:
-        mid = (lo + hi) / 2
-        st = model.poisson(mid)
-        ok, why_mid = _meets(st, slo)
-        if ok:
-            lo, best = mid, st
-        else:
-            hi, why = mid, why_mid
-    return _result(best, cap, why)
-
-
-def _unserved(binding: str, cap: float = 0.0, st: SteadyState | None = None
-              ) -> CapacityResult:
-    """No goodput: no sustainable rate at all (``cap`` 0), or even light load (``st``, its
-    p99s reported) misses the SLO for ``binding``."""
-    return CapacityResult(goodput_rps=0.0, saturation_rps=cap, steady_state_batch=0.0,
-                          ttft_p99_ms=st.ttft_s[3] * 1e3 if st else None,
-                          tpot_p99_ms=st.tpot_s[3] * 1e3 if st else None, output_tok_s=0.0,
-                          binding=binding, feasible=False)
-
-
-def _result(st: SteadyState, cap: float, binding: str) -> CapacityResult:
-    return CapacityResult(goodput_rps=st.throughput_rps, saturation_rps=cap,
-                          steady_state_batch=st.steady_state_batch,
-                          ttft_p99_ms=st.ttft_s[3] * 1e3, tpot_p99_ms=st.tpot_s[3] * 1e3,
-                          output_tok_s=st.output_tok_s, binding=binding, feasible=True,
-                          e2e_p99_ms=st.e2e_p99_s * 1e3)
-
-
-def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
+def capacity(replica: Replica, *, input_dist: LengthDist, output_dist: LengthDist,
              slo: Slo | None = None, prefix: PrefixCache | None = None,
              spec: SpecDecode | None = None, max_num_seqs: int | None = None,
              rel_tol: float = 0.005) -> CapacityResult:
@@ -131,28 +39,23 @@ def capacity(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
     if key in _CACHE:
         return _CACHE[key]
     check_context(replica, input_dist, output_dist)
-    if len(_CACHE) > 65536:
-        _CACHE.clear()
-    _CACHE[key] = _capacity(replica, input_dist, output_dist, slo, prefix, spec, max_num_seqs,
-                            rel_tol)
-    return _CACHE[key]
+    return _CACHE.put(key, _capacity(replica, input_dist, output_dist, slo, prefix, spec,
+                                     max_num_seqs, rel_tol))
 
 
-_CACHE: dict[tuple[object, ...], CapacityResult] = {}
-
-
-def _capacity(replica: Any, input_dist: LengthDist, output_dist: LengthDist, slo: Slo | None,
-              prefix: PrefixCache | None, spec: SpecDecode | None, max_num_seqs: int | None,
-              rel_tol: float) -> CapacityResult:
+def _capacity(replica: Replica, input_dist: LengthDist, output_dist: LengthDist,
+              slo: Slo | None, prefix: PrefixCache | None, spec: SpecDecode | None,
+              max_num_seqs: int | None, rel_tol: float) -> CapacityResult:
     if not replica.fits:
-        return _unserved("does not fit in memory")
+        return no_fit(replica)
     model = steady_model(replica, input_dist, output_dist, prefix=prefix, spec=spec,
                          max_num_seqs=max_num_seqs)
-    return _search({0: model}, slo or Slo(), rel_tol)[0]
+    return search({0: model}, slo or Slo(), rel_tol)[0]
 
 
-def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: LengthDist,
-                  slo: Slo | None = None, method: str = "exact") -> list[CapacityResult]:
+def capacity_many(replicas: list[Replica], *, input_dist: LengthDist,
+                  output_dist: LengthDist, slo: Slo | None = None,
+                  method: str = "exact") -> list[CapacityResult]:
     """Goodput of many candidate replicas (the sizing MILP and the Pareto search call this).
 
     Candidates with the same replica are evaluated once. ``method``: ``"exact"``, the
@@ -160,8 +63,8 @@ def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: L
     model over all of them at once (:mod:`kvopt.serving.screen`: ~20x faster per
     configuration over a catalog, its own approximation of the analytic model; its error
     is measured by ``benchmarks/screen_accuracy.py``)."""
-    if method not in ("exact", "screen"):
-        raise InputError("method", method, "one of: exact, screen")
+    if method not in METHODS:
+        raise InputError("method", method, f"one of: {', '.join(METHODS)}")
     if method == "screen":
         from kvopt.serving.screen import screen_levels
 
@@ -170,7 +73,7 @@ def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: L
                               slo=slo)
         by_rep = {rep: res[0] for rep, res in zip(unique, found, strict=True)}
         return [by_rep[rep] for rep in replicas]
-    seen: dict[Any, CapacityResult] = {}
+    seen: dict[Replica, CapacityResult] = {}
     out = []
     for rep in replicas:
         if rep not in seen:
@@ -179,7 +82,7 @@ def capacity_many(replicas: list[Any], *, input_dist: LengthDist, output_dist: L
     return out
 
 
-def capacity_levels(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist,
+def capacity_levels(replica: Replica, *, input_dist: LengthDist, output_dist: LengthDist,
                     slo: Slo | None = None, batches: Sequence[int],
                     prefix: PrefixCache | None = None, spec: SpecDecode | None = None,
                     rel_tol: float = 0.005) -> list[CapacityResult]:
@@ -207,221 +110,94 @@ def capacity_levels(replica: Any, *, input_dist: LengthDist, output_dist: Length
             by_slots: dict[tuple[float, str], int] = {}
             for b, m in models.items():
                 by_slots.setdefault((m.slots, m.limit_slots), b)
-            solved = _search({b: models[b] for b in by_slots.values()}, slo, rel_tol)
-            found = {b: solved[by_slots[(m.slots, m.limit_slots)]] for b, m in models.items()}
-        if len(_CACHE) > 65536:
-            _CACHE.clear()
+            missed: dict[int, float] = {}
+            solved = search({b: models[b] for b in by_slots.values()}, slo, rel_tol, missed)
+            found = {}
+            for b, m in models.items():
+                rep_b = by_slots[(m.slots, m.limit_slots)]
+                found[b] = solved[rep_b]
+                if rep_b in missed:
+                    _miss(_fact_key(replica, input_dist, output_dist, prefix, spec, b), slo,
+                          missed[rep_b])
         for b, res in found.items():
-            _CACHE[keys[b]] = res
+            _CACHE.put(keys[b], res)
     return [_CACHE[keys[b]] for b in batches]
 
 
-def meets_at(replica: Any, *, input_dist: LengthDist, output_dist: LengthDist, slo: Slo,
+def meets_at(replica: Replica, *, input_dist: LengthDist, output_dist: LengthDist, slo: Slo,
              batches: Sequence[int], rate_rps: float) -> list[bool]:
     """Whether ``replica`` at each max-batch level meets ``slo`` at the one Poisson rate
     ``rate_rps``: the same checks as :func:`capacity_levels` makes at each rate it tries,
     for the cost of one rate. Since the p99s rise with the rate, False at ``rate_rps``
     means the level's goodput is below it (the planner proves a candidate dominated with
-    it, see :func:`kvopt.space.evaluate_pruned`)."""
+    it, see :mod:`kvopt.confirm`). A level known to miss an SLO no tighter at a rate no
+    higher (an earlier check or search) misses without being evaluated again."""
     check_context(replica, input_dist, output_dist)
     if not replica.fits or not rate_rps > 0:
         return [False] * len(batches)
+    levels = list(dict.fromkeys(batches))
+    keys = {b: _fact_key(replica, input_dist, output_dist, None, None, b) for b in levels}
+    if all(_known_miss(keys[b], slo, rate_rps) for b in levels):
+        return [False] * len(batches)
     models = {b: steady_model(replica, input_dist, output_dist, max_num_seqs=b)
-              for b in dict.fromkeys(batches)}
-    caps = dict(zip(models, capacities(list(models.values())), strict=True))
-    live = [b for b in models if caps[b][0] > rate_rps]
+              for b in levels}
     found = dict.fromkeys(models, False)
-    if live:
-        base = models[live[0]]
+    base = next(iter(models.values()))
+    if base.step_curve()[0] > rate_rps:  # else beyond every level's capacity (at most the
+        # rate where step times diverge)
         lams = np.array([float(rate_rps)])
-        rows = base.rows(lams, base.step_times(lams))
-        for b in live:
-            found[b] = bool(_checks(models[b], rows, caps[b][0], slo)[0][0])
+        live = levels
+        rows = None
+        if slo != Slo():
+            # the SLO checks first, as if no capacity bound the rate: below a level's
+            # capacity they are its checks, at or above it the level misses anyway, so a
+            # level that fails them misses (and its capacity need not be solved)
+            rows = base.rows(lams, base.step_times(lams))
+            live = [b for b in levels if checks(models[b], rows, math.inf, slo)[0][0]]
+        if live:
+            caps = dict(zip(live, capacities([models[b] for b in live]), strict=True))
+            live = [b for b in live if caps[b][0] > rate_rps]
+        if live:
+            if rows is None:
+                rows = base.rows(lams, base.step_times(lams))
+            for b in live:
+                found[b] = bool(checks(models[b], rows, caps[b][0], slo)[0][0])
+    for b in levels:
+        if not found[b]:
+            _miss(keys[b], slo, rate_rps)
     return [found[b] for b in batches]
 
 
-_GRID = np.array([1e-4, 0.01, 0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95, 0.999])  # first pass:
-# fractions of the largest capacity, denser near it where SLO boundaries usually lie
+# the rates at which each level of a replica missed an SLO: by (replica, lengths, prefix,
+# spec, level), [(SLO, rate)] (a miss implies misses at higher rates and tighter SLOs)
+_MISSES: Memo[tuple[object, ...], list[tuple[Slo, float]]] = Memo("SLO misses", 65536)
 
 
-def _checks(m: SteadyModel, rows: Rows, cap: float, slo: Slo
-            ) -> tuple[Array, dict[str, Array], list[str], Array]:
-    """(meets the SLO, margin of each check, why not, total wait draws) per row for model
-    ``m``. A check's margin is log(value / limit) (<= 0 where it passes): the refinement
-    interpolates the zero of the check that fails at the top of the bracket."""
-    slot = m.slot_wait(rows)
-    wait = rows.budget_wait + slot
-    ttft = rows.ttft_core + wait
-    queued = bool(slot.any())  # no slot wait: the TTFT draws are the shared ones
-    offered = rows.lam * rows.e2e_core
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # distance to saturation: the rate against capacity, the load against the slots
-        sat_margin = np.maximum(np.log(rows.lam / cap), np.log(offered / m.slots))
-        sat = (rows.lam >= cap) | ~np.isfinite(ttft).all(axis=1)
-        sat_margin = np.where(sat, np.maximum(sat_margin, 1e-9), np.minimum(sat_margin, 0.0))
-        checks: list[tuple[Array, str]] = [(sat_margin, "saturation")]
-        if slo.ttft_p99_ms is not None:
-            p = p99_rows(ttft) if queued else rows.p99("ttft", ttft)
-            checks.append((np.log(p * 1e3 / slo.ttft_p99_ms), "ttft_p99 SLO"))
-        if slo.tpot_p99_ms is not None:
-            checks.append((np.log(rows.p99("tpot", rows.tpot) * 1e3 / slo.tpot_p99_ms),
-                           "tpot_p99 SLO"))
-        if slo.e2e_p99_ms is not None:
-            e2e_draws = ttft + rows.out_tokens * rows.tpot
-            e2e = p99_rows(e2e_draws) if queued else rows.p99("e2e", e2e_draws)
-            checks.append((np.log(e2e * 1e3 / slo.e2e_p99_ms), "e2e_p99 SLO"))
-    why = [""] * rows.lam.size
-    for margin, name in reversed(checks):  # the first failing check names the reason
-        for r in np.nonzero(~(margin <= 0))[0]:
-            why[int(r)] = name
-    ok = np.all(np.stack([c <= 0 for c, _ in checks]), axis=0)
-    return ok, {name: c for c, name in checks}, why, wait
+def _fact_key(replica: Replica, input_dist: LengthDist, output_dist: LengthDist,
+              prefix: PrefixCache | None, spec: SpecDecode | None, level: int
+              ) -> tuple[object, ...]:
+    return (replica, input_dist.label, output_dist.label, prefix, spec, level)
 
 
-@dataclass
-class _Bracket:
-    """The SLO boundary of one level lies in (lo, hi]: lo meets it, hi does not."""
-
-    lo: float
-    hi: float
-    lo_m: dict[str, float]  # each check's margin at lo (all <= 0)
-    hi_m: dict[str, float]
-    why_hi: str  # the check that fails at hi
-    best: tuple[Rows, int, Array]  # the row at lo and its wait draws
-    prev: tuple[float, dict[str, float]] | None = None  # the last end replaced
-    rounds: int = 0
-    side: int = 0  # the end that moved alone last round (+1: lo, -1: hi, 0: both/none)
-    w_lo: float = 1.0  # Illinois weights on the end margins
-    w_hi: float = 1.0
-    shrink: float = 0.0  # log-width ratio of the bracket over the last round (0: none yet)
-
-    def probes(self, rel_tol: float) -> Array:
-        """Two rates straddling the estimated zero of the failing check's margin in log
-        rate: inverse quadratic interpolation through the bracket's ends and the last
-        point it dropped (margins are curved near saturation), else a secant
-        (Illinois-weighted so that an end that stops moving does not stall it), else
-        the bracket split in thirds. Thirds also when the last round did not halve the
-        bracket: a margin that is flat then steep (slot queueing) or flat and noisy (a p99
-        of draws) defeats interpolation, and thirds shrink the bracket threefold."""
-        lo, hi = math.log(self.lo), math.log(self.hi)
-        m_lo = self.lo_m[self.why_hi] * self.w_lo
-        m_hi = self.hi_m[self.why_hi] * self.w_hi
-        x = math.nan
-        if (self.rounds < 8 and not self.shrink > 0.5 and math.isfinite(m_lo)
-                and math.isfinite(m_hi) and m_hi > m_lo):
-            x = lo + (hi - lo) * -m_lo / (m_hi - m_lo)
-            if self.prev is not None and self.w_lo == self.w_hi == 1.0:
-                x = _iqi(((lo, m_lo), (hi, m_hi),
-                          (math.log(self.prev[0]), self.prev[1].get(self.why_hi, math.nan))),
-                         lo, hi, x)
-        if math.isfinite(x):
-            a, c = math.exp(x) * (1 - 0.4 * rel_tol), math.exp(x) * (1 + 0.4 * rel_tol)
-        else:
-            a, c = math.exp(lo + (hi - lo) / 3), math.exp(lo + 2 * (hi - lo) / 3)
-        a = min(max(a, self.lo), self.hi)
-        c = min(max(c, self.lo), self.hi)
-        return np.array([a, c])
-
-    def update(self, part: Rows, ok: Array, margins: dict[str, Array], why: list[str],
-               wait: Array) -> None:
-        self.rounds += 1
-        width = math.log(self.hi / self.lo)
-        moved_lo = moved_hi = False
-        for r in np.argsort(part.lam):
-            lam = float(part.lam[r])
-            if not self.lo < lam < self.hi:
-                continue
-            here = {name: float(v[r]) for name, v in margins.items()}
-            if ok[r]:
-                self.prev = (self.lo, self.lo_m)
-                self.lo, self.lo_m, self.best = lam, here, (part, int(r), wait[r])
-                self.w_lo, moved_lo = 1.0, True
-            else:
-                self.prev = (self.hi, self.hi_m)
-                self.hi, self.hi_m, self.why_hi = lam, here, why[r]
-                self.w_hi, moved_hi = 1.0, True
-                break
-        side = (1 if moved_lo else 0) - (1 if moved_hi else 0)
-        if side != 0 and side == self.side:  # Illinois: the same end moved twice alone
-            if side > 0:
-                self.w_hi /= 2
-            else:
-                self.w_lo /= 2
-        self.side = side
-        self.shrink = math.log(self.hi / self.lo) / width if width > 0 else 0.0
+def _no_looser(a: Slo, b: Slo) -> bool:
+    """Whether ``a`` is at least as strict as ``b`` in every limit (None: no limit)."""
+    return all(lb is None or (la is not None and la <= lb) for la, lb in (
+        (a.ttft_p99_ms, b.ttft_p99_ms), (a.tpot_p99_ms, b.tpot_p99_ms),
+        (a.e2e_p99_ms, b.e2e_p99_ms)))
 
 
-def _iqi(pts: tuple[tuple[float, float], ...], lo: float, hi: float, fallback: float
-         ) -> float:
-    """Inverse quadratic interpolation: the ``x`` where the parabola in the margin through
-    three (x, margin) points gives margin 0, if it lies inside (lo, hi)."""
-    (x0, m0), (x1, m1), (x2, m2) = pts
-    if not all(math.isfinite(v) for v in (m0, m1, m2)) or min(
-            abs(m0 - m1), abs(m0 - m2), abs(m1 - m2)) < 1e-12:
-        return fallback
-    x = (x0 * m1 * m2 / ((m0 - m1) * (m0 - m2)) + x1 * m0 * m2 / ((m1 - m0) * (m1 - m2))
-         + x2 * m0 * m1 / ((m2 - m0) * (m2 - m1)))
-    return x if lo < x < hi else fallback
+def _implies(fact: tuple[Slo, float], slo: Slo, rate_rps: float) -> bool:
+    return rate_rps >= fact[1] and _no_looser(slo, fact[0])
 
 
-def _search(models: dict[int, SteadyModel], slo: Slo, rel_tol: float
-            ) -> dict[int, CapacityResult]:
-    out: dict[int, CapacityResult] = {}
-    caps = dict(zip(models, capacities(list(models.values())), strict=True))
-    live = [b for b in models if caps[b][0] > 0]
-    for b in models:
-        if b not in live:
-            out[b] = _unserved(caps[b][1])
-    if not live:
-        return out
-    base = models[live[0]]  # any level: the rows do not depend on the slots
-    top = max(caps[b][0] for b in live)
-    # each level's top end, and one light-load point below every level's capacity
-    light = min(caps[b][0] for b in live) * 1e-4
-    ends = [caps[b][0] * 0.999 for b in live] + [light]
-    lams = np.unique(np.concatenate([top * _GRID, ends]))
-    rows = base.rows(lams, base.step_times(lams))
-    brackets: dict[int, _Bracket] = {}
-    for b in live:
-        m, (cap, limit) = models[b], caps[b]
-        ok, margin, why, wait = _checks(m, rows, cap, slo)
-        i_top = int(np.searchsorted(lams, cap * 0.999))
-        i_low = int(np.searchsorted(lams, light))
-        if ok[i_top]:
-            out[b] = _result(m.state_at(rows, i_top, wait[i_top], mode="rps",
-                                        value=float(lams[i_top]), cap=cap, limit=limit),
-                             cap, limit)
-            continue
-        if not ok[i_low]:
-            out[b] = _unserved(why[i_low], cap, m.state_at(
-                rows, i_low, wait[i_low], mode="rps", value=float(lams[i_low]), cap=cap,
-                limit=limit))
-            continue
-        # the first failure above the light-load point closes the bracket
-        i = i_low + int(np.argmin(ok[i_low:i_top + 1]))
-        brackets[b] = _Bracket(lo=float(lams[i - 1]), hi=float(lams[i]),
-                               lo_m={k: float(v[i - 1]) for k, v in margin.items()},
-                               hi_m={k: float(v[i]) for k, v in margin.items()},
-                               why_hi=why[i], best=(rows, i - 1, wait[i - 1]),
-                               prev=(float(lams[i - 2]), {k: float(v[i - 2])
-                                                          for k, v in margin.items()})
-                               if i >= 2 else None)
-    while True:
-        open_ = [b for b, k in brackets.items() if k.hi - k.lo > rel_tol * k.hi]
-        if not open_:
-            break
-        probes = {b: brackets[b].probes(rel_tol) for b in open_}
-        lams = np.unique(np.concatenate(list(probes.values())))
-        rows = base.rows(lams, base.step_times(lams))
-        for b in open_:
-            idx = np.searchsorted(lams, probes[b])
-            part = rows.take(idx)
-            ok, margin, why, wait = _checks(models[b], part, caps[b][0], slo)
-            brackets[b].update(part, ok, margin, why, wait)
-    for b, k in brackets.items():
-        part, r, wait_r = k.best
-        cap, limit = caps[b]
-        out[b] = _result(models[b].state_at(part, r, wait_r, mode="rps",
-                                            value=float(part.lam[r]), cap=cap, limit=limit),
-                         cap, k.why_hi)
-    return out
+def _known_miss(key: tuple[object, ...], slo: Slo, rate_rps: float) -> bool:
+    return any(_implies(f, slo, rate_rps) for f in _MISSES.get(key) or ())
+
+
+def _miss(key: tuple[object, ...], slo: Slo, rate_rps: float) -> None:
+    """Remember that a level misses ``slo`` at ``rate_rps`` (dropping what that implies)."""
+    facts = _MISSES.get(key) or []
+    if any(_implies(f, slo, rate_rps) for f in facts):
+        return
+    _MISSES.put(key, [f for f in facts if not _implies((slo, rate_rps), f[0], f[1])]
+                + [(slo, rate_rps)])

@@ -21,10 +21,10 @@ from typing import Any
 from kvopt.catalog.prices import price_for
 from kvopt.catalog.yamlio import sourced
 from kvopt.errors import InputError
-from kvopt.physics.comm import _data as interconnect_data
-from kvopt.serving.capacity import Slo
+from kvopt.physics.comm import interconnect_data
 from kvopt.serving.lengths import LengthDist, fixed
 from kvopt.serving.replica import Replica
+from kvopt.serving.results import Slo
 from kvopt.serving.serve import check_context, step_cost_for
 from kvopt.serving.steady import SteadyModel
 from kvopt.units import GB, US_PER_S
@@ -75,7 +75,8 @@ def plan_pools(prefill: Replica, decode: Replica, *, rate_rps: float, input_dist
     for rep in (prefill, decode):
         check_context(rep, input_dist, output_dist)
         if not rep.fits:
-            raise InputError("model", rep.model.name, f"does not fit on {rep.tp}x {rep.gpu.id}")
+            raise InputError("model", rep.model.name,
+                             f"does not fit on {rep.n_gpus}x {rep.gpu.id}")
     slo = slo or Slo()
     pre_model = SteadyModel(step_cost_for(prefill), input_dist, fixed(1))
     dec_model = SteadyModel(step_cost_for(decode), input_dist, output_dist, prompt_cached=True)
@@ -93,10 +94,11 @@ def plan_pools(prefill: Replica, decode: Replica, *, rate_rps: float, input_dist
             tpot_mean, tpot_p99 = ds.tpot_s[0], ds.tpot_s[3]
             meets = ok and (slo.ttft_p99_ms is None or ttft_p99 * 1e3 <= slo.ttft_p99_ms) and (
                 slo.tpot_p99_ms is None or tpot_p99 * 1e3 <= slo.tpot_p99_ms)
-            cost = (p_price.usd_per_gpu_hour * prefill.tp * i + d_price.usd_per_gpu_hour
-                    * decode.tp * j) if p_price and d_price else None
+            cost = (p_price.usd_per_gpu_hour * prefill.n_gpus * i + d_price.usd_per_gpu_hour
+                    * decode.n_gpus * j) if p_price and d_price else None
             rows.append(PoolPlan(
-                prefill_replicas=i, decode_replicas=j, gpus=i * prefill.tp + j * decode.tp,
+                prefill_replicas=i, decode_replicas=j,
+                gpus=i * prefill.n_gpus + j * decode.n_gpus,
                 usd_per_hour=cost, ttft_mean_ms=ttft_mean * 1e3, ttft_p99_ms=ttft_p99 * 1e3,
                 tpot_mean_ms=tpot_mean * 1e3, tpot_p99_ms=tpot_p99 * 1e3,
                 kv_transfer_ms=xfer * 1e3, meets_slo=meets))

@@ -8,7 +8,9 @@ Spec strings (CLI ``--input-len-dist`` / ``--output-len-dist``):
   optional ``count`` or ``weight`` column (a histogram).
 
 Every distribution has a finite support: lognormal is represented by 64 equal-probability
-quantile points, its top at the 99.9th percentile, which is also what the context check uses.
+quantile points, its top at the 99.9th percentile, which is also what the context check uses;
+a uniform over more than 65,536 integers by 65,536 equal-probability points. Lengths are at
+most ``kvopt.limits.TOKENS`` (each model's own context is checked where it is used).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.errors import InputError
+from kvopt.limits import TOKENS
 
 Array = npt.NDArray[np.float64]
 _LOGNORMAL_POINTS = 64
 _LOGNORMAL_TOP_Q = 0.999
+# a uniform over more integers than this is represented by this many equal-probability
+# points (its mean exact): the work per distribution stays bounded
+_UNIFORM_POINTS = 65_536
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,16 @@ class LengthDist:
 
 
 def fixed(n: int) -> LengthDist:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError("length", n, "must be a positive integer")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= TOKENS.hi:
+        raise InputError("length", n, f"must be an integer from 1 to {int(TOKENS.hi)}")
     return LengthDist("fixed", np.array([float(n)]), np.array([1.0]), str(n))
 
 
-def _params(text: str, field: str, allowed: tuple[str, ...]) -> dict[str, float]:
+def _params(text: str, field: str, allowed: tuple[str, ...], spec: str = ""
+            ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for part in filter(None, text.split(",")):
+    text_in, text = text, spec or text
+    for part in filter(None, text_in.split(",")):
         key, _, value = part.partition("=")
         key = key.strip()
         if key not in allowed:
@@ -87,6 +95,8 @@ def _params(text: str, field: str, allowed: tuple[str, ...]) -> dict[str, float]
             out[key] = float(value)
         except ValueError:
             raise InputError(field, text, f"parameter '{key}' needs a number") from None
+        if not math.isfinite(out[key]):
+            raise InputError(field, text, f"parameter '{key}' must be a finite number")
     missing = [k for k in allowed if k not in out]
     if missing:
         raise InputError(field, text, "missing parameters: " + ", ".join(missing))
@@ -98,40 +108,52 @@ def parse_dist(spec: str, *, field: str = "length distribution") -> LengthDist:
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "lognormal":
-        p = _params(rest, field, ("mean", "sigma"))
-        if p["mean"] < 1 or p["sigma"] <= 0 or p["sigma"] > 3:
-            raise InputError(field, spec, "needs mean >= 1 and 0 < sigma <= 3")
+        p = _params(rest, field, ("mean", "sigma"), spec)
+        if p["mean"] < 1 or p["mean"] > TOKENS.hi or p["sigma"] <= 0 or p["sigma"] > 3:
+            raise InputError(field, spec, f"needs 1 <= mean <= {int(TOKENS.hi)} and "
+                             "0 < sigma <= 3")
         mu = math.log(p["mean"]) - p["sigma"] ** 2 / 2
         qs = (np.arange(_LOGNORMAL_POINTS) + 0.5) / _LOGNORMAL_POINTS * _LOGNORMAL_TOP_Q
-        from scipy import stats  # lazy: scipy.stats costs ~0.4 s to import
+        from kvopt.serving.special import ndtri
 
-        vals = np.maximum(1.0, np.round(stats.lognorm.ppf(qs, s=p["sigma"], scale=math.exp(mu))))
+        # scipy.stats.lognorm.ppf(qs, s=sigma, scale=exp(mu)), as scipy computes it
+        vals = np.maximum(1.0, np.round(np.exp(p["sigma"] * ndtri(qs)) * math.exp(mu)))
         probs = np.full(vals.size, 1.0 / vals.size)
         return LengthDist("lognormal", vals, probs, spec)
     if kind == "uniform":
-        p = _params(rest, field, ("low", "high"))
+        p = _params(rest, field, ("low", "high"), spec)
+        if not (p["low"].is_integer() and p["high"].is_integer()
+                and 1 <= p["low"] <= p["high"] <= TOKENS.hi):
+            raise InputError(field, spec, f"needs integers 1 <= low <= high <= "
+                             f"{int(TOKENS.hi)}")
         lo, hi = int(p["low"]), int(p["high"])
-        if lo < 1 or hi < lo:
-            raise InputError(field, spec, "needs 1 <= low <= high")
-        vals = np.arange(lo, hi + 1, dtype=np.float64)
+        if hi - lo + 1 <= _UNIFORM_POINTS:
+            vals = np.arange(lo, hi + 1, dtype=np.float64)
+        else:  # equal-probability points, the mean kept exactly
+            vals = lo + (np.arange(_UNIFORM_POINTS) + 0.5) / _UNIFORM_POINTS * (hi - lo)
         return LengthDist("uniform", vals, np.full(vals.size, 1.0 / vals.size), spec)
     if kind == "csv":
         return _from_csv(Path(rest), field)
     if kind == "fixed":
         try:
-            return fixed(int(rest))
+            n = int(rest)
         except ValueError:
             raise InputError(field, spec, "fixed:N needs an integer") from None
+        return fixed(TOKENS.check(field, n))
     raise InputError(field, spec, "unknown distribution; use lognormal:mean=M,sigma=S, "
                      "uniform:low=L,high=H, fixed:N or csv:PATH")
 
 
 def _from_csv(path: Path, field: str) -> LengthDist:
+    import io
+
+    from kvopt.fileio import read_text_input
+
+    text = read_text_input(path, field)
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise InputError(field, str(path), f"cannot read the trace file ({exc.strerror})",
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputError(field, str(path), f"not CSV ({exc})",
                          "give a CSV with a 'length' column") from None
     if not rows or "length" not in rows[0]:
         raise InputError(field, str(path), "the CSV needs a 'length' column (and optionally "
@@ -145,9 +167,9 @@ def _from_csv(path: Path, field: str) -> LengthDist:
             w = float(row[weight_col]) if weight_col else 1.0
         except (TypeError, ValueError):
             raise InputError(field, str(path), f"line {i}: length/weight must be numbers") from None
-        if n < 1 or w < 0 or not n.is_integer():
-            raise InputError(field, str(path), f"line {i}: length must be an integer >= 1 and "
-                             "weights >= 0")
+        if not (1 <= n <= TOKENS.hi and n.is_integer() and 0 <= w < math.inf):
+            raise InputError(field, str(path), f"line {i}: length must be an integer from 1 "
+                             f"to {int(TOKENS.hi)} and weights finite and >= 0")
         lengths.append(n)
         weights.append(w)
     vals = np.array(lengths)

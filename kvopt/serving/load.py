@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from kvopt.choices import LOAD_MODES
 from kvopt.errors import InputError
 
-MODES = ("batch", "concurrency", "rps", "offline")
+MODES = LOAD_MODES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,6 +17,9 @@ class Load:
 
     mode: str
     value: float
+    # a benchmark run at a fixed concurrency: each client sends this many requests, all
+    # starting together (the first round is a burst); None: the steady state
+    rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -27,3 +31,11 @@ class Load:
                              fix[self.mode])
         if self.mode != "rps" and float(self.value) != int(self.value):
             raise InputError(f"--{self.mode}", self.value, "must be a whole number")
+        if self.rounds is not None:
+            if self.mode != "concurrency":
+                raise InputError("--rounds", self.rounds, "applies to a --concurrency load",
+                                 "drop --rounds or use --concurrency")
+            if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) \
+                    or not 1 <= self.rounds <= 10_000:
+                raise InputError("--rounds", self.rounds, "must be an integer from 1 to 10000",
+                                 "give the requests each client sends")

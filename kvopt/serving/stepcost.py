@@ -9,10 +9,12 @@ An engine step runs ``n`` decode tokens and ``p`` prefill tokens together. Its t
   all-reduces, each priced by the roofline of :mod:`kvopt.physics.roofline`, tabulated over a
   geometric grid of T and interpolated (exact at grid points).
 * ``head(rows)``: the LM head on one row per sequence that samples a token.
-* attention: per layer group (same window), causal (query, key) pairs and KV bytes read and
-  written, one roofline op for the whole step. Decode sequences read their whole (windowed)
-  context; a prefill chunk of ``c`` tokens after ``s`` cached ones has ``c s + c (c+1)/2``
-  pairs (windowed).
+* attention: the decode sequences and the prefill chunks each through their own fitted
+  kernel curve (:func:`kvopt.physics.efficiency.attention_curve`, generation and context):
+  a floor per layer launch when the step has such work, plus a smooth maximum of the padded
+  FLOPs and bytes summed over the layer groups (same window). A decode sequence reads its
+  whole (windowed) context plus ``T`` virtual keys; a prefill chunk of ``c`` tokens after
+  ``s`` cached ones has the causal pairs of ``c + T`` queries (windowed).
 
 The analytic steady state and the discrete-event simulator both price steps with this class,
 so they model the same engine.
@@ -20,24 +22,26 @@ so they model the same engine.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.caching import Memo
 from kvopt.catalog.model_spec import ModelSpec
-from kvopt.physics.efficiency import attention_efficiency, efficiency
-from kvopt.physics.memory import kv_bytes_per_token_layer
+from kvopt.physics.efficiency import attention_curve
+from kvopt.physics.kernels import AttentionCurve, smoothmax
+from kvopt.physics.mixers import mixer_groups
 from kvopt.physics.ops import Op, step_ops
 from kvopt.physics.precision import Precision
-from kvopt.physics.roofline import op_time, smoothmax, tp_comm_s
+from kvopt.physics.roofline import half_dtype, op_time, tp_comm_s
 from kvopt.serving.replica import Replica
 
 Array = npt.NDArray[np.float64]
 
 
-_OPS: dict[tuple[object, ...], list[Op]] = {}
+_OPS: Memo[tuple[object, ...], list[Op]] = Memo("token ops", 1024)
 
 
 def _token_ops(model: ModelSpec, tp: int, precision: Precision, grid: Array) -> list[Op]:
@@ -45,16 +49,49 @@ def _token_ops(model: ModelSpec, tp: int, precision: Precision, grid: Array) -> 
     depend on the GPU: replicas on different GPUs share them; cached)."""
     key = (model, tp, precision, grid.tobytes())
     if key not in _OPS:
-        if len(_OPS) > 1024:
-            _OPS.clear()
-        _OPS[key] = step_ops(model, tp=tp, precision=precision, seqs=grid, new=1.0, past=0.0)
+        _OPS.put(key, step_ops(model, tp=tp, precision=precision, seqs=grid, new=1.0,
+                               past=0.0))
     return _OPS[key]
 
 
 @dataclass(frozen=True)
-class _AttnGroup:
-    window: float  # np.inf for full attention
-    layers: int
+class AttentionPricing:
+    """A replica's attention kernels, decode (generation) and prefill (context) apart:
+    ``t = on_d x floor_d + smoothmax(F_d / peak_d, B_d / bw_d; p_d) + (the same for
+    prefill)``, ``on`` 1 when the step has that work (a probability in mean steps). Fields
+    are floats for one replica, arrays for stacked replicas (:meth:`stack`, :meth:`take`)."""
+
+    dec_peak: Any  # FLOP/s: half-precision peak x the curve's compute fraction
+    dec_bw: Any  # bytes/s
+    dec_p: Any
+    dec_floor_s: Any  # one launch per layer
+    pre_peak: Any
+    pre_bw: Any
+    pre_p: Any
+    pre_floor_s: Any
+
+    @classmethod
+    def of(cls, gen: AttentionCurve, ctx: AttentionCurve, *, peak: float, bw: float,
+           layers: int) -> AttentionPricing:
+        return cls(dec_peak=peak * gen.compute, dec_bw=bw * gen.memory, dec_p=gen.smoothmax_p,
+                   dec_floor_s=layers * gen.floor_s, pre_peak=peak * ctx.compute,
+                   pre_bw=bw * ctx.memory, pre_p=ctx.smoothmax_p, pre_floor_s=layers * ctx.floor_s)
+
+    @classmethod
+    def stack(cls, items: list[AttentionPricing]) -> AttentionPricing:
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items])
+                      for f in fields(cls)})
+
+    def take(self, r: Any) -> AttentionPricing:
+        return AttentionPricing(**{f.name: getattr(self, f.name)[r] for f in fields(self)})
+
+    def time_s(self, *, dec_flops: Any, dec_bytes: Any, pre_flops: Any, pre_bytes: Any,
+               dec_on: Any, pre_on: Any) -> Array:
+        dec = smoothmax(np.asarray(dec_flops) / self.dec_peak, np.asarray(dec_bytes)
+                        / self.dec_bw, self.dec_p)
+        pre = smoothmax(np.asarray(pre_flops) / self.pre_peak, np.asarray(pre_bytes)
+                        / self.pre_bw, self.pre_p)
+        return np.asarray(dec_on * self.dec_floor_s + dec + pre_on * self.pre_floor_s + pre)
 
 
 @dataclass
@@ -66,50 +103,47 @@ class StepCost:
     grid: Array = field(init=False)
     linear_s: Array = field(init=False)
     head_s: Array = field(init=False)
+    pricing: AttentionPricing = field(init=False)
 
     def __post_init__(self) -> None:
         rep = self.replica
         m, g, tp, prec = rep.model, rep.gpu, rep.tp, rep.precision
+        engine = rep.engine.name
         top = max(2, self.max_tokens)
         self.grid = np.unique(np.round(np.geomspace(1, top, 48))).astype(np.float64)
-        ops = _token_ops(m, tp, prec, self.grid)
+        self.linear_s, self.head_s = self._tables()
+        self.overhead_s = rep.step_overhead_s
+        # attention: the fitted kernels of each phase for this cache format
+        half = half_dtype(g)
+        kv = "fp8" if prec.kv_bytes_per_value < 2 else "bf16"
+        mla = m.mla is not None
+        self._gen = attention_curve(g, "generation", engine, mla=mla, kv=kv)
+        self._ctx = attention_curve(g, "context", engine, mla=mla, kv=kv)
+        self.pricing = AttentionPricing.of(self._gen, self._ctx, peak=g.peak_flop_s(half),
+                                           bw=g.bandwidth_bytes_s, layers=m.num_layers)
+        self.groups = mixer_groups(m, tp=tp, kv_bytes=prec.kv_bytes_per_value,
+                                   act_bytes=prec.activation_bytes,
+                                   cross_keys=float(rep.cross_tokens))
+        self.encoder_s = rep.encoder_s
+        self._unit_cache: dict[tuple[object, ...], tuple[float, float, float, float,
+                                                          float]] = {}
+
+    def _tables(self) -> tuple[Array, Array]:
+        """(token-parallel ops + all-reduces, LM head) on the token grid."""
+        rep = self.replica
+        m, g, tp, prec = rep.model, rep.gpu, rep.tp, rep.precision
         linear = np.zeros_like(self.grid)
         head = np.zeros_like(self.grid)
-        for op in ops:
+        for op in _token_ops(m, tp, prec, self.grid):
             if op.kind == "attention":
                 continue
-            t, _, _ = op_time(op, g)
+            t, _, _ = op_time(op, g, rep.engine.name)
             if op.name == "lm_head":
                 head = head + t
             else:
                 linear = linear + t
-        self.linear_s = linear + tp_comm_s(m, g, tp=tp, precision=prec, tokens=self.grid,
-                                           engine=rep.engine)
-        self.head_s = head
-        self.overhead_s = rep.step_overhead_s
-        # attention constants
-        half = "bf16" if prec.compute_dtype in ("bf16", "fp8", "fp4") else "fp16"
-        eff = efficiency(g.id, half)
-        self._attn = attention_efficiency(g.id, half)
-        self._attn_peak = g.peak_flop_s(half) * self._attn.compute
-        self._attn_bw = g.bandwidth_bytes_s * eff.memory
-        self._p = eff.smoothmax_p
-        heads = m.num_heads / tp
-        if m.mla is not None:
-            a = m.mla
-            self._dec_dims = float(2 * a.kv_lora_rank + a.qk_rope_head_dim)
-            self._pre_dims = float(a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
-        else:
-            self._dec_dims = self._pre_dims = float(2 * m.head_dim)
-        self._flop_per_pair_dec = 2 * heads * self._dec_dims
-        self._flop_per_pair_pre = 2 * heads * self._pre_dims
-        self._kv_layer = kv_bytes_per_token_layer(m, tp, prec.kv_bytes_per_value)
-        self._qo_dec = heads * self._dec_dims * prec.activation_bytes
-        self._qo_pre = heads * self._pre_dims * prec.activation_bytes
-        self._unit_cache: dict[tuple[object, ...], tuple[float, float, float, float,
-                                                          float]] = {}
-        self.groups = tuple(_AttnGroup(np.inf if w is None else float(w), n)
-                            for w, n in Counter(m.sliding_windows).items())
+        return linear + tp_comm_s(m, g, tp=tp, precision=prec, tokens=self.grid,
+                                  engine=rep.engine), head
 
     # -- pieces ---------------------------------------------------------------------------
     def linear(self, tokens: Array | float) -> Array:
@@ -122,52 +156,47 @@ class StepCost:
                                     left=0.0))
 
     def attention(self, *, dec_flops: Array | float, dec_bytes: Array | float,
-                  pre_flops: Array | float, pre_bytes: Array | float) -> Array:
-        tc = (np.asarray(dec_flops) + np.asarray(pre_flops)) / self._attn_peak
-        tm = (np.asarray(dec_bytes) + np.asarray(pre_bytes)) / self._attn_bw
-        return smoothmax(np.asarray(tc, dtype=np.float64), np.asarray(tm, dtype=np.float64),
-                         self._p)
+                  pre_flops: Array | float, pre_bytes: Array | float,
+                  dec_on: Array | float = 1.0, pre_on: Array | float = 1.0) -> Array:
+        """Attention time of a step's (padded) decode and prefill work (see
+        :class:`AttentionPricing`)."""
+        return self.pricing.time_s(dec_flops=dec_flops, dec_bytes=dec_bytes,
+                                   pre_flops=pre_flops, pre_bytes=pre_bytes, dec_on=dec_on,
+                                   pre_on=pre_on)
 
     def decode_attention_work(self, contexts: Array) -> tuple[float, float]:
-        """(FLOPs, bytes) of attention for decode sequences with these cached contexts."""
+        """(FLOPs, bytes) of attention for decode sequences with these cached contexts, each
+        padded by the generation kernels' virtual keys."""
         ctx = np.asarray(contexts, dtype=np.float64) + 1.0
         flops = 0.0
         nbytes = 0.0
         for grp in self.groups:
-            held = float(np.minimum(ctx, grp.window).sum())
-            flops += grp.layers * held * self._flop_per_pair_dec
-            nbytes += grp.layers * (held + ctx.size) * self._kv_layer + grp.layers * (
-                ctx.size * self._qo_dec)
+            f, b = grp.decode_work(keys=float(grp.keys(ctx).sum()), held=float(ctx.sum()),
+                                   seqs=ctx.size, pad_tokens=self._gen.pad_tokens)
+            flops += grp.layers * float(f)
+            nbytes += grp.layers * float(b)
         return flops, nbytes
 
     def prefill_attention_work(self, new: Array, past: Array) -> tuple[float, float]:
-        """(FLOPs, bytes) of attention for prefill chunks of ``new`` tokens after ``past``.
-        The FLOPs are priced ones: each chunk's over ``L / (L + ramp)``, ``L`` the keys its
-        queries see (short causal prefills reach less of the attention kernels' peak)."""
+        """(FLOPs, bytes) of attention for prefill chunks of ``new`` tokens after ``past``,
+        the queries padded by the context kernels' tile padding."""
         n = np.asarray(new, dtype=np.float64)
         s = np.asarray(past, dtype=np.float64)
         flops = 0.0
         nbytes = 0.0
         for grp in self.groups:
-            w = grp.window
-            total = n * s + n * (n + 1) / 2
-            if np.isfinite(w):
-                full = np.maximum(0.0, np.minimum(n, w - s))
-                below = full * s + full * (full + 1) / 2
-                total = np.minimum(total, below + (n - full) * w)
-            held = np.minimum(s + n, w)
-            flops += grp.layers * float((total / self._attn.ramp(held)).sum()) * (
-                self._flop_per_pair_pre)
-            nbytes += grp.layers * float((held + n).sum()) * self._kv_layer + grp.layers * float(
-                n.sum()) * self._qo_pre
+            f, b = grp.prefill_work(new=n, past=s, pad_tokens=self._ctx.pad_tokens)
+            flops += grp.layers * float(np.sum(f))
+            nbytes += grp.layers * float(np.sum(b))
         return flops, nbytes
 
     # -- whole steps ---------------------------------------------------------------------------
     def step_s(self, *, decode_contexts: Array, prefill_new: Array, prefill_past: Array,
-               prefill_rows: int, decode_tokens: int = 1) -> float:
+               prefill_rows: int, decode_tokens: int = 1, prefill_starts: int = 0) -> float:
         """Time of one step: decodes at ``decode_contexts`` (each verifying ``decode_tokens``
         tokens) plus prefill chunks; ``prefill_rows`` chunks finish their prompt this step and
-        sample a token."""
+        sample a token; ``prefill_starts`` prompts start this step (their images are encoded
+        in it: the replica's ``encoder_s`` each)."""
         n = int(np.size(decode_contexts))
         p = float(np.sum(prefill_new))
         if n == 0 and p == 0:
@@ -177,8 +206,8 @@ class StepCost:
         dt = n * decode_tokens
         t = (float(self.linear(dt + p)) + float(self.head(dt + prefill_rows))
              + float(self.attention(dec_flops=df * decode_tokens, dec_bytes=db, pre_flops=pf,
-                                    pre_bytes=pb)))
-        return t + self.overhead_s
+                                    pre_bytes=pb, dec_on=float(n > 0), pre_on=float(p > 0))))
+        return t + self.overhead_s + prefill_starts * self.encoder_s
 
     def attention_units(self, mean_context: float, prompt_len: float,
                         prompt_mix: tuple[tuple[float, float, float], ...] | None = None
@@ -220,8 +249,13 @@ class StepCost:
                                                                   prompt_mix)
         dt = n * decode_tokens
         rows = dt + p / max(new_mean, 1.0)
+        # a step holds decode work with probability ~ min(1, n) and a prompt chunk with
+        # probability ~ min(1, p / mean prompt): each pays its kernels' floors that often
         att = self.attention(dec_flops=dt * df1, dec_bytes=n * db1, pre_flops=p * pf_tok,
-                             pre_bytes=p * pb_tok)
+                             pre_bytes=p * pb_tok, dec_on=np.minimum(n, 1.0),
+                             pre_on=(p > 0).astype(np.float64))
         busy = (n + p) > 0
+        # prompts start at the rate their tokens are prefilled; each encodes its images
+        encode = p / max(new_mean, 1.0) * self.encoder_s
         return np.asarray(np.where(busy, self.linear(dt + p) + self.head(rows) + att
-                                   + self.overhead_s, 0.0))
+                                   + self.overhead_s + encode, 0.0))

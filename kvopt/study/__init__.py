@@ -7,7 +7,8 @@ processes or on Dask, stored by content hash so a re-run skips finished work.
                   axes={"rps": [5, 10, 20], "slo_tpot_p99_ms": [30, 60]})
     df = study.run("out/study", workers=2)     # a pandas DataFrame, one row per scenario
 
-See README.md, "Studies", for the study file, the scenario keys and the CLI.
+The study file and every scenario key, per solve, with its default: ``kvopt schema study``
+(kvopt/schemas/study.schema.json); the CLI: ``kvopt study --help``.
 """
 
 from kvopt.study.run import RunSummary, run_study

@@ -1,7 +1,9 @@
 """The scenario schema: every key a solve kind takes, its type, default and meaning.
 
-README.md ("Studies") documents the same table; ``tests/test_study.py`` checks that every key
-here is documented there and that no key collides with an output column.
+The study file's JSON Schema (``kvopt schema study``, kvopt/schemas/study.schema.json) documents
+the same table and the output columns: ``tests/test_schemas.py`` checks it has every key with
+its default and ``tests/study/test_study.py`` that every output column is described there and
+that no key collides with an output column.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kvopt import choices, limits
+from kvopt.choices import GOALS, PARETO_GPUS, PLAN_GPUS
 from kvopt.errors import InputError
 
 SOLVES = ("plan", "size", "pareto", "estimate", "capacity")
-GOALS = ("cost", "latency", "throughput", "quality", "balanced", "gpus", "power")
-PARETO_OBJECTIVES = ("cost", "ttft_p99", "tpot_p99", "quality", "throughput", "gpus")
-PLAN_GPUS = ("H100-SXM", "H200", "A100-SXM-80GB", "L40S", "L4", "MI300X")
-PARETO_GPUS = ("H100-SXM", "A100-SXM-80GB", "L40S", "L4")
-PRECISIONS = ("bf16/bf16", "fp8/fp8", "fp8/bf16", "int4/bf16")
+PRECISIONS = tuple(f"{w}/{kv}" for w, kv in choices.PRECISIONS)
 FLEET_OUTPUTS = ("usd_per_hour", "total_gpus", "power_kw", "replicas", "gpu", "tp", "precision",
                  "max_batch", "ttft_p99_ms", "tpot_p99_ms", "usd_per_million_output_tokens",
                  "solver_status", "mip_gap", "solve_s")
@@ -60,6 +60,9 @@ FIELDS: tuple[Field, ...] = (
     Field(name="output_len", kind="int+", solves=W, help="output tokens"),
     Field(name="input_len_dist", kind="dist", solves=W, help="e.g. lognormal:mean=1000,sigma=0.6"),
     Field(name="output_len_dist", kind="dist", solves=W, help="e.g. uniform:low=50,high=400"),
+    Field(name="images_per_request", kind="int0", solves=W,
+          help="vision-language models: images per request"),
+    Field(name="image_size", kind="str", solves=W, help="WxH pixels, e.g. 1024x768"),
     Field(name="rps", kind="float+", solves=("plan", "pareto"), required=True,
           help="request rate to serve"),
     Field(name="rps", kind="float+", solves=("estimate",), help="Poisson load"),
@@ -72,13 +75,24 @@ FIELDS: tuple[Field, ...] = (
           help="list, or all / nvidia / amd / datacenter / desktop / laptop"),
     Field(name="gpus", kind="gpus", solves=("pareto",), default=list(PARETO_GPUS)),
     Field(name="gpus", kind="gpus", solves=("size",), help="replaces the fleet file's"),
-    Field(name="tp_options", kind="ints", solves=("plan", "pareto"), default=[1, 2, 4, 8]),
+    Field(name="tp_options", kind="ints", solves=("plan", "pareto"),
+          default=list(choices.TP_OPTIONS)),
+    Field(name="ep_options", kind="ints", solves=("plan", "pareto"), default=[1],
+          help="expert-parallel sizes (MoE), crossed with tp, dp and pp options"),
+    Field(name="dp_options", kind="ints", solves=("plan", "pareto"), default=[1],
+          help="attention data-parallel ranks (MoE)"),
+    Field(name="pp_options", kind="ints", solves=("plan", "pareto"), default=[1],
+          help="pipeline stages"),
+    Field(name="parallel", kind="str", solves=("plan", "pareto"),
+          help="layouts instead of the option cross product, e.g. tp8,tp4ep8dp2"),
     Field(name="precisions", kind="precisions", solves=("plan", "pareto"),
           default=list(PRECISIONS), help="weights/kv pairs"),
     Field(name="batches", kind="ints", solves=("plan",),
-          default=[8, 16, 32, 64, 128, 256, 512, 1024], help="max-batch levels"),
-    Field(name="batches", kind="ints", solves=("pareto",), default=[16, 64, 256]),
-    Field(name="engine", kind="engine", solves=("plan", "pareto", *REPLICA), default="vllm"),
+          default=list(choices.PLAN_BATCHES), help="max-batch levels"),
+    Field(name="batches", kind="ints", solves=("pareto",),
+          default=list(choices.PARETO_BATCHES)),
+    Field(name="engine", kind="engine", solves=("plan", "pareto", *REPLICA),
+          default=choices.DEFAULT_ENGINE),
     Field(name="prices", kind="prices", solves=("plan", "size", "pareto"), default={},
           help="GPU -> $/GPU-hour overrides, or a price-book file"),
     Field(name="budget_usd_h", kind="float+", solves=(*PLANS, "pareto")),
@@ -87,8 +101,8 @@ FIELDS: tuple[Field, ...] = (
           help="GPU -> most GPUs of that type"),
     Field(name="allow_mixing", kind="bool", solves=("plan",), default=False),
     Field(name="goal", kind="choice", solves=("plan",), default="cost", choices=GOALS),
-    Field(name="capacity", kind="choice", solves=("plan",), default="confirm",
-          choices=("confirm", "exact", "screen"),
+    Field(name="capacity", kind="choice", solves=("plan",), default=choices.DEFAULT_CAPACITY,
+          choices=choices.CAPACITY_METHODS,
           help="how candidates' goodput is found (as kvopt plan --capacity)"),
     Field(name="goal", kind="choice", solves=("size",), choices=GOALS,
           help="replaces the fleet file's objective"),
@@ -102,18 +116,23 @@ FIELDS: tuple[Field, ...] = (
     Field(name="rate_scale", kind="float+", solves=("size",), default=1.0,
           help="multiplies every workload's rate (a traffic forecast)"),
     Field(name="objectives", kind="objectives", solves=("pareto",),
-          default=["cost", "ttft_p99", "tpot_p99"], choices=PARETO_OBJECTIVES),
+          default=list(choices.DEFAULT_PARETO_OBJECTIVES),
+          choices=tuple(choices.PARETO_OBJECTIVES)),
     Field(name="max_replicas", kind="int+", solves=("pareto",), default=16),
     Field(name="pop", kind="int+", solves=("pareto",), default=100),
     Field(name="gens", kind="int+", solves=("pareto",), default=100),
     Field(name="seed", kind="int0", solves=("pareto",), default=0),
     Field(name="method", kind="choice", solves=("pareto",), default="nsga2",
-          choices=("nsga2", "exact")),
+          choices=choices.PARETO_METHODS),
     Field(name="fleet", kind="choice", solves=("pareto",), default="single",
-          choices=("single", "mixed", "disagg")),
+          choices=choices.PARETO_FLEETS),
     Field(name="gpu", kind="str", solves=REPLICA, required=True),
     Field(name="tp", kind="int+", solves=REPLICA, default=1),
-    Field(name="weights", kind="str", solves=REPLICA, default="bf16"),
+    Field(name="ep", kind="int+", solves=REPLICA, default=1),
+    Field(name="dp", kind="int+", solves=REPLICA, default=1),
+    Field(name="pp", kind="int+", solves=REPLICA, default=1),
+    Field(name="weights", kind="str", solves=REPLICA,
+          help="default: the checkpoint's own format"),
     Field(name="kv_dtype", kind="str", solves=REPLICA),
     Field(name="batch", kind="int+", solves=("estimate",), help="static batch"),
     Field(name="concurrency", kind="int+", solves=("estimate",), help="closed-loop clients"),
@@ -121,6 +140,26 @@ FIELDS: tuple[Field, ...] = (
     Field(name="labels", kind="labels", solves=SOLVES, default={},
           help="free-form columns (group axes and price books set them)"),
 )
+
+
+# the range of each numeric key (of each item, for lists and mappings): kvopt.limits, the
+# table the CLI and the front door check against too
+RANGES: dict[str, limits.Range] = {
+    "input_len": limits.TOKENS, "output_len": limits.TOKENS, "rps": limits.RPS,
+    "images_per_request": limits.IMAGES,
+    "slo_ttft_p99_ms": limits.SLO_MS, "slo_tpot_p99_ms": limits.SLO_MS,
+    "slo_e2e_p99_ms": limits.SLO_MS, "redundancy": limits.REDUNDANCY,
+    "max_quality_loss_pct": limits.QUALITY_PCT, "tp_options": limits.TP,
+    "batches": limits.SEQS, "prices": limits.PRICE_USD_H, "budget_usd_h": limits.BUDGET_USD_H,
+    "power_cap_kw": limits.POWER_KW, "availability": limits.GPU_COUNT,
+    "time_limit_s": limits.TIME_LIMIT_S, "gap": limits.GAP,
+    "rate_scale": limits.Range(0, 1e4, "a traffic multiplier", lo_open=True),
+    "max_replicas": limits.PARETO_REPLICAS, "pop": limits.POP, "gens": limits.GENS,
+    "seed": limits.SEED, "tp": limits.TP, "batch": limits.SEQS, "ep": limits.EP,
+    "dp": limits.DP, "pp": limits.PP, "ep_options": limits.EP, "dp_options": limits.DP,
+    "pp_options": limits.PP,
+    "concurrency": limits.CLIENTS, "price_usd_h": limits.PRICE_USD_H,
+}
 
 
 def _bad(f: Field, value: Any, rule: str, fix: str = "") -> InputError:
@@ -134,6 +173,10 @@ def _number(f: Field, value: Any, *, positive: bool, integer: bool) -> int | flo
                    + (" > 0" if positive else " >= 0"))
     if (positive and not value > 0) or value < 0:
         raise _bad(f, value, "must be > 0" if positive else "must be >= 0")
+    rng = RANGES.get(f.name)
+    if rng is not None:
+        checked: int | float = rng.check(f.name, value)
+        return checked
     return int(value) if integer else float(value)
 
 
@@ -163,7 +206,9 @@ def check_value(f: Field, value: Any, base_dir: Path) -> Any:
             raise _bad(f, value, "must be a non-empty string")
         return _string(f, value.strip(), base_dir)
     if k == "ints":
-        return [_number(f, x, positive=True, integer=True) for x in _items(f, value)]
+        items = _items(f, value)
+        limits.check_list(f.name, tuple(items))
+        return [_number(f, x, positive=True, integer=True) for x in items]
     if k == "gpus":
         return _gpus(f, value)
     if k in ("precisions", "objectives"):
@@ -211,7 +256,9 @@ def _gpus(f: Field, value: Any) -> list[str]:
     for x in items:
         if not isinstance(x, str):
             raise _bad(f, x, "must be a GPU id")
-    return [str(x) for x in items]
+    from kvopt.build import gpu_list
+
+    return list(gpu_list([str(x) for x in items], field=f.name))
 
 
 def _mapping(f: Field, value: Any, base_dir: Path) -> dict[str, Any]:
@@ -227,8 +274,10 @@ def _mapping(f: Field, value: Any, base_dir: Path) -> dict[str, Any]:
                 raise _bad(f, {name: v}, "label values must be strings or numbers")
             out[str(name)] = v
         else:
-            out[str(name)] = _number(f, v, positive=f.kind == "prices",
-                                     integer=f.kind == "counts")
+            from kvopt.build import gpu_id
+
+            out[gpu_id(str(name), f"{f.name}.{name}")] = _number(
+                f, v, positive=f.kind == "prices", integer=f.kind == "counts")
     return dict(sorted(out.items()))
 
 
@@ -236,12 +285,11 @@ def load_price_book(path: Path) -> dict[str, float]:
     """A price book: a YAML (or JSON) mapping GPU id -> $/GPU-hour. Errors name the line."""
     import yaml
 
+    from kvopt.fileio import read_text_input
+
+    text = read_text_input(path, "prices")
     try:
-        text = path.read_text(encoding="utf-8")
         root = yaml.compose(text)
-    except OSError as exc:
-        raise InputError("prices", str(path), f"cannot read the price book ({exc.strerror})"
-                         ) from None
     except yaml.YAMLError as exc:
         raise InputError("prices", str(path), f"not valid YAML: {exc}") from None
     if not isinstance(root, yaml.MappingNode):
@@ -252,8 +300,14 @@ def load_price_book(path: Path) -> dict[str, float]:
             num = yaml.safe_load(yaml.serialize(v))
         except yaml.YAMLError:  # pragma: no cover
             num = None
+        where = f"{path}:{v.start_mark.line + 1}"
         if isinstance(num, bool) or not isinstance(num, int | float) or not num > 0:
-            raise InputError("prices", f"{path}:{v.start_mark.line + 1}",
+            raise InputError("prices", where,
                              f"{k.value}: {num!r} must be a positive $/GPU-hour")
-        out[str(k.value)] = float(num)
+        try:
+            from kvopt.build import gpu_id
+
+            out[gpu_id(str(k.value), "prices")] = limits.PRICE_USD_H.check(str(k.value), num)
+        except InputError as exc:
+            raise InputError("prices", where, f"{exc.field}: {exc.rule}", exc.fix) from None
     return dict(sorted(out.items()))

@@ -22,15 +22,41 @@ MAX_ROWS = 500
 
 def write_report(out_dir: str | Path, dest: str | Path | None = None) -> list[Path]:
     """Write ``report.md``, ``report.html`` and the PNGs to ``dest`` (default
-    ``OUT_DIR/report``); returns the files written."""
-    import matplotlib
+    ``OUT_DIR/report``; created if its parent folder exists), all or nothing; returns the
+    files written."""
+    import shutil
+    import tempfile
 
-    matplotlib.use("Agg")
+    from kvopt.errors import InputError
+    from kvopt.fileio import write_all
+
     df = load_results(out_dir, all_outputs=True)
     with Store(out_dir, create=False) as store:
         status = store.status()
-    folder = Path(dest) if dest else Path(out_dir) / "report"
-    folder.mkdir(parents=True, exist_ok=True)
+    final = Path(dest) if dest else Path(out_dir) / "report"
+    if not final.parent.is_dir():
+        raise InputError("--dest", str(final), f"its folder {final.parent} does not exist",
+                         "create it first")
+    try:
+        final.mkdir(exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".kvopt-report-", dir=final))
+    except OSError as exc:
+        raise InputError("--dest", str(final), f"cannot write there ({exc.strerror})",
+                         "choose a writable folder") from None
+    try:
+        files = _render(df, status, out_dir, stage)
+        write_all([(final / f.name, f.read_bytes()) for f in files], "--dest")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [final / f.name for f in files]
+
+
+def _render(df: Any, status: dict[str, Any], out_dir: str | Path, folder: Path
+            ) -> list[Path]:
+    """Every file of the report, written into ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     varying = _varying(df)
     traffic = next((c for c in ("rps", "rate_scale") if c in varying), None)
     cost = next((c for c in ("usd_per_hour", "min_usd_per_hour") if c in df), None)
@@ -81,6 +107,11 @@ def _labels(df: Any) -> list[str]:
     return [c for c in df.columns if c not in known]
 
 
+def swept_columns(df: Any) -> list[str]:
+    """The columns a study sweeps (what its report and the web app's browser show)."""
+    return _varying(df)
+
+
 def _varying(df: Any) -> list[str]:
     """The swept columns: scenario keys and labels with more than one value; a key that a
     label determines (an SLO tier's SLOs, a price book's prices) is shown by its label."""
@@ -106,28 +137,48 @@ def _short(v: Any) -> Any:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def sort_key(value: Any) -> tuple[Any, ...]:
+    """Sort key of a swept value (or a tuple of them): numbers by value, then text."""
+    items = value if isinstance(value, tuple) else (value,)
+    out: list[Any] = []
+    for v in items:
+        try:
+            out += [0, float(v), ""]
+        except (TypeError, ValueError):
+            out += [1, 0.0, str(v)]
+    return tuple(out)
+
+
 def _cost_vs_traffic(df: Any, traffic: str, cost: str, gpu: str, facets: list[str],
                      png: Path) -> None:
+    """One panel per setting of the other swept values, in their order; each shows the
+    cost of the plans by the GPU chosen and marks infeasible scenarios (x on the axis)."""
     import matplotlib.pyplot as plt
 
     ok = df[df["status"] == "ok"]
-    groups = list(ok.groupby(facets, sort=True)) if facets else [("all", ok)]
+    groups = sorted(df.groupby(facets, sort=False, dropna=False), key=lambda g: sort_key(g[0])
+                    ) if facets else [("all", df)]
     shown = groups[:12]
     n = max(1, len(shown))
     cols = min(3, n)
     fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(5 * cols, 3.6 *
                              math.ceil(n / cols)), squeeze=False)
     colors = {g: f"C{i % 10}" for i, g in enumerate(sorted(ok[gpu].astype(str).unique()))}
-    for ax, (name, g) in zip(axes.flat, shown, strict=False):
-        g = g.sort_values(traffic)
+    for ax, (name, everything) in zip(axes.flat, shown, strict=False):
+        g = everything[everything["status"] == "ok"].sort_values(traffic)
+        bad = everything[everything["status"] != "ok"]
         ax.plot(g[traffic], g[cost], color="0.8", zorder=1)
         for kind, part in g.groupby(g[gpu].astype(str)):
             ax.scatter(part[traffic], part[cost], color=colors[kind], label=kind, zorder=2)
+        if len(bad):
+            ax.scatter(bad[traffic], [0.0] * len(bad), marker="x", color="C3", zorder=3,
+                       clip_on=False, label=f"infeasible ({len(bad)})")
         label = name if isinstance(name, tuple) else (name,)
         ax.set_title(", ".join(f"{k}={v}" for k, v in zip(facets, label, strict=False))
                      or "all scenarios", fontsize=8)
-        ax.set_xlabel(traffic)
-        ax.set_ylabel("$/h")
+        ax.set_xlabel({"rps": "request rate (req/s)"}.get(traffic, traffic))
+        ax.set_ylabel("fleet cost ($/h)")
+        ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
@@ -144,7 +195,8 @@ def _cheapest(df: Any, group: list[str], cost: str, gpu: str | None
              c in df and c not in group and (c != "gpus" or df[c].astype(str).nunique() > 1)]
     head = [*group, "status", cost, *extra]
     rows = []
-    parts = df.groupby(group, sort=False, dropna=False) if group else [("all", df)]
+    parts = sorted(df.groupby(group, sort=False, dropna=False), key=lambda g: sort_key(g[0])
+                   ) if group else [("all", df)]
     for _, g in parts:
         ok = g[g["status"] == "ok"].dropna(subset=[cost])
         best = ok.loc[ok[cost].idxmin()] if len(ok) else g.iloc[0]
@@ -202,7 +254,11 @@ def _feasibility(df: Any, traffic: str | None, folder: Path
     d["_slo"] = _slo_text(d)
     d["_t"] = d[traffic] if traffic else 0
     d["_ok"] = d["status"] == "ok"
-    slos, levels = sorted(d["_slo"].unique()), sorted(d["_t"].unique())
+    import re
+
+    slos = sorted(d["_slo"].unique(), key=lambda t: sort_key(tuple(
+        re.findall(r"\d+(?:\.\d+)?", str(t))) or (str(t),)))
+    levels = sorted(d["_t"].unique(), key=sort_key)
     grid = np.full((len(slos), len(levels)), np.nan)
     head = ["SLO (p99)", "feasible up to " + (traffic or ""),
             "first infeasible at", "reason"]

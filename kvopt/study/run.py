@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kvopt import limits
 from kvopt.errors import KvoptError
 from kvopt.study.scenarios import Scenario
-from kvopt.study.spec import Study
 from kvopt.study.store import Store, writer_lock
 from kvopt.study.worker import init_worker, plan_evaluation_key, run_chunk, run_task
+
+if TYPE_CHECKING:
+    from kvopt.study.spec import Study
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -54,12 +58,14 @@ def run_study(study: Study | Sequence[Scenario], out_dir: str | Path, *,
     ``dask="local"``: Dask workers); ``progress``: True for a rich bar with ETA, or a
     callback per result row; ``retry_errors``: run again scenarios stored as ``error``;
     ``cache``: the per-process candidate cache (see :mod:`kvopt.study.worker`)."""
-    if workers is not None and workers < 1:
-        raise KvoptError(f"workers={workers}: use at least 1")
-    scenarios = study.scenarios() if isinstance(study, Study) else list(study)
-    keep = study.keep_result if isinstance(study, Study) else True
-    outputs = study.outputs if isinstance(study, Study) else ()
-    name = study.name if isinstance(study, Study) else "study"
+    if workers is not None:
+        workers = int(limits.workers().check("workers", workers))
+    outputs: tuple[str, ...] = ()
+    if isinstance(study, Sequence):  # plain scenarios
+        scenarios, keep, name = list(study), True, "study"
+    else:
+        scenarios, keep = study.scenarios(), study.keep_result
+        outputs, name = study.outputs, study.name
     runner = f"dask {dask}" if dask else (f"{workers} processes" if workers else "in-process")
     t0 = time.perf_counter()
     with _backend(workers, dask, dask_timeout_s) as submit, writer_lock(out_dir), \
@@ -141,7 +147,7 @@ def _pool(tasks: list[dict[str, Any]], workers: int) -> Generator[dict[str, Any]
     parts = chunks(tasks, workers)
     ex = ProcessPoolExecutor(max_workers=min(workers, len(parts)),
                              mp_context=multiprocessing.get_context("spawn"),
-                             initializer=init_worker)
+                             initializer=init_worker, initargs=(os.getpid(),))
     try:
         futures = [ex.submit(run_chunk, c) for c in parts]
         for fut in as_completed(futures):
@@ -189,6 +195,8 @@ def _dask_client(address: str, workers: int | None, timeout: float) -> Iterator[
         if not address.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://")):
             raise KvoptError(f"--dask {address!r}: give 'local' or a scheduler address such "
                              "as tcp://host:8786")
+        if address.startswith("tcp://"):
+            probe_scheduler(address, timeout)
         try:
             client = dd.Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
@@ -201,6 +209,49 @@ def _dask_client(address: str, workers: int | None, timeout: float) -> Iterator[
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+MAX_HANDSHAKE_BYTES = 1 << 20  # a Dask scheduler's greeting is a few kB
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Check that a Dask scheduler listens at ``tcp://host:port`` before Dask's client
+    connects: a scheduler greets every connection with its handshake, one message whose
+    first 8 bytes are its length (little-endian). Something else (an HTTP or SSH server, a
+    closed port) is a one-line error here; Dask itself would read its first bytes as a
+    length and try to allocate that much."""
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise KvoptError(f"--dask {address!r}: give tcp://HOST:PORT (e.g. tcp://scheduler-host:8786)")
+    wait = min(timeout, 5.0)
+    try:
+        with socket.create_connection((host, port), timeout=wait) as sock:
+            sock.settimeout(wait)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        head = b""
+    except OSError as exc:
+        raise KvoptError(f"cannot reach the Dask scheduler at {address} "
+                         f"({exc.strerror or type(exc).__name__}); start it with `dask "
+                         "scheduler` or check the address") from None
+    size = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+    if size is None or not 0 < size <= MAX_HANDSHAKE_BYTES:
+        raise KvoptError(f"{address} is not a Dask scheduler (no Dask handshake in its "
+                         f"first bytes within {wait:g} s); give the scheduler's address "
+                         "(`dask scheduler` prints it)")
 
 
 def _dask(client: Any, parts: list[list[dict[str, Any]]]

@@ -17,7 +17,7 @@ import yaml
 
 from kvopt.errors import InputError
 from kvopt.fileio import LineError, read_yaml_mapping
-from kvopt.study.fields import OUTPUTS, SOLVES, check_value
+from kvopt.study.fields import OUTPUTS, check_value
 from kvopt.study.scenarios import (
     RESERVED,
     Scenario,
@@ -152,26 +152,20 @@ def _node(mapping: yaml.Node, key: str) -> tuple[yaml.Node, yaml.Node] | None:
 
 
 def load_study(path: str | Path) -> Study:
-    """A :class:`Study` from a study file; every value is checked with its line."""
+    """A :class:`Study` from a study file, checked against the ``study`` schema (``kvopt
+    schema study``) and then value by value; every error names its line."""
+    from kvopt.schemas import validate
+
     p = Path(path)
     origin = str(p)
     root, data = read_yaml_mapping(p, "study file", StudyFileError,
                                    "expected a mapping with 'solve' and 'base'")
+    validate("study", data, source=origin, nodes=root, error=StudyFileError)
 
     def fail(node: yaml.Node, where: str, problem: str) -> StudyFileError:
         return StudyFileError(origin, node.start_mark.line + 1, where, problem)
 
-    for k, _ in root.value:
-        if k.value not in TOP_KEYS:
-            raise fail(k, str(k.value), "unknown key; " + close_matches(str(k.value), TOP_KEYS))
-    solve = data.get("solve")
-    if solve not in SOLVES:
-        n = _node(root, "solve")
-        raise fail(n[1] if n else root, "solve", f"{solve!r}; "
-                   + close_matches(str(solve), SOLVES))
-    for key in ("base", "axes"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise fail(_node(root, key)[1], key, "must be a mapping")  # type: ignore[index]
+    solve = data["solve"]
 
     def check(mapping_node: yaml.Node, where: str, values: Mapping[str, Any]) -> None:
         for key, value in values.items():

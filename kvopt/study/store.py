@@ -55,6 +55,23 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+def make_folder(path: str | Path) -> Path:
+    """The study folder ``path``, created if its parent exists (never a chain of folders:
+    a typo in the path is an error, not a new tree)."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if not p.parent.is_dir():
+        raise InputError("--out", str(p), f"its folder {p.parent} does not exist",
+                         "create it first, or check the path")
+    try:
+        p.mkdir()
+    except OSError as exc:
+        raise InputError("--out", str(p), f"cannot create it ({exc.strerror})",
+                         "choose a writable folder") from None
+    return p
+
+
 class Store:
     """The SQLite store of ``out_dir`` (created on first use unless ``create=False``)."""
 
@@ -65,7 +82,7 @@ class Store:
             if not create:
                 raise InputError("OUT_DIR", str(self.dir), f"no study store ({FILE}) here",
                                  "run `kvopt study run STUDY.yaml --out OUT_DIR` first")
-            self.dir.mkdir(parents=True, exist_ok=True)
+            make_folder(self.dir)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -183,9 +200,13 @@ def writer_lock(out_dir: str | Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover (Windows: no lock)
         yield
         return
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "study.lock", "a+") as f:
+    folder = make_folder(out_dir)
+    try:
+        lock = open(folder / "study.lock", "a+")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise InputError("--out", str(folder), f"cannot write there ({exc.strerror})",
+                         "choose a writable folder") from None
+    with lock as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -41,9 +41,39 @@ CACHE_STATS: Counter[str] = Counter()  # hits / misses in this process
 Solved = tuple[dict[str, Any], dict[str, Any], str, str | None]  # result, outputs, status, msg
 
 
-def init_worker() -> None:
-    """Pool initializer: Ctrl-C is the parent's to handle (it stops the pool itself)."""
+def init_worker(parent_pid: int | None = None) -> None:
+    """Pool initializer: Ctrl-C is the parent's to handle (it stops the pool itself), and
+    the worker ends when its parent does (:func:`exit_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent_pid)
+
+
+def exit_with_parent(parent_pid: int | None = None, poll_s: float = 0.5) -> None:
+    """End this process when the one that started it dies, even by SIGKILL (no orphans):
+    on Linux the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); on any
+    system a daemon thread checks every ``poll_s`` that the parent is still ours. The
+    parent is ``parent_pid``, else this process's parent now."""
+    import sys
+    import threading
+
+    parent = parent_pid or os.getppid()
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before we armed the watch
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="kvopt-parent-watch", daemon=True).start()
 
 
 def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
@@ -52,8 +82,8 @@ def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
     MILP inputs are not in it)."""
     return (workload.name, workload.model, workload.input_dist.label,
             workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
-            space.gpus, space.tps, space.precisions, space.batches, space.engine,
-            space.prices_usd_h, space.regions,
+            space.gpus, space.tps, space.layouts, space.precisions, space.batches,
+            space.engine, space.prices_usd_h, space.regions,
             "screen" if space.capacity == "screen" else "exact")  # confirm: exact here
 
 
@@ -62,8 +92,11 @@ def plan_evaluation_key(scenario: dict[str, Any]) -> str:
     return repr(evaluation_key(_workload(scenario), _space(scenario)))
 
 
-def cached_evaluate(workload: Any, space: Any, *, prune: str | None = None) -> Any:
-    """:func:`kvopt.space.evaluate`, memoized per process on the inputs it reads."""
+def cached_evaluate(workload: Any, space: Any, *, prune: str | None = None,
+                    bound: Any = None) -> Any:
+    """:func:`kvopt.space.evaluate`, memoized per process on the inputs it reads. The
+    ``bound`` is ignored: it depends on the rate, which scenarios sharing an evaluation
+    differ in (the options drop what it would have skipped, so plans are the same)."""
     from kvopt.space import CandidateSet, evaluate
 
     if space.calibrations:
@@ -95,8 +128,8 @@ def cached_table(workload: Any, space: Any, role: str) -> Any:
     if space.calibrations:
         return build_table(workload, space, role)
     key = (workload.model, workload.input_dist.label, workload.output_dist.label,
-           space.gpus, space.tps, space.precisions, space.batches, space.engine,
-           space.prices_usd_h, role)
+           space.gpus, space.tps, space.layouts, space.precisions, space.batches,
+           space.engine, space.prices_usd_h, role)
     if key in _TABLES:
         CACHE_STATS["table_hits"] += 1
         _TABLES.move_to_end(key)
@@ -149,45 +182,46 @@ def _scalars(d: dict[str, Any]) -> dict[str, Any]:
             for k, v in d.items()}
 
 
-def _dist(s: dict[str, Any], kind: str) -> Any:
-    from kvopt.serving.lengths import fixed, parse_dist
-
-    if s.get(f"{kind}_len") is not None:
-        return fixed(int(s[f"{kind}_len"]))
-    return parse_dist(str(s[f"{kind}_len_dist"]), field=f"{kind}_len_dist")
+def _lengths(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: s.get(k) for k in ("input_len", "output_len", "input_len_dist",
+                                  "output_len_dist")}
 
 
 def _workload(s: dict[str, Any]) -> Any:
+    from kvopt import build
     from kvopt.catalog.models import load_model
-    from kvopt.serving.capacity import Slo
-    from kvopt.space import Workload
 
     load_model(s["model"])  # an unknown model is an error, not an infeasible plan
-    return Workload(name=s["model"], model=s["model"], rate_rps=s["rps"],
-                    input_dist=_dist(s, "input"), output_dist=_dist(s, "output"),
-                    slo=Slo(ttft_p99_ms=s.get("slo_ttft_p99_ms"),
-                            tpot_p99_ms=s.get("slo_tpot_p99_ms"),
-                            e2e_p99_ms=s.get("slo_e2e_p99_ms")),
-                    redundancy=s.get("redundancy", 0),
-                    max_quality_loss_pct=s.get("max_quality_loss_pct"))
+    return build.workload(model=s["model"], rps=s["rps"], **_lengths(s),
+                          slo_ttft_p99_ms=s.get("slo_ttft_p99_ms"),
+                          slo_tpot_p99_ms=s.get("slo_tpot_p99_ms"),
+                          slo_e2e_p99_ms=s.get("slo_e2e_p99_ms"),
+                          redundancy=s.get("redundancy", 0),
+                          max_quality_loss_pct=s.get("max_quality_loss_pct"))
 
 
 def _space(s: dict[str, Any]) -> Any:
-    from kvopt.space import Space
+    from kvopt import build, choices
 
-    return Space(gpus=tuple(s["gpus"]), tps=tuple(s["tp_options"]),
-                 precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
-                 batches=tuple(s["batches"]), engine=s["engine"],
-                 prices_usd_h=tuple(sorted(s["prices"].items())),
-                 capacity=s.get("capacity", "confirm"))  # pareto has no capacity key
+    return build.space(gpus=tuple(s["gpus"]), tp_options=tuple(s["tp_options"]),
+                       precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
+                       batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
+                       capacity=s.get("capacity", choices.DEFAULT_CAPACITY),  # pareto: none
+                       **_layouts(s))
+
+
+def _layouts(s: dict[str, Any]) -> dict[str, Any]:
+    """The space's layout keywords of a plan or pareto scenario."""
+    return {"ep_options": tuple(s.get("ep_options") or (1,)),
+            "dp_options": tuple(s.get("dp_options") or (1,)),
+            "pp_options": tuple(s.get("pp_options") or (1,)), "parallel": s.get("parallel")}
 
 
 def _fleet(problem: Any, s: dict[str, Any], cache: bool) -> Solved:
-    from kvopt.fleet.plan import plan_fleet
+    from kvopt import api
 
-    plan = plan_fleet(problem, solver=s["solver"], time_limit_s=s["time_limit_s"],
-                      mip_gap=s["gap"], explain=s["explain"],
-                      evaluator=cached_evaluate if cache else None)
+    plan = api.size(problem, solver=s["solver"], time_limit_s=s["time_limit_s"], gap=s["gap"],
+                    explain=s["explain"], evaluator=cached_evaluate if cache else None)
     d = plan.to_dict()
     fleet, totals, rep = d["fleet"], d["totals"], d["solver"]
     main = max(fleet, key=lambda e: e["usd_per_hour"]) if fleet else {}
@@ -210,12 +244,12 @@ def _fleet(problem: Any, s: dict[str, Any], cache: bool) -> Solved:
 
 
 def _plan(s: dict[str, Any], cache: bool) -> Solved:
-    from kvopt.fleet.problem import FleetProblem
+    from kvopt import build
 
-    problem = FleetProblem(workloads=(_workload(s),), space=_space(s),
-                           availability=tuple(s["availability"].items()),
-                           budget_usd_h=s["budget_usd_h"], power_cap_kw=s["power_cap_kw"],
-                           objective=s["goal"], allow_mixing=s["allow_mixing"])
+    problem = build.problem(workloads=(_workload(s),), space=_space(s),
+                            availability=s["availability"], budget_usd_h=s["budget_usd_h"],
+                            power_cap_kw=s["power_cap_kw"], goal=s["goal"],
+                            allow_mixing=s["allow_mixing"])
     return _fleet(problem, s, cache)
 
 
@@ -240,23 +274,22 @@ def _size(s: dict[str, Any], cache: bool) -> Solved:
 
 
 def _pareto(s: dict[str, Any], cache: bool) -> Solved:
+    from kvopt import api
     from kvopt.pareto import export
-    from kvopt.pareto.run import pareto
-    from kvopt.pareto.search import emptying_constraints
 
-    w, objectives = _workload(s), tuple(s["objectives"])
-    res = pareto(w, _space(s), objectives, method=s["method"],
-                 max_replicas=s["max_replicas"], budget_usd_h=s["budget_usd_h"], pop=s["pop"],
-                 gens=s["gens"], seed=s["seed"], mixed=s["fleet"] == "mixed",
-                 disagg=s["fleet"] == "disagg", table_builder=cached_table if cache else None)
-    if res.front.F.shape[0] == 0:
-        why = ("no configuration of the space can run the model" if not res.table.valid.any()
-               else "the constraint(s) " + "; ".join(emptying_constraints(
-                   res.table, w, objectives, s["max_replicas"], s["budget_usd_h"]))
-               + f" exclude every point with up to {s['max_replicas']} replicas")
-        raise InfeasiblePlanError(f"no feasible point: {why}")
-    rows = [{k: export._clean(v) for k, v in r.items()}
-            for r in export.rows(res.front, res.table, objectives, res.norm)]
+    res = api.pareto(model=s["model"], rps=s["rps"], **_lengths(s),
+                     slo_ttft_p99_ms=s.get("slo_ttft_p99_ms"),
+                     slo_tpot_p99_ms=s.get("slo_tpot_p99_ms"),
+                     gpus=tuple(s["gpus"]), tp_options=tuple(s["tp_options"]), **_layouts(s),
+                     precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
+                     batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
+                     objectives=tuple(s["objectives"]), budget_usd_h=s["budget_usd_h"],
+                     max_replicas=s["max_replicas"], method=s["method"], fleet=s["fleet"],
+                     pop=s["pop"], gens=s["gens"], seed=s["seed"],
+                     table_builder=cached_table if cache else None)
+    objectives = res.objectives
+    rows = [export.clean_row(r) for r in export.rows(res.front, res.table, objectives, res.norm,
+                                                     knee_at=res.knee)]
     knee = next((r for r in rows if r["knee"]), rows[0])
     out = {"front_points": len(rows), "min_usd_per_hour": min(r["usd_per_hour"] for r in rows),
            "knee_usd_per_hour": knee["usd_per_hour"], "knee_gpu": knee["gpu"],
@@ -267,14 +300,13 @@ def _pareto(s: dict[str, Any], cache: bool) -> Solved:
 
 
 def _estimate(s: dict[str, Any], cache: bool) -> Solved:
-    from kvopt.estimate import estimate
-    from kvopt.serving.load import Load
+    from kvopt import api
 
     mode = next(m for m in ("batch", "rps", "concurrency") if s[m] is not None)
-    e = estimate(model=s["model"], gpu=s["gpu"], tp=s["tp"], weights=s["weights"],
-                 kv_dtype=s["kv_dtype"], engine=s["engine"], input_dist=_dist(s, "input"),
-                 output_dist=_dist(s, "output"), load=Load(mode=mode, value=s[mode]),
-                 price_usd_h=s["price_usd_h"])
+    e = api.estimate(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
+                     dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
+                     kv_dtype=s["kv_dtype"], engine=s["engine"], **_lengths(s),
+                     **{mode: s[mode]}, price_usd_h=s["price_usd_h"])
     d = e.to_dict()
     lat, thr, cost = d["latency"], d["throughput"], d["cost"]
     out = {"fits": d["memory"]["fits"], "ttft_ms": lat["ttft_ms"], "tpot_ms": lat["tpot_ms"],
@@ -289,20 +321,14 @@ def _estimate(s: dict[str, Any], cache: bool) -> Solved:
 
 
 def _capacity(s: dict[str, Any], cache: bool) -> Solved:
-    from kvopt.catalog.prices import price_for
-    from kvopt.serving.capacity import Slo, capacity
-    from kvopt.serving.replica import build_replica
+    from kvopt import api
 
-    rep = build_replica(model=s["model"], gpu=s["gpu"], tp=s["tp"], weights=s["weights"],
-                        kv_dtype=s["kv_dtype"], engine=s["engine"])
-    res = capacity(rep, input_dist=_dist(s, "input"), output_dist=_dist(s, "output"),
-                   slo=Slo(ttft_p99_ms=s["slo_ttft_p99_ms"], tpot_p99_ms=s["slo_tpot_p99_ms"],
-                           e2e_p99_ms=s["slo_e2e_p99_ms"]))
-    price = price_for(rep.gpu.id, override_usd_h=s["price_usd_h"])
-    d = {"model": rep.model.name, "gpu": rep.gpu.id, "tp": rep.tp,
-         "weights": rep.precision.weights, "kv_dtype": rep.precision.kv_dtype,
-         "engine": rep.engine.name, **res.to_dict(),
-         "usd_per_hour": price.usd_per_gpu_hour * rep.tp if price else None}
+    cap = api.capacity(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
+                       dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
+                       kv_dtype=s["kv_dtype"], engine=s["engine"], **_lengths(s),
+                       slo_ttft_p99_ms=s["slo_ttft_p99_ms"], slo_tpot_p99_ms=s["slo_tpot_p99_ms"],
+                       slo_e2e_p99_ms=s["slo_e2e_p99_ms"], price_usd_h=s["price_usd_h"])
+    res, d = cap.result, cap.to_dict()
     out = {k: d[k] for k in ("goodput_rps", "saturation_rps", "steady_state_batch",
                              "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "output_tok_s",
                              "binding", "feasible", "usd_per_hour")}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from test_export import CASES, render_case
+from tests.export.test_export import CASES, render_case
 
 HERE = Path(__file__).resolve().parent
 

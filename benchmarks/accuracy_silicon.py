@@ -1,0 +1,375 @@
+"""Accuracy of kvopt on real serving runs at a fixed concurrency: aiconfigurator's silicon
+sample (train half, ``benchmarks/data/silicon_train.csv``; vLLM, SGLang and TensorRT-LLM on
+H100/H200/B200/B300/GB200/GB300).
+
+Every row becomes one ``kvopt.api.estimate`` question, or the reason it cannot be asked; kvopt
+runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
+
+* **Load**: a benchmark run of ``batch_size`` clients (``concurrency=batch_size``), fixed
+  ``input_len=isl`` and ``output_len=osl`` (the benchmark sends ``ignore_eos`` requests with
+  min = max tokens = OSL); one replica of ``tp_size`` GPUs takes all the clients. Each client
+  sends ``--rounds`` requests (default 10), all starting together: NVIDIA's Dynamo
+  benchmark recipes run ``aiperf profile --concurrency C --request-count $((10*C))
+  --warmup-request-count C`` (ai-dynamo/dynamo recipes, e.g. the Qwen3-235B-A22B-FP8 vLLM
+  recipe's perf.yaml); aiconfigurator 0.12.0's ``generator/sflow.py`` uses
+  ``MULTI_ROUND`` (default 20) rounds with one warmup round. ``--rounds 0``: the steady
+  state.
+* **Deployment** (``--deployment aic``, default): the engine flags aiconfigurator 0.12.0's
+  benchmark generator sets (``aiconfigurator/generator/rule_plugin/benchmark/*.rule``):
+  vLLM ``max_num_batched_tokens = C + isl + 1500`` and ``max_num_seqs = C``; TensorRT-LLM
+  ``max_num_tokens = C + isl + 1500`` rounded up to a multiple of 32 tokens and
+  ``max_batch_size = C``; SGLang ``--enable-mixed-chunk`` (decodes ride with prefill
+  batches: ``prefill_policy=mixed``), ``max_prefill_tokens = isl + 1500`` (the step budget
+  is the smaller of it and the profile's chunked-prefill size) and ``max_batch_size = C``.
+  ``--deployment defaults``: the engines' own defaults (the shipped profiles).
+* **Model**: ``model_path`` (a Hugging Face id) through kvopt's resolver (ids, aliases; the
+  organisation and ``-Instruct`` dropped), then the name without a quantization tag
+  (``-FP8``, ``-NVFP4``, ...: ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> Llama-3.1-8B), then the
+  architecture twins of ``accuracy_common.ARCHITECTURE_TWINS`` (DeepSeek-V3.1 has
+  DeepSeek-V3's config; DeepSeek-R1 is a catalog alias of DeepSeek-V3). Otherwise: *model not
+  in catalog*.
+* **GPU**: ``system`` by :data:`SYSTEMS` (a system whose card the catalog lacks, e.g.
+  ``gb300`` before its card: *GPU not in catalog*).
+* **Engine**: ``backend`` -> the shipped profile of the same name (vllm, sglang, trtllm),
+  whatever the ``backend_version`` (each row's CSV output carries the version the profile
+  models next to the measured one).
+* **Weights**: ``precision`` (blank = the checkpoint's bf16; ``fp8`` with ``fp8`` or
+  ``fp8_block`` scaling -> fp8; ``fp4``/``nvfp4`` -> fp4; ``int4``/``int4_wo`` -> int4,
+  weight-only), checked against ``gemm_quant_mode`` and ``moe_quant_mode``: a GEMM or MoE
+  mode of another family is *weight precision kvopt has no dtype for*. A checkpoint released
+  in MXFP4 (gpt-oss, whose MoE aiconfigurator records as ``nvfp4``) runs its own mxfp4; all
+  three blank: the checkpoint's own format (its quantization_config, else bf16).
+* **KV cache dtype** (not recorded): ``--kv auto`` (default) = fp8 for TensorRT-LLM running
+  an fp8/fp4 checkpoint, bf16 otherwise; ``--kv bf16``/``--kv fp8`` everywhere.
+* **Parallelism** (:func:`layout`): ``tp_size`` (attention TP), ``attention_dp_size``,
+  ``moe_ep_size`` and ``pp_size`` (blank or 0 = 1) become kvopt's ``tp``, ``dp``, ``ep``,
+  ``pp``; kvopt's experts are sliced ``moe_tp = tp x dp / ep`` ways, so a row whose
+  ``moe_tp_size`` is not that cannot be asked (aiconfigurator's own rule, ``tp x
+  attention_dp = moe_tp x moe_ep``, holds for it in no other way). **Rows recorded with the
+  world twice** (:data:`RECORDED_TWICE`): rows with ``moe_tp_size = moe_ep_size = e >= 4``
+  and ``tp x attention_dp = e^2`` (``tp16 mtp4 ep4``, ``tp64 mtp8 ep8``, ``dp64 mtp8 ep8``:
+  16 or 64 GPUs of attention TP or DP at concurrency 4) carry exactly the measurements of
+  rows labelled ``tp e, ep e`` (or ``dp e, ep e``) with ``moe_tp`` 1 wherever both exist in
+  the file (``python benchmarks/accuracy_silicon.py`` prints the count), i.e. the same runs
+  with ``tp``/``dp`` recorded as ``moe_tp x moe_ep``; they are asked as ``e`` GPUs
+  (``tp``/``dp`` divided by ``e``, ``moe_tp`` 1) and reported in their own group
+  (``relabelled``). The concurrency of a DP row is the source's ``silicon_concurrency``
+  (``batch_size`` is per attention-DP rank). ``mode=disagg`` cannot be asked. A row gets the
+  first reason in the order of :data:`ORDER`: disaggregation, model, MoE TP, GPU, engine,
+  weights, then kvopt's own refusals (TP that does not divide the heads, weights that do
+  not fit, a dtype the GPU lacks, a layout the engine cannot run).
+* **Duplicates**: rows with identical configurations (every column but ``id``,
+  ``silicon_data_source`` and the measurements; the concurrency of disaggregated rows from
+  the source) count once, measured = the median of the repeats (``repeats`` in the CSV).
+
+Compared: TTFT mean (``silicon_ttft_ms``) and TPOT mean (``silicon_tpot_ms``) against
+kvopt's mean TTFT and TPOT. A saturated prediction counts with an infinite error.
+
+Run: ``python benchmarks/accuracy_silicon.py [--csv OUT] [--engine E] [--system S]
+[--kv auto|bf16|fp8] [--markdown]``. Other scripts reuse :func:`question` and
+:func:`predict_row`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import accuracy_common as ac
+
+DATA = ac.DATA / "silicon_train.csv"
+AUTO_GAP = "aic-auto-gap-analysis"  # the collection whose runs used the engines' defaults
+SYSTEMS = {"h100_sxm": "H100-SXM", "h200_sxm": "H200", "b200_sxm": "B200", "b300_sxm": "B300",
+           "gb200": "GB200", "gb300": "GB300"}  # a system whose card is absent: GPU reason
+ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+# precision / gemm_quant_mode / moe_quant_mode -> kvopt weight dtype
+WEIGHTS = {"": "bf16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4",
+           "nvfp4": "fp4", "int4": "int4", "int4_wo": "int4"}
+METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
+           "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
+ORDER = (ac.DISAGG, ac.MODEL, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS, ac.FIT,
+         ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT, ac.KVOPT_ERROR, ac.UNREADABLE)
+RECORDED_TWICE = 4  # the smallest moe_tp = moe_ep of a row recorded with tp x dp = their product
+_MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
+
+
+def _weights(row: Mapping[str, str]) -> str:
+    modes = [row.get(k, "").strip().lower() for k in ("precision", "gemm_quant_mode",
+                                                      "moe_quant_mode")]
+    unknown = [m for m in modes if m not in WEIGHTS]
+    if unknown:
+        raise ac.Inexpressible(ac.PRECISION, unknown[0])
+    kinds = {WEIGHTS[m] for m in modes if m}
+    if len(kinds) > 1:
+        raise ac.Inexpressible(ac.PRECISION, "/".join(modes))
+    return kinds.pop() if kinds else "bf16"
+
+
+def _checkpoint_weights(model: str) -> str:
+    from kvopt.catalog.models import load_model
+
+    return load_model(model).default_weights
+
+
+def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
+             deployment: str = "auto") -> dict[str, Any]:
+    """The ``kvopt.api.estimate`` keywords for one row; raises :class:`Inexpressible`."""
+    if row["mode"] != "agg":
+        raise ac.Inexpressible(ac.DISAGG, row["mode"])
+    model = ac.catalog_model(row["model_path"])
+    if model is None:
+        raise ac.Inexpressible(ac.MODEL, row["model_path"].rsplit("/", 1)[-1])
+    tp, ep, dp, pp, moe_tp, _ = layout(row)
+    if ac.is_moe(model) and moe_tp * ep != tp * dp:
+        raise ac.Inexpressible(ac.MOE_TP, f"moe_tp_size={moe_tp} x moe_ep_size={ep} != "
+                               f"tp_size={tp} x attention_dp_size={dp}")
+    gpu = SYSTEMS.get(row["system"])
+    if gpu is None or not ac.has_gpu(gpu):
+        raise ac.Inexpressible(ac.GPU, row["system"])
+    engine = ENGINES.get(row["backend"])
+    if engine is None:
+        raise ac.Inexpressible(ac.ENGINE, row["backend"])
+    weights = _weights(row)
+    own = _checkpoint_weights(model)
+    if own == "mxfp4" and weights == "fp4":  # gpt-oss: its MXFP4 MoE, recorded as (nv)fp4
+        weights = own
+    elif not any(row.get(k, "").strip() for k in ("precision", "gemm_quant_mode",
+                                                  "moe_quant_mode")):
+        weights = own  # blank: the checkpoint as released
+    isl = int(ac.number(row["isl"]))
+    conc = concurrency(row)
+    per_rank = -(-conc // dp)  # each attention-DP rank's clients (its max batch)
+    q = {"model": model, "gpu": gpu, "tp": tp, "weights": weights,
+         "kv_dtype": ac.kv_dtype(kv, engine, weights), "engine": engine,
+         "input_len": isl, "output_len": int(ac.number(row["osl"])), "concurrency": conc}
+    if (ep, dp, pp) != (1, 1, 1):
+        q.update(ep=ep, dp=dp, pp=pp)
+    if rounds:
+        q["rounds"] = rounds
+    if deployment == "aic" or (deployment == "auto" and AUTO_GAP not in row.get(
+            "silicon_data_source", "")):
+        q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
+    return q
+
+
+def _size(row: Mapping[str, str], col: str) -> int:
+    """A parallelism column (blank, NaN or 0: 1)."""
+    value = ac.number(row.get(col), 1.0)
+    return int(value) if value >= 1 else 1
+
+
+def layout(row: Mapping[str, str]) -> tuple[int, int, int, int, int, bool]:
+    """``(tp, ep, dp, pp, moe_tp, relabelled)`` of a row (see the module docstring)."""
+    tp = int(ac.number(row["tp_size"], 1.0))
+    ep, dp, pp = (_size(row, c) for c in ("moe_ep_size", "attention_dp_size", "pp_size"))
+    moe_tp = _size(row, "moe_tp_size")
+    twice = moe_tp == ep >= RECORDED_TWICE and tp * dp == ep * ep
+    if twice:
+        if dp > 1:
+            dp //= ep
+        else:
+            tp //= ep
+        moe_tp = 1
+    return tp, ep, dp, pp, moe_tp, twice
+
+
+def concurrency(row: Mapping[str, str]) -> int:
+    """Clients of the run: the source's ``silicon_concurrency`` (``batch_size`` is per
+    attention-DP rank), else ``batch_size``."""
+    found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
+    if found:
+        return int(found.group(1))
+    return int(ac.number(row["batch_size"])) * _size(row, "attention_dp_size")
+
+
+def group(row: Mapping[str, str]) -> str:
+    """The parallelism group of a row: tp, ep (EP over a TP group), dp+ep (attention DP),
+    pp; ``relabelled`` for rows recorded with the world twice."""
+    _, ep, dp, pp, _, twice = layout(row)
+    name = "pp" if pp > 1 else "dp+ep" if dp > 1 else "ep" if ep > 1 else "tp"
+    return f"{name} (relabelled)" if twice else name
+
+
+def aic_engine_args(engine: str, gpu: str, isl: int, conc: int) -> tuple[tuple[str, Any], ...]:
+    """The engine flags of aiconfigurator 0.12.0's benchmark deployments (see the module
+    docstring), as ``engine_args`` pairs."""
+    if engine == "sglang":
+        from kvopt.catalog.engines import load_engine
+        from kvopt.catalog.gpus import load_gpu
+
+        chunk = load_engine("sglang", load_gpu(gpu)).max_num_batched_tokens
+        return (("max_num_batched_tokens", min(chunk, isl + 1500)), ("max_num_seqs", conc),
+                ("prefill_policy", "mixed"))
+    tokens = conc + isl + 1500
+    if engine == "trtllm":
+        tokens = -(-tokens // 32) * 32
+    return (("max_num_batched_tokens", tokens), ("max_num_seqs", conc))
+
+
+def predict(q: Mapping[str, Any]) -> dict[str, Any]:
+    """kvopt's answer to a question (cached); raises :class:`Inexpressible` on a refusal."""
+    e = ac.estimate(**q)
+    lat, load, mem = e.latency, e.load, e.memory
+    return {"pred_ttft_ms": lat.ttft_ms, "pred_tpot_ms": lat.tpot_ms, "pred_e2e_ms": lat.e2e_ms,
+            "pred_prefill_ms": lat.prefill_ms, "pred_decode_step_ms": lat.decode_step_ms,
+            "pred_running": load.steady_state_batch, "pred_saturated": load.saturated,
+            "pred_limit": load.limit, "pred_max_seqs": mem.max_concurrent_seqs}
+
+
+def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
+                deployment: str = "auto") -> dict[str, Any]:
+    """One row's mapping and prediction: ``status`` (``ok`` or ``cannot_express``),
+    ``reason``/``detail`` when not ok, the question (``q_*``) and ``pred_*`` figures.
+    Never raises for a row kvopt cannot model."""
+    from kvopt.catalog.engines import load_engine
+
+    out: dict[str, Any] = {"id": row.get("id", ""), "status": "ok", "reason": "", "detail": ""}
+    try:
+        q = question(row, kv, rounds, deployment)
+        out.update({f"q_{k}": v for k, v in q.items()})
+        out["engine_version_modeled"] = load_engine(q["engine"]).version_modeled
+        out.update(predict(q))
+    except ac.Inexpressible as exc:
+        out.update(status="cannot_express", reason=exc.reason, detail=exc.detail)
+    except (ValueError, KeyError, TypeError) as exc:  # a bad cell: recorded, never fatal
+        out.update(status="cannot_express", reason=ac.UNREADABLE,
+                   detail=f"{type(exc).__name__}: {exc}"[:200])
+    except Exception as exc:  # anything else: recorded, never fatal
+        out.update(status="cannot_express", reason=ac.KVOPT_ERROR,
+                   detail=f"{type(exc).__name__}: {exc}"[:200])
+    return out
+
+
+def recorded_twice_evidence(rows: Sequence[Mapping[str, str]]) -> tuple[int, int]:
+    """(relabelled rows whose relabelled configuration appears in ``rows`` with the same
+    TTFT and TPOT, ... with other measurements)."""
+    def key(r: Mapping[str, str], lay: tuple[int, ...]) -> tuple[object, ...]:
+        return (r["backend"], r["system"], r["model_path"], r.get("precision", ""), r["isl"],
+                r["osl"], concurrency(r), lay)
+
+    measured: dict[tuple[object, ...], set[tuple[str, str]]] = {}
+    for r in rows:
+        if r.get("mode") == "agg":
+            try:
+                tp, ep, dp, pp, mtp, twice = layout(r)
+            except (ValueError, KeyError):
+                continue
+            if not twice:
+                measured.setdefault(key(r, (tp, ep, dp, pp, mtp)), set()).add(
+                    (r["silicon_ttft_ms"], r["silicon_tpot_ms"]))
+    same = other = 0
+    for r in rows:
+        try:
+            tp, ep, dp, pp, mtp, twice = layout(r)
+        except (ValueError, KeyError):
+            continue
+        if r.get("mode") == "agg" and twice:
+            found = measured.get(key(r, (tp, ep, dp, pp, mtp)))
+            if found is not None:
+                if (r["silicon_ttft_ms"], r["silicon_tpot_ms"]) in found:
+                    same += 1
+                else:
+                    other += 1
+    return same, other
+
+
+def _config(row: Mapping[str, str]) -> tuple[str, ...]:
+    found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
+    skip = {"id", "silicon_data_source", *_MEASURED}
+    return (*(v for k, v in row.items() if k not in skip), found.group(1) if found else "")
+
+
+def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """One row per configuration (first in file order), measured = median of the repeats."""
+    groups: dict[tuple[str, ...], list[Mapping[str, str]]] = {}
+    for r in rows:
+        groups.setdefault(_config(r), []).append(r)
+    out = []
+    for reps in groups.values():
+        first = dict(reps[0])
+        for col in _MEASURED:
+            vals = [v for r in reps if not math.isnan(v := ac.measured(r[col]))]
+            first[col] = repr(statistics.median(vals)) if vals else ""
+        first["repeats"] = str(len(reps))
+        out.append(first)
+    return out
+
+
+def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 10,
+             deployment: str = "auto") -> list[dict[str, Any]]:
+    """Per unique row: the data's columns, the mapping, the prediction and the errors."""
+    out = []
+    for row in unique_rows(rows):
+        rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment)}
+        rec["collection"] = collection(row)
+        try:
+            rec["parallelism"] = group(row)
+        except (ValueError, KeyError, TypeError):
+            rec["parallelism"] = "unreadable"
+        for name, (pred, meas) in METRICS.items():
+            rec[f"err_{name}"] = ac.relative_error(rec.get(pred), ac.measured(row[meas]))
+        out.append(rec)
+    return out
+
+
+def collection(row: Mapping[str, str]) -> str:
+    """Which collection a row comes from: the gap-analysis runs on the engines' defaults, or
+    the benchmark sweeps on aiconfigurator's deployments (by its ``silicon_data_source``)."""
+    return "gap-analysis" if AUTO_GAP in row.get("silicon_data_source", "") else "sweeps"
+
+
+def _short(r: Mapping[str, Any]) -> str:
+    """The detail shown per reason: the model or GPU that is missing, else the kind."""
+    if r["reason"] in (ac.MODEL, ac.GPU, ac.ENGINE, ac.PRECISION):
+        return str(r["detail"])
+    if r["reason"] in (ac.HEADS, ac.FIT, ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT):
+        lay = "".join(f"{k}{r[f'q_{k}']}" for k in ("ep", "dp", "pp") if r.get(f"q_{k}"))
+        return f"{r.get('q_model', '')} tp{r.get('q_tp', '')}{lay} {r.get('system', '')}"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ac.add_common_args(ap, "vllm, sglang, trtllm", "h100_sxm, b200_sxm, ...")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="requests per client of the benchmark run (0: the steady state)")
+    ap.add_argument("--deployment", choices=("auto", "aic", "defaults"), default="auto",
+                    help="engine flags: by data source (auto), aiconfigurator's benchmark "
+                         "deployments (aic) or the engines' defaults")
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    rows = [r for r in ac.read_csv(DATA) if (not args.engine or r["backend"] == args.engine)
+            and (not args.system or r["system"] == args.system)]
+    recs = evaluate(rows, args.kv, args.rounds, args.deployment)
+    ok = [r for r in recs if r["status"] == "ok"]
+    print(f"silicon_train: {len(rows)} rows, {len(recs)} unique configurations, "
+          f"{len(ok)} predicted (kv rule {args.kv}, {args.rounds or 'steady-state'} rounds, "
+          f"{args.deployment} deployment)\n")
+    print(ac.accuracy_table(ok, ("system", "backend"), list(METRICS), args.markdown))
+    print("\nBy collection and engine release (the same rows):\n")
+    print(ac.accuracy_table(ok, ("collection", "backend", "backend_version"), list(METRICS),
+                            args.markdown))
+    print("\nBy parallelism (tp: tensor parallelism only; ep: experts over EP ranks of one TP "
+          "group; dp+ep: attention data parallelism):\n")
+    print(ac.accuracy_table(ok, ("parallelism",), list(METRICS), args.markdown))
+    print()
+    print(ac.accuracy_table(ok, ("parallelism", "backend"), list(METRICS), args.markdown))
+    twins, clashes = recorded_twice_evidence(rows)
+    print(f"\nrows recorded with the world twice (relabelled): {twins} have a row with the "
+          f"relabelled configuration and exactly the same measurements, {clashes} one with "
+          "different measurements")
+    sat = sum(1 for r in ok if r.get("pred_saturated"))
+    if sat:
+        print(f"\n{sat} predictions saturated (infinite error)")
+    ac.print_tail(recs, ORDER, _short, "unique configurations", args, start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

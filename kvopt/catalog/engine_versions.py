@@ -1,0 +1,82 @@
+"""Engine time outside the kernels, per engine and version: the per-step overhead (host
+scheduling, sampling, detokenization between GPU passes) and the per-request overhead (API
+server, tokenization, client) that ``models/engine_overheads.yaml`` holds, fitted by
+``benchmarks/fit_engine_overheads.py`` on the training measurements only (each entry says
+which rows). An engine's profile takes its default version's figures; a version given
+takes the greatest fitted version at or below it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+from kvopt.catalog.paths import models_dir
+from kvopt.catalog.yamlio import read_yaml
+from kvopt.errors import CatalogError, InputError
+
+FIELDS = ("step_overhead_ms", "request_overhead_ms")
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    """``"0.19.0"`` -> (0, 19, 0); ``"1.3.0rc1"`` -> (1, 3, 0): the release numbers."""
+    nums = re.findall(r"\d+", str(text).split("rc")[0].split("-")[0])
+    return tuple(int(n) for n in nums[:3])
+
+
+@cache
+def _data() -> dict[str, Any]:
+    path = models_dir() / "engine_overheads.yaml"
+    if not path.is_file():
+        return {}
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not data.get("source") or not isinstance(
+            data.get("engines"), dict):
+        raise CatalogError(f"{path}: needs 'source' and an 'engines' mapping")
+    for name, node in data["engines"].items():
+        if not isinstance(node, dict) or not isinstance(node.get("versions"), dict) \
+                or str(node.get("default")) not in node["versions"]:
+            raise CatalogError(f"{path}: engines.{name} needs 'versions' and a 'default' "
+                               "among them")
+        for ver, fit in node["versions"].items():
+            if not isinstance(fit, dict) or not fit.get("fitted_on") or any(
+                    not isinstance(fit.get(f), int | float) or fit[f] < 0 for f in FIELDS):
+                raise CatalogError(f"{path}: engines.{name}.versions.{ver} needs "
+                                   f"{', '.join(FIELDS)} >= 0 and 'fitted_on'")
+    return dict(data["engines"])
+
+
+def versions(engine: str) -> tuple[str, ...]:
+    """The fitted versions of ``engine`` (oldest first); empty: none fitted."""
+    node = _data().get(engine)
+    return tuple(sorted((str(v) for v in node["versions"]), key=version_key)) if node else ()
+
+
+def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[float, str]]]:
+    """(the fitted version applied, ``{field: (value, source)}``) for ``engine`` at
+    ``version`` (None: the default); ("", {}) when none is fitted."""
+    node = _data().get(engine)
+    if not node:
+        if version is not None:
+            raise InputError("--engine-version", version, f"no fitted versions of {engine}",
+                             "drop --engine-version")
+        return "", {}
+    listed = versions(engine)
+    if version is None:
+        key = str(node["default"])
+    else:
+        want = version_key(version)
+        if not want:
+            raise InputError("--engine-version", version, "not a version number",
+                             f"give one like {listed[-1]}")
+        older = [v for v in listed if version_key(v) <= want]
+        if not older:
+            raise InputError("--engine-version", version, f"older than every fitted "
+                             f"{engine} version ({', '.join(listed)})",
+                             f"use {listed[0]} or later")
+        key = older[-1]
+    fit = node["versions"][key]
+    src = (f"fitted: benchmarks/fit_engine_overheads.py ({engine} {key}) on "
+           f"{fit['fitted_on']}")
+    return key, {f: (float(fit[f]), src) for f in FIELDS}

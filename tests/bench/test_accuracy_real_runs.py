@@ -1,0 +1,164 @@
+"""The accuracy benchmarks on real serving runs (benchmarks/accuracy_silicon.py,
+accuracy_vllm_serving.py): rows map to kvopt questions or to the reason they cannot, and
+predictions are finite."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from typing import Any
+
+import pytest
+
+from tests.paths import BENCHMARKS
+
+if not (BENCHMARKS / "accuracy_common.py").exists():
+    pytest.skip("source checkout only", allow_module_level=True)
+sys.path.insert(0, str(BENCHMARKS))
+ac: Any = importlib.import_module("accuracy_common")
+silicon: Any = importlib.import_module("accuracy_silicon")
+serving: Any = importlib.import_module("accuracy_vllm_serving")
+
+
+@pytest.fixture(scope="module")
+def silicon_rows() -> dict[str, dict[str, str]]:
+    return {r["id"]: r for r in ac.read_csv(silicon.DATA)}
+
+
+@pytest.fixture(scope="module")
+def serving_rows() -> list[dict[str, str]]:
+    return ac.read_csv(serving.DATA)
+
+
+REASONS = {
+    "kimik2_5_gb200_trtllm_fp4_disagg_1024x1024_c4_cfg759": ac.DISAGG,
+    "2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c512_tp20_ep1_13": ac.HEADS,
+    "2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_agg_8192x1024_c8_tp4_0_ep1_0_277": ac.FIT,
+    "qwen_qwen3_235b_a22b_fp8_qwen_qwen3_235b_a22b_fp8_h200_sxm_vllm_agg_2000x100_c5_tp1_"
+    "epnone_11": ac.MOE_TP,
+}
+PREDICTED = ("qwen_qwen3_32b_qwen_qwen3_32b_h100_sxm_vllm_agg_1024x128_c8_tp4_epnone_2",
+             "dsr1_b200_trtllm_fp8_agg_1024x1024_c16_cfg473")
+
+
+def test_silicon_rows_kvopt_cannot_express_say_why(
+        silicon_rows: dict[str, dict[str, str]]) -> None:
+    for row_id, reason in REASONS.items():
+        out = silicon.predict_row(silicon_rows[row_id])
+        assert (out["status"], out["reason"]) == ("cannot_express", reason), row_id
+    base = silicon_rows[PREDICTED[0]]
+    for change, reason in (({"moe_ep_size": "2.0"}, ac.LAYOUT), ({"system": "tpu_v5e"}, ac.GPU),
+                           ({"backend": "llama-server"}, ac.ENGINE),
+                           ({"model_path": "01-ai/Yi-34B"}, ac.MODEL),
+                           ({"gemm_quant_mode": "mxfp6"}, ac.PRECISION),
+                           ({"tp_size": "many"}, ac.UNREADABLE)):
+        out = silicon.predict_row({**base, **change})  # a bad cell never raises
+        assert (out["status"], out["reason"]) == ("cannot_express", reason), change
+
+
+def test_silicon_predictions_are_finite(silicon_rows: dict[str, dict[str, str]]) -> None:
+    vllm, trt = (silicon.predict_row(silicon_rows[i]) for i in PREDICTED)
+    for out in (vllm, trt):
+        assert out["status"] == "ok"
+        for key in ("pred_ttft_ms", "pred_tpot_ms", "pred_e2e_ms"):
+            assert math.isfinite(out[key]) and out[key] > 0
+    assert (vllm["q_model"], vllm["q_gpu"], vllm["q_tp"], vllm["q_concurrency"]) == (
+        "Qwen3-32B", "H100-SXM", 4, 8)
+    assert (vllm["q_weights"], vllm["q_kv_dtype"], trt["q_weights"], trt["q_kv_dtype"]) == (
+        "bf16", "bf16", "fp8", "fp8")  # --kv auto: fp8 KV for TensorRT-LLM's fp8 checkpoints
+    assert trt["q_model"] == "DeepSeek-V3"  # DeepSeek-R1: a catalog alias
+    assert silicon.predict_row(silicon_rows[PREDICTED[1]], kv="bf16")["q_kv_dtype"] == "bf16"
+
+
+def test_silicon_parallel_rows_map_to_layouts(silicon_rows: dict[str, dict[str, str]]) -> None:
+    """EP, attention-DP and PP rows are asked with their layout; a DP row's clients are the
+    source's concurrency (batch_size is per rank); rows recorded with the world twice
+    (tp16 mtp4 ep4) are asked as the runs they are (tp4 ep4)."""
+    dp_row = silicon_rows["2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c256_tp8_0_"
+                          "ep8_0_1084"]
+    q = silicon.question(dp_row)
+    assert (q["tp"], q["ep"], q["dp"], q["pp"], q["concurrency"]) == (1, 8, 8, 1, 256)
+    assert dict(q["engine_args"])["max_num_seqs"] == 32  # aiconfigurator's per-rank batch
+    assert silicon.group(dp_row) == "dp+ep"
+    twice = silicon_rows["dsr1_b200_sglang_fp4_agg_1024x1024_c4_cfg202"]
+    assert silicon.layout(twice) == (4, 4, 1, 1, 1, True)
+    assert silicon.group(twice) == "ep (relabelled)"
+    q = silicon.question(twice)
+    assert (q["tp"], q["ep"], q["concurrency"]) == (4, 4, 4) and "dp" in q
+    genuine = {**twice, "tp_size": "4.0", "moe_tp_size": "2.0", "moe_ep_size": "2.0"}
+    assert silicon.layout(genuine) == (4, 2, 1, 1, 2, False)  # moe_tp 2 x ep 2 = tp 4
+    out = silicon.predict_row(dp_row)
+    assert out["status"] == "ok" and math.isfinite(out["pred_tpot_ms"])
+    same, other = silicon.recorded_twice_evidence(list(silicon_rows.values()))
+    assert same >= 10 and same > other
+
+
+def test_checkpoint_names_map_to_their_architecture() -> None:
+    assert ac.catalog_model("nvidia/Llama-3.1-8B-Instruct-FP8") == "Llama-3.1-8B"
+    assert ac.catalog_model("nvidia/DeepSeek-V3.1-NVFP4") == "DeepSeek-V3"
+    assert ac.catalog_model("Qwen/Qwen3-235B-A22B-FP8") == "Qwen3-235B-A22B"
+    assert ac.catalog_model("RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic") == (
+        "Llama-4-Scout")
+    assert ac.catalog_model("MiniMaxAI/MiniMax-M2.5") == "MiniMax-M2"
+    assert ac.catalog_model("moonshotai/Kimi-K2.5") == "Kimi-K2.5"  # its text model
+
+
+def test_every_silicon_row_maps_or_says_why(silicon_rows: dict[str, dict[str, str]]) -> None:
+    """The mapping alone (no prediction) over the whole file: a question or a reason."""
+    asked = 0
+    for row in silicon_rows.values():
+        try:
+            silicon.question(row)
+            asked += 1
+        except ac.Inexpressible as exc:
+            assert exc.reason in silicon.ORDER
+    assert 600 < asked < len(silicon_rows)
+
+
+def test_identical_configurations_count_once(silicon_rows: dict[str, dict[str, str]]) -> None:
+    row = silicon_rows[PREDICTED[0]]
+    again = {**row, "id": "repeat", "silicon_ttft_ms": "300", "silicon_tpot_ms": "30"}
+    other = {**row, "id": "other", "batch_size": "16.0"}
+    out = silicon.unique_rows([row, again, other])
+    assert [r["repeats"] for r in out] == ["2", "1"]
+    assert float(out[0]["silicon_ttft_ms"]) == pytest.approx(
+        (float(row["silicon_ttft_ms"]) + 300) / 2)
+
+
+def _run(rows: list[dict[str, str]], exp: str, stage: str) -> dict[str, dict[str, str]]:
+    return {r["metric"]: r for r in rows if r["exp_id"] == exp and r["stage_index"] == stage}
+
+
+def test_vllm_serving_rows(serving_rows: list[dict[str, str]]) -> None:
+    stage0, stage1, whole = (_run(serving_rows, "60", s) for s in ("0", "1", "-1"))
+    preds = {m: serving.predict_row(r) for m, r in stage1.items()}
+    for m in ("ttft_mean", "ttft_p90", "ttft_p99", "itl_mean", "e2e_mean", "e2e_p99"):
+        assert preds[m]["status"] == "ok" and math.isfinite(preds[m]["pred"]), m
+        assert math.isfinite(preds[m]["err"])
+    q = preds["ttft_mean"]
+    assert (q["q_model"], q["q_tp"], q["q_rps"], q["q_prefix_len"]) == ("Llama-3.1-70B", 4,
+                                                                        6.0, 100)
+    assert q["q_input_len"] == round(547 * serving.PROMPT_GROWTH)
+    # a whole run of two stages: request-weighted means, no percentiles
+    mixed = serving.predict_row(whole["ttft_mean"])
+    first = serving.predict_row(stage0["ttft_mean"])["pred"]
+    assert mixed["pred"] == pytest.approx((2.5 * first + 6.0 * q["pred"]) / 8.5)
+    assert serving.predict_row(whole["ttft_p99"])["reason"] == ac.STAGE_MIX
+    yi = _run(serving_rows, "65", "0")["ttft_mean"]
+    assert serving.predict_row(yi)["reason"] == ac.MODEL
+
+
+def test_a_one_stage_whole_run_counts_once(serving_rows: list[dict[str, str]]) -> None:
+    rows = [r for r in serving_rows if r["exp_id"] in ("64", "60")]  # one stage, two stages
+    kept = serving.unique_rows(rows)
+    assert len(kept) == len(rows) - 7
+    assert not any(r["exp_id"] == "64" and r["stage_index"] == "-1" for r in kept)
+
+
+def test_error_statistics_keep_saturated_predictions() -> None:
+    s = ac.error_stats([0.1, -0.2, math.inf])
+    assert (s["n"], s["median_abs_pct"], s["p90_abs_pct"]) == (3, 20.0, math.inf)
+    assert s["bias_pct"] == pytest.approx(10.0)
+    assert ac.relative_error(110.0, 100.0) == pytest.approx(0.1)
+    assert ac.relative_error(None, 100.0) is None
