@@ -155,6 +155,16 @@ def refusal(exc: Exception) -> Inexpressible:
     return Inexpressible(KVOPT_ERROR, text[:200])
 
 
+def cannot_express(exc: Exception) -> dict[str, str]:
+    """A row's record fields for a question that failed: kvopt's reason, a bad cell
+    (recorded, never fatal) or anything else kvopt raised (recorded, never fatal)."""
+    if isinstance(exc, Inexpressible):
+        return {"status": "cannot_express", "reason": exc.reason, "detail": exc.detail}
+    reason = UNREADABLE if isinstance(exc, ValueError | KeyError | TypeError) else KVOPT_ERROR
+    return {"status": "cannot_express", "reason": reason,
+            "detail": f"{type(exc).__name__}: {exc}"[:200]}
+
+
 def _key(kw: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(kw.items()))
 

@@ -235,14 +235,8 @@ def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
         out.update({f"q_{k}": v for k, v in q.items()})
         out["engine_version_modeled"] = load_engine(q["engine"]).version_modeled
         out.update(predict(q))
-    except ac.Inexpressible as exc:
-        out.update(status="cannot_express", reason=exc.reason, detail=exc.detail)
-    except (ValueError, KeyError, TypeError) as exc:  # a bad cell: recorded, never fatal
-        out.update(status="cannot_express", reason=ac.UNREADABLE,
-                   detail=f"{type(exc).__name__}: {exc}"[:200])
-    except Exception as exc:  # anything else: recorded, never fatal
-        out.update(status="cannot_express", reason=ac.KVOPT_ERROR,
-                   detail=f"{type(exc).__name__}: {exc}"[:200])
+    except Exception as exc:  # kvopt's reason or a bad cell: recorded, never fatal
+        out.update(ac.cannot_express(exc))
     return out
 
 
@@ -308,6 +302,8 @@ def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 
     for row in unique_rows(rows):
         rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment)}
         rec["collection"] = collection(row)
+        model = rec.get("q_model")
+        rec["architecture"] = ("moe" if ac.is_moe(str(model)) else "dense") if model else ""
         try:
             rec["parallelism"] = group(row)
         except (ValueError, KeyError, TypeError):
@@ -360,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     print(ac.accuracy_table(ok, ("parallelism",), list(METRICS), args.markdown))
     print()
     print(ac.accuracy_table(ok, ("parallelism", "backend"), list(METRICS), args.markdown))
+    print("\nBy architecture (dense: every layer a dense MLP; moe: routed experts) and model:\n")
+    print(ac.accuracy_table(ok, ("architecture", "backend"), list(METRICS), args.markdown))
+    print()
+    print(ac.accuracy_table(ok, ("architecture", "q_model"), list(METRICS), args.markdown))
     twins, clashes = recorded_twice_evidence(rows)
     print(f"\nrows recorded with the world twice (relabelled): {twins} have a row with the "
           f"relabelled configuration and exactly the same measurements, {clashes} one with "

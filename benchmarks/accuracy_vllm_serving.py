@@ -147,14 +147,8 @@ def predict_row(row: Mapping[str, str], kv: str = "auto") -> dict[str, Any]:
             raise ac.Inexpressible(ac.NOT_PREDICTED, row["metric"])
         if out[f"pred_{row['metric']}"] is None:
             raise ac.Inexpressible(ac.STAGE_MIX, row["metric"])
-    except ac.Inexpressible as exc:
-        out.update(status="cannot_express", reason=exc.reason, detail=exc.detail)
-    except (ValueError, KeyError, TypeError) as exc:  # a bad cell: recorded, never fatal
-        out.update(status="cannot_express", reason=ac.UNREADABLE,
-                   detail=f"{type(exc).__name__}: {exc}"[:200])
-    except Exception as exc:  # anything else: recorded, never fatal
-        out.update(status="cannot_express", reason=ac.KVOPT_ERROR,
-                   detail=f"{type(exc).__name__}: {exc}"[:200])
+    except Exception as exc:  # kvopt's reason or a bad cell: recorded, never fatal
+        out.update(ac.cannot_express(exc))
     out["measured"] = ac.measured(row.get("actual"))
     out["pred"] = out.get(f"pred_{row['metric']}") if out["status"] == "ok" else None
     out["err"] = ac.relative_error(out["pred"], out["measured"])
