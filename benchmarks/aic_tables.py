@@ -246,3 +246,62 @@ def ape(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
     """(median, p90) of |pred / measured - 1| in %."""
     e = np.abs(pred / meas - 1.0)
     return (round(float(np.median(e)) * 100, 2), round(float(np.quantile(e, 0.9)) * 100, 2))
+
+
+# -- Gated DeltaNet (linear attention) ----------------------------------------------------------
+
+GDN_KERNELS = 2  # kernels of one layer's mixer per phase: short convolution + delta rule
+
+
+@dataclass(frozen=True)
+class GdnRows:
+    flops: np.ndarray
+    nbytes: np.ndarray
+    peak: np.ndarray  # bf16 FLOP/s of each row's card
+    bw: np.ndarray
+    t: np.ndarray
+
+
+def gdn_frame(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """One Gated DeltaNet layer's mixer per shape: the fastest timing of each kernel of the
+    phase (context: causal_conv1d_fn + the chunked delta rule; generation:
+    causal_conv1d_update + the recurrent delta rule), summed; shapes missing a kernel out."""
+    keys = ["gpu", "batch_size", "seq_len", "d_conv", "num_k_heads", "head_k_dim",
+            "num_v_heads", "head_v_dim"]
+    d = frame[frame.phase == phase]
+    per = d.groupby([*keys, "kernel_source"], as_index=False)["latency"].min()
+    out = per.groupby(keys, as_index=False).agg(latency=("latency", "sum"),
+                                                kernels=("kernel_source", "nunique"))
+    return out[out.kernels == GDN_KERNELS].drop(columns="kernels").reset_index(drop=True)
+
+
+def gdn_rows(frame: pd.DataFrame, phase: str) -> GdnRows:
+    """kvopt's work of each row (:func:`kvopt.physics.mixers.linear_group`, heads per GPU as
+    the table gives them): ``batch_size``
+    sequences prefilling ``seq_len`` tokens (context) or decoding one token each."""
+    from kvopt.catalog.model_spec import LinearAttnSpec
+    from kvopt.physics.mixers import linear_group
+
+    state_bytes = 4.0  # the tables' models (Qwen3.5) keep the state in float32 (mamba_ssm_dtype)
+    flops = np.empty(len(frame))
+    nbytes = np.empty(len(frame))
+    cols = ["num_k_heads", "num_v_heads", "head_k_dim", "head_v_dim", "d_conv"]
+    for shape, sel in frame.groupby(cols).groups.items():
+        nk, nv, dk, dv, conv = (int(x) for x in shape)
+        g = linear_group(LinearAttnSpec(num_key_heads=nk, num_value_heads=nv, key_head_dim=dk,
+                                        value_head_dim=dv, conv_kernel=conv,
+                                        state_value_bytes=state_bytes),
+                         tp=1, layers=1, act_bytes=ACT_BYTES)
+        rows = frame.loc[sel]
+        b = rows["batch_size"].to_numpy(np.float64)
+        if phase == "context":
+            f, nb = g.prefill_work(new=rows["seq_len"].to_numpy(np.float64), past=0.0,
+                                   pad_tokens=0.0)
+            f, nb = f * b, nb * b
+        else:
+            f, nb = g.decode_work(keys=0.0, held=b, seqs=b, pad_tokens=0.0)
+        idx = frame.index.get_indexer(sel)
+        flops[idx], nbytes[idx] = f, nb
+    peak, bw = card_arrays(frame, "bf16")
+    return GdnRows(flops, nbytes, peak, bw, frame["latency"].to_numpy(np.float64) * 1e-3)
+

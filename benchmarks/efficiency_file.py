@@ -1,7 +1,8 @@
 """Layout of models/efficiency.yaml (written by fit_efficiency.py) and the small test samples.
 
 ``families.<family>.<engine>.<section>.<name>`` holds one fitted curve (section gemm | moe:
-name = kvopt dtype; attention | mla: ``<context|generation>_<kv cache dtype>``), shared by the
+name = kvopt dtype; attention | mla: ``<context|generation>_<kv cache dtype>``; linear (Gated
+DeltaNet): ``context`` | ``generation``), shared by the
 family's measured GPUs (``families.<family>.gpus``); ``allreduce.<GPU>.<impl>.<n>`` one
 all-reduce curve of a measured GPU. Every curve carries the tables it was fitted on, their
 engine version, the rows used, and its median / p90 absolute % error over all their rows

@@ -186,6 +186,19 @@ def attention_curve(gpu: GpuSpec, phase: str, engine: str | None = None, *,
 
 
 @cache
+def _linear(family: str, engine: str, phase: str) -> AttentionCurve | None:
+    found = _node(family, engine, "linear", [phase])
+    return attention_curve_from(found[0], found[1]) if found is not None else None
+
+
+def linear_curve(gpu: GpuSpec, phase: str, engine: str | None = None) -> AttentionCurve | None:
+    """Gated DeltaNet kernels of ``phase`` (context: short convolution + chunked delta rule;
+    generation: convolution update + recurrent delta rule) on ``gpu`` as ``engine`` runs them;
+    None where no table of the GPU's family measured them (the attention curves stand in)."""
+    return _linear(kernel_family(gpu), kernel_engine(engine), phase)
+
+
+@cache
 def _allreduce(gpu_id: str, impl: str, n: int) -> AllReduceCurve | None:
     per = ((_data().get("allreduce") or {}).get(gpu_id) or {}).get(impl) or {}
     use = min((int(k) for k in per if int(k) >= n), default=None)

@@ -20,10 +20,12 @@ A group's work in one step (``L`` layers alike; per sequence ``c`` cached keys):
 * cross-attention (Llama-3.2-Vision): a query reads the request's image keys (fixed: they
   are written once, when the image is encoded) and writes none.
 
-The kernels that run them are priced by the fitted attention curves (generation for decode,
-context for prefill) in :mod:`kvopt.physics.roofline` and :mod:`kvopt.serving.stepcost`:
-measured for softmax attention; for the linear and cross groups an assumption (their
-kernels stream a state or a fixed key set much as decode attention streams a KV cache).
+The kernels that run them are priced by fitted curves (generation for decode, context for
+prefill) in :mod:`kvopt.physics.roofline` and :mod:`kvopt.serving.stepcost`: softmax
+attention by the attention tables' curves; Gated DeltaNet by its own (the ``gdn`` tables:
+short convolution plus the chunked or recurrent delta rule) where the GPU's family and engine
+have them, else by the attention curves; cross-attention by the attention curves (an
+assumption: its kernels stream a fixed key set much as decode attention streams a KV cache).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.catalog.model_spec import ModelSpec
+from kvopt.catalog.model_spec import LinearAttnSpec, ModelSpec
 from kvopt.physics.kernels import causal_pairs
 from kvopt.physics.memory import HALF_BYTES, KV_KINDS, kv_bytes_per_token_layer
 from kvopt.physics.tp import kv_heads_per_gpu
@@ -116,6 +118,25 @@ class MixerGroup:
         return np.asarray(flops), np.asarray(np.where(on, nbytes, 0.0))
 
 
+def linear_group(a: LinearAttnSpec, *, tp: float, layers: int, act_bytes: float
+                 ) -> MixerGroup:
+    """``layers`` Gated DeltaNet layers of ``a`` on one GPU of a TP group of ``tp`` (heads
+    split ``tp`` ways; see the module docstring for the work)."""
+    hv = a.num_value_heads / tp
+    conv = 2.0 * a.conv_dim / tp * a.conv_kernel
+    state = (a.conv_dim / tp * (a.conv_kernel - 1) * HALF_BYTES
+             + hv * a.value_head_dim * a.key_head_dim * a.state_value_bytes)
+    dkdv = a.key_head_dim * a.value_head_dim
+    io = (a.conv_dim + 2 * a.num_value_heads + a.value_dim) / tp * act_bytes
+    return MixerGroup(
+        kind="linear", layers=layers, window=0.0, kv_bytes_per_key=0.0,
+        flops_per_pair_decode=0.0, flops_per_pair_prefill=0.0, qo_bytes_decode=io,
+        qo_bytes_prefill=io, state_bytes=state,
+        flops_per_token_decode=hv * 7.0 * dkdv + conv,
+        flops_per_token_prefill=hv * (4.0 * dkdv + 2.0 * GDN_CHUNK * (
+            2 * a.key_head_dim + a.value_head_dim)) + conv)
+
+
 def mixer_groups(model: ModelSpec, *, tp: int, kv_bytes: float, act_bytes: float,
                  cross_keys: float = 0.0) -> list[MixerGroup]:
     """The token-mixer groups of ``model`` on one GPU of a TP group of ``tp``; ``kv_bytes``
@@ -146,20 +167,7 @@ def mixer_groups(model: ModelSpec, *, tp: int, kv_bytes: float, act_bytes: float
             index_bytes_per_key=index_bytes))
     n_linear = model.kinds.count("linear")
     if n_linear and model.linear is not None:
-        a = model.linear
-        hv = a.num_value_heads / tp
-        conv = 2.0 * a.conv_dim / tp * a.conv_kernel
-        state = (a.conv_dim / tp * (a.conv_kernel - 1) * HALF_BYTES
-                 + hv * a.value_head_dim * a.key_head_dim * a.state_value_bytes)
-        dkdv = a.key_head_dim * a.value_head_dim
-        io = (a.conv_dim + 2 * a.num_value_heads + a.value_dim) / tp * act_bytes
-        groups.append(MixerGroup(
-            kind="linear", layers=n_linear, window=0.0, kv_bytes_per_key=0.0,
-            flops_per_pair_decode=0.0, flops_per_pair_prefill=0.0, qo_bytes_decode=io,
-            qo_bytes_prefill=io, state_bytes=state,
-            flops_per_token_decode=hv * 7.0 * dkdv + conv,
-            flops_per_token_prefill=hv * (4.0 * dkdv + 2.0 * GDN_CHUNK * (
-                2 * a.key_head_dim + a.value_head_dim)) + conv))
+        groups.append(linear_group(model.linear, tp=tp, layers=n_linear, act_bytes=act_bytes))
     n_cross = model.kinds.count("cross")
     if n_cross:
         kv_cross = 2.0 * kv_heads_per_gpu(model, tp) * model.head_dim * kv_bytes

@@ -27,8 +27,8 @@ from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.comm import engine_allreduce_s
-from kvopt.physics.efficiency import attention_curve, gemm_curve, moe_curve
-from kvopt.physics.kernels import smoothmax
+from kvopt.physics.efficiency import attention_curve, gemm_curve, linear_curve, moe_curve
+from kvopt.physics.kernels import AttentionCurve, smoothmax
 from kvopt.physics.ops import Op, allreduce_bytes, step_ops
 from kvopt.physics.precision import Precision
 
@@ -87,14 +87,25 @@ def _moe_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, A
             np.asarray(op.bytes / (bw * curve.memory)))
 
 
+def mixer_curves(gpu: GpuSpec, engine: str | None, kind: str, *, mla: bool = False,
+                 kv: str = "bf16") -> tuple[AttentionCurve, AttentionCurve]:
+    """(generation, context) curves of a token-mixer group of ``kind``: Gated DeltaNet's own
+    where measured, else (and for softmax and cross-attention) the attention kernels'."""
+    gen = attention_curve(gpu, "generation", engine, mla=mla, kv=kv)
+    ctx = attention_curve(gpu, "context", engine, mla=mla, kv=kv)
+    if kind == "linear":
+        gen = linear_curve(gpu, "generation", engine) or gen
+        ctx = linear_curve(gpu, "context", engine) or ctx
+    return gen, ctx
+
+
 def _attention_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, Array]:
     w = op.attention
     assert w is not None and w.group is not None
     g = w.group
     peak = gpu.peak_flop_s(op.compute_dtype)
     bw = gpu.bandwidth_bytes_s
-    gen = attention_curve(gpu, "generation", engine, mla=w.mla, kv=w.kv_dtype)
-    ctx = attention_curve(gpu, "context", engine, mla=w.mla, kv=w.kv_dtype)
+    gen, ctx = mixer_curves(gpu, engine, g.kind, mla=w.mla, kv=w.kv_dtype)
     launches = np.where(w.seqs > 0, w.layers, 0.0)
     held = w.past + w.new
     df, db = g.decode_work(keys=w.seqs * g.keys(held), held=w.seqs * held, seqs=w.seqs,

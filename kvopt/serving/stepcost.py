@@ -12,9 +12,12 @@ An engine step runs ``n`` decode tokens and ``p`` prefill tokens together. Its t
 * attention: the decode sequences and the prefill chunks each through their own fitted
   kernel curve (:func:`kvopt.physics.efficiency.attention_curve`, generation and context):
   a floor per layer launch when the step has such work, plus a smooth maximum of the padded
-  FLOPs and bytes summed over the layer groups (same window). A decode sequence reads its
-  whole (windowed) context plus ``T`` virtual keys; a prefill chunk of ``c`` tokens after
-  ``s`` cached ones has the causal pairs of ``c + T`` queries (windowed).
+  FLOPs and bytes summed over the layer groups (same window). Gated DeltaNet layers run
+  their own kernels (:func:`kvopt.physics.efficiency.linear_curve` where measured): their
+  floors, and their work scaled so that it takes their curve's compute and memory time. A
+  decode sequence reads its whole (windowed) context plus ``T`` virtual keys; a prefill
+  chunk of ``c`` tokens after ``s`` cached ones has the causal pairs of ``c + T`` queries
+  (windowed).
 
 The analytic steady state and the discrete-event simulator both price steps with this class,
 so they model the same engine.
@@ -35,7 +38,7 @@ from kvopt.physics.kernels import AttentionCurve, smoothmax
 from kvopt.physics.mixers import mixer_groups
 from kvopt.physics.ops import Op, step_ops
 from kvopt.physics.precision import Precision
-from kvopt.physics.roofline import half_dtype, op_time, tp_comm_s
+from kvopt.physics.roofline import half_dtype, mixer_curves, op_time, tp_comm_s
 from kvopt.serving.replica import Replica
 
 Array = npt.NDArray[np.float64]
@@ -72,10 +75,13 @@ class AttentionPricing:
 
     @classmethod
     def of(cls, gen: AttentionCurve, ctx: AttentionCurve, *, peak: float, bw: float,
-           layers: int) -> AttentionPricing:
+           layers: int, own_floors: tuple[float, float] = (0.0, 0.0)) -> AttentionPricing:
+        """``layers`` layers launch these kernels; ``own_floors``: (decode, prefill) floors
+        of the layers that launch others instead (Gated DeltaNet's), already summed."""
         return cls(dec_peak=peak * gen.compute, dec_bw=bw * gen.memory, dec_p=gen.smoothmax_p,
-                   dec_floor_s=layers * gen.floor_s, pre_peak=peak * ctx.compute,
-                   pre_bw=bw * ctx.memory, pre_p=ctx.smoothmax_p, pre_floor_s=layers * ctx.floor_s)
+                   dec_floor_s=layers * gen.floor_s + own_floors[0],
+                   pre_peak=peak * ctx.compute, pre_bw=bw * ctx.memory, pre_p=ctx.smoothmax_p,
+                   pre_floor_s=layers * ctx.floor_s + own_floors[1])
 
     @classmethod
     def stack(cls, items: list[AttentionPricing]) -> AttentionPricing:
@@ -119,11 +125,22 @@ class StepCost:
         mla = m.mla is not None
         self._gen = attention_curve(g, "generation", engine, mla=mla, kv=kv)
         self._ctx = attention_curve(g, "context", engine, mla=mla, kv=kv)
-        self.pricing = AttentionPricing.of(self._gen, self._ctx, peak=g.peak_flop_s(half),
-                                           bw=g.bandwidth_bytes_s, layers=m.num_layers)
         self.groups = mixer_groups(m, tp=tp, kv_bytes=prec.kv_bytes_per_value,
                                    act_bytes=prec.activation_bytes,
                                    cross_keys=float(rep.cross_tokens))
+        # Gated DeltaNet layers run their own kernels: their work enters the one smooth
+        # maximum scaled to the attention curves' fractions (the same compute and memory
+        # terms as their own curve gives), and they pay their own floors
+        lin_gen, lin_ctx = mixer_curves(g, engine, "linear")
+        n_lin = sum(grp.layers for grp in self.groups if grp.kind == "linear")
+        self._linear_scale = {
+            "generation": (self._gen.compute / lin_gen.compute,
+                           self._gen.memory / lin_gen.memory),
+            "context": (self._ctx.compute / lin_ctx.compute, self._ctx.memory / lin_ctx.memory)}
+        self.pricing = AttentionPricing.of(
+            self._gen, self._ctx, peak=g.peak_flop_s(half), bw=g.bandwidth_bytes_s,
+            layers=m.num_layers - n_lin,
+            own_floors=(n_lin * lin_gen.floor_s, n_lin * lin_ctx.floor_s))
         self.encoder_s = rep.encoder_s
         self._unit_cache: dict[tuple[object, ...], tuple[float, float, float, float,
                                                           float]] = {}
@@ -173,8 +190,9 @@ class StepCost:
         for grp in self.groups:
             f, b = grp.decode_work(keys=float(grp.keys(ctx).sum()), held=float(ctx.sum()),
                                    seqs=ctx.size, pad_tokens=self._gen.pad_tokens)
-            flops += grp.layers * float(f)
-            nbytes += grp.layers * float(b)
+            cf, cb = self._linear_scale["generation"] if grp.kind == "linear" else (1.0, 1.0)
+            flops += grp.layers * float(f) * cf
+            nbytes += grp.layers * float(b) * cb
         return flops, nbytes
 
     def prefill_attention_work(self, new: Array, past: Array) -> tuple[float, float]:
@@ -186,8 +204,9 @@ class StepCost:
         nbytes = 0.0
         for grp in self.groups:
             f, b = grp.prefill_work(new=n, past=s, pad_tokens=self._ctx.pad_tokens)
-            flops += grp.layers * float(np.sum(f))
-            nbytes += grp.layers * float(np.sum(b))
+            cf, cb = self._linear_scale["context"] if grp.kind == "linear" else (1.0, 1.0)
+            flops += grp.layers * float(np.sum(f)) * cf
+            nbytes += grp.layers * float(np.sum(b)) * cb
         return flops, nbytes
 
     # -- whole steps ---------------------------------------------------------------------------

@@ -49,6 +49,12 @@ def _fitter() -> Any:
     return importlib.import_module("fit_efficiency")
 
 
+def _forms() -> Any:
+    """benchmarks/fit_forms.py (the least squares the fit uses)."""
+    _fitter()
+    return importlib.import_module("fit_forms")
+
+
 # -- the forms by hand ------------------------------------------------------------------------
 
 def test_gemm_form_by_hand() -> None:
@@ -168,7 +174,7 @@ def test_refit_on_the_shipped_sample_reproduces_the_curve() -> None:
     assert set(rows.engine_version) == {node["engine_version"]}
     r = fe.aic.gemm_rows(rows, "bfloat16")
     prob = fe.gemm_problem(False)
-    params = fe.lsq(prob.predictor(r), prob, r.t)
+    params = _forms().lsq(prob.predictor(r), prob, r.t)
     for k, v in params.items():
         assert v == pytest.approx(node[k], rel=2e-3, abs=1e-3), k
 
@@ -182,7 +188,7 @@ def test_leaving_h200_out_predicts_its_decode_gemms() -> None:
     fit_rows = _sample(SAMPLE_GEMM, "hopper/trtllm/gemm/bf16", "fit")
     h100 = fe.aic.gemm_rows(fit_rows[fit_rows.gpu == "H100-SXM"], "bfloat16")
     prob = fe.gemm_problem(False)
-    params = fe.lsq(prob.predictor(h100), prob, h100.t)
+    params = _forms().lsq(prob.predictor(h100), prob, h100.t)
     held = fe.aic.gemm_rows(_sample(SAMPLE_GEMM, "hopper/trtllm/gemm/bf16", "held_aside"),
                             "bfloat16")
     assert len(held.t) == 150
@@ -320,3 +326,40 @@ def test_b200_bf16_gemm_is_near_the_published_kernel() -> None:
             1.0)
     for engine in ("vllm", "trtllm", "sglang"):
         assert float(op_time(op, b200, engine)[0]) == pytest.approx(774e-6, rel=0.15), engine
+
+
+def test_gated_deltanet_layers_take_their_own_curves_by_hand() -> None:
+    """Qwen3.5-397B-A17B at TP4 on B200 with SGLang, one 8192-token prefill: its 45 Gated
+    DeltaNet layers are priced by the fitted ``linear.context`` curve (the gdn tables), on
+    the work of the module docstring of kvopt.physics.mixers, by hand:
+    per GPU 64/4 = 16 value heads, d_k = d_v = 128, conv channels (2*16*128 + 64*128)/4 =
+    3072 with a 4-tap kernel (2*3072*4 = 24,576 FLOP a token), chunk 64:
+    FLOP a token = 16 * (4*128*128 + 2*64*(2*128 + 128)) + 24,576 = 1,859,584;
+    bytes = 2 * state + tokens * io, state = 3072*3*2 + 16*128*128*4 = 1,067,008 B,
+    io = (12,288 + 2*64 + 8192) / 4 * 2 = 10,304 B a token.
+    A GPU family without gdn tables (Ampere) prices them with the attention curves."""
+    from kvopt import load_model
+    from kvopt.physics.efficiency import linear_curve
+    from kvopt.physics.ops import step_ops
+    from kvopt.physics.precision import resolve_precision
+    from kvopt.physics.roofline import half_dtype, mixer_curves
+
+    b200, m = load_gpu("B200"), load_model("Qwen3.5-397B-A17B")
+    p = resolve_precision(gpu=b200, weights="fp8", kv_dtype="bf16", engine="sglang",
+                          hidden_size=m.hidden_size)
+    (op,) = [o for o in step_ops(m, tp=4, precision=p, seqs=1.0, new=8192.0, past=0.0)
+             if o.name == "linear"]
+    flops = 45 * 8192 * 1_859_584
+    nbytes = 45 * (2 * 1_067_008 + 8192 * 10_304)
+    assert float(op.flops) == pytest.approx(flops, rel=1e-12)
+    assert float(op.bytes) == pytest.approx(nbytes, rel=1e-12)
+    curve = linear_curve(b200, "context", "sglang")
+    assert curve is not None and curve.fitted_on == "blackwell/sglang/linear/context"
+    tc = flops / (b200.peak_flop_s(half_dtype(b200)) * curve.compute)
+    tm = nbytes / (b200.bandwidth_bytes_s * curve.memory)
+    by_hand = 45 * curve.floor_s + (tc**curve.smoothmax_p
+                                    + tm**curve.smoothmax_p) ** (1 / curve.smoothmax_p)
+    assert float(op_time(op, b200, "sglang")[0]) == pytest.approx(by_hand, rel=1e-6)
+    a100 = load_gpu("A100-SXM-80GB")
+    assert linear_curve(a100, "context", "vllm") is None
+    assert mixer_curves(a100, "vllm", "linear") == mixer_curves(a100, "vllm", "attention")
