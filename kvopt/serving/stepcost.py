@@ -131,7 +131,7 @@ class StepCost:
         # Gated DeltaNet layers run their own kernels: their work enters the one smooth
         # maximum scaled to the attention curves' fractions (the same compute and memory
         # terms as their own curve gives), and they pay their own floors
-        lin_gen, lin_ctx = mixer_curves(g, engine, "linear")
+        lin_gen, lin_ctx = mixer_curves(g, engine, "linear", mla=mla, kv=kv)
         n_lin = sum(grp.layers for grp in self.groups if grp.kind == "linear")
         self._linear_scale = {
             "generation": (self._gen.compute / lin_gen.compute,

@@ -363,3 +363,28 @@ def test_gated_deltanet_layers_take_their_own_curves_by_hand() -> None:
     a100 = load_gpu("A100-SXM-80GB")
     assert linear_curve(a100, "context", "vllm") is None
     assert mixer_curves(a100, "vllm", "linear") == mixer_curves(a100, "vllm", "attention")
+
+
+def test_gated_deltanet_without_its_own_curve_prices_as_the_attention_kernels() -> None:
+    """Ada has a usable Gated DeltaNet context curve but no usable generation one (its
+    fit misses the 30% bar): a decode step's linear layers then take the same curve as the
+    attention layers, for the replica's own KV-cache format (fp8 here), so their work enters
+    the step cost unscaled."""
+    from kvopt.physics.mixers import mixer_groups
+    from kvopt.physics.roofline import mixer_curves
+    from kvopt.serving.replica import build_replica
+    from kvopt.serving.stepcost import StepCost
+
+    l40s = load_gpu("L40S")
+    gen = attention_curve(l40s, "generation", "vllm", kv="fp8")
+    assert mixer_curves(l40s, "vllm", "linear", kv="fp8")[0] == gen
+    rep = build_replica(model="Qwen3.5-27B", gpu="L40S", weights="fp8", kv_dtype="fp8")
+    ctx = np.array([1000.0, 3000.0])
+    flops = nbytes = 0.0
+    for g in mixer_groups(rep.model, tp=1, kv_bytes=rep.precision.kv_bytes_per_value,
+                          act_bytes=rep.precision.activation_bytes):
+        f, b = g.decode_work(keys=float(g.keys(ctx + 1).sum()), held=float((ctx + 1).sum()),
+                             seqs=ctx.size, pad_tokens=gen.pad_tokens)
+        flops, nbytes = flops + g.layers * float(f), nbytes + g.layers * float(b)
+    assert StepCost(rep, 4096).decode_attention_work(ctx) == pytest.approx((flops, nbytes),
+                                                                           rel=1e-12)
