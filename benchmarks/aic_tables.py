@@ -277,8 +277,8 @@ def gdn_frame(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
 
 def gdn_rows(frame: pd.DataFrame, phase: str) -> GdnRows:
     """kvopt's work of each row (:func:`kvopt.physics.mixers.linear_group`, heads per GPU as
-    the table gives them): ``batch_size``
-    sequences prefilling ``seq_len`` tokens (context) or decoding one token each."""
+    the table gives them): ``batch_size`` sequences prefilling ``seq_len`` tokens (context)
+    or decoding one token each."""
     from kvopt.catalog.model_spec import LinearAttnSpec
     from kvopt.physics.mixers import linear_group
 

@@ -13,6 +13,9 @@ slower:
 * Attention per GPU x engine, context and generation apart (GQA/MHA tables, bf16 math, every
   window and KV dtype; MLA tables for DeepSeek-V3 geometry): ``t0 + smoothmax(tc, tm; p)`` on
   work padded by ``T`` tokens (virtual keys per decode sequence; query padding per prefill).
+* Gated DeltaNet per GPU x engine, context and generation apart (``gdn`` tables: short
+  convolution + chunked or recurrent delta rule, summed per shape): the attention form on
+  ``kvopt.physics.mixers.linear_group``'s work, without padding.
 * MoE per GPU x engine x dtype (balanced routing, gated experts): floor, per-expert row tile
   ``T_m``, width padding ``W_p`` and routing traffic ``g`` (``MoeCurve``).
 * All-reduce per GPU x implementation (TensorRT-LLM's, vLLM's and SGLang's CUDA-graph custom
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables as aic
 import efficiency_file
 from fit_forms import (
-    _SAMPLES,
+    SAMPLE_ROWS,
     Fit,
     Predictor,
     Problem,
@@ -387,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     efficiency_file.write(a.out, fits, aic.AIC_VERSION,
                           {f: [aic.SYSTEMS[s] for s in m] for f, m in aic.FAMILIES.items()})
-    if _SAMPLES:
-        efficiency_file.write_samples(SAMPLES, _SAMPLES)
+    if SAMPLE_ROWS:
+        efficiency_file.write_samples(SAMPLES, SAMPLE_ROWS)
     print(f"wrote {a.out} ({len(fits)} curves) in {time.time() - start:.0f} s")
     return 0
 

@@ -100,18 +100,18 @@ def fit_parts(path: tuple[str, ...], prob: Problem, parts: list[Part],
         "tables": [t.path for t, _ in parts]}
     if path in SAMPLE_FIT:
         for (t, _), pick in zip(parts, picks, strict=True):
-            _SAMPLES.append(pick.assign(curve="/".join(path), role="fit", table=t.path,
-                                        engine_version=t.version))
+            SAMPLE_ROWS.append(pick.assign(curve="/".join(path), role="fit", table=t.path,
+                                           engine_version=t.version))
     for t, f in parts:
         if (t.gpu, *path[1:]) in SAMPLE_HELD:
             small = f[_decode_sized(f)]
             pick = small.iloc[subsample(len(small), SAMPLE_HELD_ROWS)]
-            _SAMPLES.append(pick.assign(curve="/".join(path), role="held_aside", table=t.path,
-                                        engine_version=t.version))
+            SAMPLE_ROWS.append(pick.assign(curve="/".join(path), role="held_aside",
+                                           table=t.path, engine_version=t.version))
     return Fit(path, params, meta, predict, every.t, gpus)
 
 
-_SAMPLES: list[pd.DataFrame] = []
+SAMPLE_ROWS: list[pd.DataFrame] = []
 
 
 def _decode_sized(frame: pd.DataFrame) -> np.ndarray:
