@@ -23,8 +23,9 @@ its ``(E / ep)(1 - (1 - k/E)^T)`` touched experts of width ``I / moe_tp``. With 
 this is the tensor-parallel MoE op of :func:`kvopt.physics.ops.step_ops`. The fused-MoE
 curves (``models/efficiency.yaml``) were fitted on aiconfigurator 0.12.0's MoE tables with
 these same local counts, EP rows included (``benchmarks/fit_efficiency.py`` ``moe_rows``:
-``balanced`` routing, expert parallelism simulated on one rank), so they price a rank's
-experts; ``f`` adds the imbalance a perfectly balanced table leaves out.
+power-law routing of exponent 1.2, expert parallelism simulated on one rank), so they price
+a rank's experts with the skew of popular experts; ``f`` adds the spread between ranks of a
+uniform router on top (a lower bound: 1.6% at 8,192 tokens top-8 over 8 ranks, 18% at 64).
 
 **Communication per MoE layer** with ``dp > 1`` (:func:`moe_comm_s`; with ``dp = 1`` every
 GPU already holds every token and the tensor-parallel all-reduce over ``tp = W`` combines
