@@ -180,6 +180,31 @@ def _estimate(key: tuple[tuple[str, Any], ...]) -> Any:
         return refusal(exc)
 
 
+def release(version: str, source: str = "") -> str:
+    """An engine release: the first three numbers of a recorded version (``1.2.0rc6.post2``
+    -> ``1.2.0``); "" for NVIDIA Dynamo runtime images (their tag is Dynamo's version),
+    nightly or model-named builds and unversioned rows."""
+    from kvopt.catalog.engine_versions import version_key
+
+    if "ai-dynamo" in source or not version:
+        return ""
+    nums = version_key(version)
+    return ".".join(str(n) for n in nums) if len(nums) == 3 else ""
+
+
+def fitted_release(engine: str, version: str, source: str = "") -> str | None:
+    """The release to ask kvopt for (``engine_version``): the row's :func:`release` when
+    ``models/engine_overheads.yaml`` has a fit at or below it, else None (the profile's own
+    figures)."""
+    from kvopt.catalog.engine_versions import version_key, versions
+
+    rel = release(version, source)
+    fitted = versions(engine)
+    if not rel or not fitted or version_key(fitted[0]) > version_key(rel):
+        return None
+    return rel
+
+
 def estimate(**kw: Any) -> Any:
     """``kvopt.api.estimate(**kw)``, cached on its keywords; raises :class:`Inexpressible`
     when kvopt refuses (every keyword must be hashable)."""
@@ -318,6 +343,9 @@ def add_common_args(ap: Any, engines: str, systems: str) -> None:
     ap.add_argument("--system", help=f"only this hardware ({systems})")
     ap.add_argument("--kv", choices=KV_RULES, default="auto", help="KV-cache dtype rule")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--no-versions", action="store_true",
+                    help="ask every row with the engine profiles' own figures (no per-release "
+                         "overheads of models/engine_overheads.yaml)")
 
 
 def print_tail(records: Sequence[Mapping[str, Any]], order: Sequence[str],

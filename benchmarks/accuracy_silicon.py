@@ -32,7 +32,9 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``gb300`` before its card: *GPU not in catalog*).
 * **Engine**: ``backend`` -> the shipped profile of the same name (vllm, sglang, trtllm),
   whatever the ``backend_version`` (each row's CSV output carries the version the profile
-  models next to the measured one).
+  models next to the measured one); asked with ``engine_version`` = the row's release
+  (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has a
+  per-request overhead fitted at or below it (``--no-versions``: never).
 * **Weights**: ``precision`` (blank = the checkpoint's bf16; ``fp8`` with ``fp8`` or
   ``fp8_block`` scaling -> fp8; ``fp4``/``nvfp4`` -> fp4; ``int4``/``int4_wo`` -> int4,
   weight-only), checked against ``gemm_quant_mode`` and ``moe_quant_mode``: a GEMM or MoE
@@ -118,8 +120,9 @@ def _checkpoint_weights(model: str) -> str:
 
 
 def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
-             deployment: str = "auto") -> dict[str, Any]:
-    """The ``kvopt.api.estimate`` keywords for one row; raises :class:`Inexpressible`."""
+             deployment: str = "auto", versions: bool = True) -> dict[str, Any]:
+    """The ``kvopt.api.estimate`` keywords for one row; raises :class:`Inexpressible`.
+    ``versions``: ask for the row's engine release where overheads are fitted for it."""
     if row["mode"] != "agg":
         raise ac.Inexpressible(ac.DISAGG, row["mode"])
     model = ac.catalog_model(row["model_path"])
@@ -155,6 +158,10 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
     if deployment == "aic" or (deployment == "auto" and AUTO_GAP not in row.get(
             "silicon_data_source", "")):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
+    rel = ac.fitted_release(engine, row.get("backend_version", ""),
+                            row.get("silicon_data_source", "")) if versions else None
+    if rel:
+        q["engine_version"] = rel
     return q
 
 
@@ -223,7 +230,7 @@ def predict(q: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
-                deployment: str = "auto") -> dict[str, Any]:
+                deployment: str = "auto", versions: bool = True) -> dict[str, Any]:
     """One row's mapping and prediction: ``status`` (``ok`` or ``cannot_express``),
     ``reason``/``detail`` when not ok, the question (``q_*``) and ``pred_*`` figures.
     Never raises for a row kvopt cannot model."""
@@ -231,7 +238,7 @@ def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
 
     out: dict[str, Any] = {"id": row.get("id", ""), "status": "ok", "reason": "", "detail": ""}
     try:
-        q = question(row, kv, rounds, deployment)
+        q = question(row, kv, rounds, deployment, versions)
         out.update({f"q_{k}": v for k, v in q.items()})
         out["engine_version_modeled"] = load_engine(q["engine"]).version_modeled
         out.update(predict(q))
@@ -296,11 +303,11 @@ def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 
 def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 10,
-             deployment: str = "auto") -> list[dict[str, Any]]:
+             deployment: str = "auto", versions: bool = True) -> list[dict[str, Any]]:
     """Per unique row: the data's columns, the mapping, the prediction and the errors."""
     out = []
     for row in unique_rows(rows):
-        rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment)}
+        rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment, versions)}
         rec["collection"] = collection(row)
         model = rec.get("q_model")
         rec["architecture"] = ("moe" if ac.is_moe(str(model)) else "dense") if model else ""
@@ -342,11 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = [r for r in ac.read_csv(DATA) if (not args.engine or r["backend"] == args.engine)
             and (not args.system or r["system"] == args.system)]
-    recs = evaluate(rows, args.kv, args.rounds, args.deployment)
+    recs = evaluate(rows, args.kv, args.rounds, args.deployment, not args.no_versions)
     ok = [r for r in recs if r["status"] == "ok"]
+    asked = sum(1 for r in ok if r.get("q_engine_version"))
     print(f"silicon_train: {len(rows)} rows, {len(recs)} unique configurations, "
           f"{len(ok)} predicted (kv rule {args.kv}, {args.rounds or 'steady-state'} rounds, "
-          f"{args.deployment} deployment)\n")
+          f"{args.deployment} deployment; {asked} asked for their engine release's fitted "
+          "overhead)\n")
     print(ac.accuracy_table(ok, ("system", "backend"), list(METRICS), args.markdown))
     print("\nBy collection and engine release (the same rows):\n")
     print(ac.accuracy_table(ok, ("collection", "backend", "backend_version"), list(METRICS),

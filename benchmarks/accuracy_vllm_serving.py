@@ -24,7 +24,8 @@ records. Mapping rules:
 * **Engine**: the shipped ``vllm`` profile for that GPU with the run's
   ``max_num_batched_tokens`` and ``max_num_seqs`` as engine flags (``engine_args``);
   ``gpu_mem_util`` is not published (the profile's default); ``cpu_offload`` (vLLM's CPU KV
-  offloading) is ignored.
+  offloading) is ignored; ``engine_version`` = the run's ``vllm_version`` where a
+  per-request overhead is fitted at or below it (``--no-versions``: never).
 * **Precision**: ``precision`` FP16/BF16/FP8 -> weights fp16/bf16/fp8; KV ``--kv auto`` =
   vLLM's ``kv_cache_dtype=auto`` (the activation dtype: fp16 for FP16 runs, bf16 otherwise),
   or bf16/fp8 everywhere.
@@ -65,7 +66,8 @@ def workloads() -> dict[str, Any]:
     return data
 
 
-def question(row: Mapping[str, str], kv: str = "auto") -> list[tuple[float, dict[str, Any]]]:
+def question(row: Mapping[str, str], kv: str = "auto",
+             versions: bool = True) -> list[tuple[float, dict[str, Any]]]:
     """``(weight, kvopt.api.estimate keywords)`` per stage the row covers (one for a stage
     row, one per stage for a whole run); raises :class:`Inexpressible`."""
     model = ac.catalog_model(row["model"])
@@ -90,6 +92,9 @@ def question(row: Mapping[str, str], kv: str = "auto") -> list[tuple[float, dict
             "output_len": int(ac.number(row["output_mean"])),
             "prefix_len": int(w["system_prompt_len"]),
             "prefix_hit_rate": max(0.0, 1.0 - w["num_unique_system_prompts"] / requests)}
+    rel = ac.fitted_release("vllm", row.get("vllm_version", "")) if versions else None
+    if rel:
+        base["engine_version"] = rel
     stage = int(ac.number(row["stage_index"]))
     stages = [w["stages"][stage]] if stage >= 0 else w["stages"]
     return [(s["rate"] * s["duration"] / requests if stage < 0 else 1.0,
@@ -130,7 +135,8 @@ def predict(stages: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, Any]
     return out
 
 
-def predict_row(row: Mapping[str, str], kv: str = "auto") -> dict[str, Any]:
+def predict_row(row: Mapping[str, str], kv: str = "auto", versions: bool = True
+                ) -> dict[str, Any]:
     """One row's mapping and prediction: ``status`` (``ok`` or ``cannot_express``),
     ``reason``/``detail`` when not ok, the question (``q_*``, the last stage's for a whole
     run), ``pred_*`` for every metric of its run and ``pred``/``measured``/``err`` for the
@@ -138,7 +144,7 @@ def predict_row(row: Mapping[str, str], kv: str = "auto") -> dict[str, Any]:
     out: dict[str, Any] = {"id": row.get("id", ""), "status": "ok", "reason": "", "detail": "",
                            "metric": row["metric"]}
     try:
-        stages = question(row, kv)
+        stages = question(row, kv, versions)
         q = dict(stages[-1][1])
         q["engine_args"] = ",".join(f"{k}={v}" for k, v in q["engine_args"])
         out.update({f"q_{k}": v for k, v in q.items()})
@@ -172,11 +178,12 @@ def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
     return out
 
 
-def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto") -> list[dict[str, Any]]:
+def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto",
+             versions: bool = True) -> list[dict[str, Any]]:
     """Per unique row: its columns, the mapping, the prediction and the error."""
     recs = []
     for row in unique_rows(rows):
-        rec: dict[str, Any] = {**row, **predict_row(row, kv)}
+        rec: dict[str, Any] = {**row, **predict_row(row, kv, versions)}
         rec["engine"] = f"vllm {row['vllm_version']}"
         rec["scope"] = "whole run" if ac.measured(row["stage_index"]) < 0 else "stage"
         rec[f"err_{row['metric']}"] = rec["err"]
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = [r for r in ac.read_csv(DATA) if (not args.engine or args.engine == "vllm")
             and (not args.system or r["hardware"] == args.system)]
-    recs = evaluate(rows, args.kv)
+    recs = evaluate(rows, args.kv, not args.no_versions)
     ok = [r for r in recs if r["status"] == "ok"]
     runs = {(r["exp_id"], r["stage_index"]) for r in recs}
     print(f"vllm_serving_train: {len(rows)} rows, {len(recs)} unique ({len(runs)} runs: "

@@ -2,8 +2,10 @@
 scheduling, sampling, detokenization between GPU passes) and the per-request overhead (API
 server, tokenization, client) that ``models/engine_overheads.yaml`` holds, fitted by
 ``benchmarks/fit_engine_overheads.py`` on the training measurements only (each entry says
-which rows). An engine's profile takes its default version's figures; a version given
-takes the greatest fitted version at or below it.
+which rows). An engine's profile keeps its own figures unless a version is given
+(``default: null``) or the file names a default version; a version given takes the greatest
+fitted version at or below it. An entry may fit one of the two figures (the other stays the
+profile's).
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ def _data() -> dict[str, Any]:
             data.get("engines"), dict):
         raise CatalogError(f"{path}: needs 'source' and an 'engines' mapping")
     for name, node in data["engines"].items():
-        if not isinstance(node, dict) or not isinstance(node.get("versions"), dict) \
-                or str(node.get("default")) not in node["versions"]:
+        if not isinstance(node, dict) or not isinstance(node.get("versions"), dict) or (
+                node.get("default") is not None
+                and str(node.get("default")) not in node["versions"]):
             raise CatalogError(f"{path}: engines.{name} needs 'versions' and a 'default' "
-                               "among them")
+                               "among them (or null)")
         for ver, fit in node["versions"].items():
-            if not isinstance(fit, dict) or not fit.get("fitted_on") or any(
-                    not isinstance(fit.get(f), int | float) or fit[f] < 0 for f in FIELDS):
+            given = [f for f in FIELDS if f in (fit if isinstance(fit, dict) else {})]
+            if not isinstance(fit, dict) or not fit.get("fitted_on") or not given or any(
+                    not isinstance(fit[f], int | float) or fit[f] < 0 for f in given):
                 raise CatalogError(f"{path}: engines.{name}.versions.{ver} needs "
-                                   f"{', '.join(FIELDS)} >= 0 and 'fitted_on'")
+                                   f"'fitted_on' and {' or '.join(FIELDS)} >= 0")
     return dict(data["engines"])
 
 
@@ -64,6 +68,8 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
         return "", {}
     listed = versions(engine)
     if version is None:
+        if node.get("default") is None:
+            return "", {}
         key = str(node["default"])
     else:
         want = version_key(version)
@@ -79,4 +85,4 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
     fit = node["versions"][key]
     src = (f"fitted: benchmarks/fit_engine_overheads.py ({engine} {key}) on "
            f"{fit['fitted_on']}")
-    return key, {f: (float(fit[f]), src) for f in FIELDS}
+    return key, {f: (float(fit[f]), src) for f in FIELDS if f in fit}

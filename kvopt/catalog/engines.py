@@ -236,7 +236,7 @@ def engine_names() -> list[str]:
 def load_engine(name: str, gpu: GpuSpec | None = None,
                 version: str | None = None) -> EngineProfile:
     """The profile of engine ``name``, with large-GPU overrides applied for ``gpu`` and the
-    overheads fitted for ``version`` (None: the default fitted version)."""
+    overheads fitted for ``version`` (None: the file's default version, if it names one)."""
     from kvopt.catalog.engine_versions import overrides
 
     canonical = NameIndex("engine", {n: () for n in _raw()}).resolve(name)

@@ -109,15 +109,21 @@ def show_model(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--gpu", "gpu_id", default=None,
               help="Apply the profile's overrides for this GPU (e.g. vLLM's large-GPU defaults).")
+@click.option("--engine-version", "version", default=None, metavar="VERSION",
+              help="Apply the per-request overhead fitted for this engine release (the "
+                   "greatest fitted release at or below it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_engine(name: str, gpu_id: str | None, as_json: bool) -> None:
-    """Show an engine profile: every default the model uses, with its source."""
+def show_engine(name: str, gpu_id: str | None, version: str | None, as_json: bool) -> None:
+    """Show an engine profile: every default the model uses, with its source, and the
+    releases whose overheads are fitted."""
+    from kvopt.catalog.engine_versions import versions
     from kvopt.catalog.engines import load_engine
     from kvopt.catalog.gpus import load_gpu
     from kvopt.cli import render
 
-    eng = load_engine(name, load_gpu(gpu_id) if gpu_id else None)
+    eng = load_engine(name, load_gpu(gpu_id) if gpu_id else None, version)
     data = render.engine_detail(eng)
+    data["fitted_versions"] = list(versions(eng.name)) or "none"
     if as_json:
         echo_json(data)
     else:

@@ -162,3 +162,22 @@ def test_error_statistics_keep_saturated_predictions() -> None:
     assert s["bias_pct"] == pytest.approx(10.0)
     assert ac.relative_error(110.0, 100.0) == pytest.approx(0.1)
     assert ac.relative_error(None, 100.0) is None
+
+
+def test_rows_ask_for_their_engine_release() -> None:
+    """A row is asked with its engine release (first three numbers) where overheads are
+    fitted at or below it; Dynamo runtime tags, nightly builds and releases older than every
+    fit keep the profile's own figures."""
+    assert ac.release("1.2.0rc6.post2") == "1.2.0"
+    assert ac.release("0.5.10.post1") == "0.5.10"
+    assert ac.release("0.19.0", "vllm/vllm-openai:v0.19.0") == "0.19.0"
+    assert ac.release("0.8.0", "nvcr.io/nvidia/ai-dynamo/sglang-runtime:0.8.0") == ""
+    assert ac.release("nightly-dev-20260216-d3bae71e") == ac.release("glm5-hopper") == ""
+    assert ac.fitted_release("sglang", "0.5.10.post1") == "0.5.10"
+    assert ac.fitted_release("sglang", "0.0.1") is None
+    row = {"mode": "agg", "model_path": "Qwen/Qwen3-32B", "system": "h100_sxm",
+           "backend": "sglang", "backend_version": "0.5.9", "precision": "",
+           "gemm_quant_mode": "", "moe_quant_mode": "", "isl": "1024", "osl": "128",
+           "batch_size": "8", "tp_size": "4", "silicon_data_source": ""}
+    assert silicon.question(row)["engine_version"] == "0.5.9"
+    assert "engine_version" not in silicon.question(row, versions=False)

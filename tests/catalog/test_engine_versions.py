@@ -1,0 +1,78 @@
+"""Per-release engine overheads (models/engine_overheads.yaml, fitted by
+benchmarks/fit_engine_overheads.py): applied only when a release is named, the greatest fitted
+release at or below it, with the fit's source; bad versions are one-line input errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from kvopt import api
+from kvopt.catalog.engine_versions import overrides, version_key, versions
+from kvopt.catalog.engines import load_engine
+from kvopt.catalog.paths import models_dir
+from kvopt.errors import InputError
+
+SHIPPED = yaml.safe_load((models_dir() / "engine_overheads.yaml").read_text(encoding="utf-8"))
+
+
+def _fitted(engine: str, release: str) -> float:
+    return float(SHIPPED["engines"][engine]["versions"][release]["request_overhead_ms"])
+
+
+def test_release_numbers() -> None:
+    assert version_key("1.2.0rc6.post2") == (1, 2, 0)
+    assert version_key("0.5.10.post1") == (0, 5, 10)
+    assert version_key("0.19.0") == (0, 19, 0)
+    assert version_key("nightly-dev-20260216") == ()
+
+
+def test_without_a_release_the_profile_keeps_its_own_figures() -> None:
+    """The file names no default release: a fit made on one release's MoE runs is not
+    applied to every estimate of the engine."""
+    for engine, node in SHIPPED["engines"].items():
+        assert node["default"] is None
+        assert overrides(engine, None) == ("", {})
+        eng = load_engine(engine)
+        assert not dict(eng.sources).get("request_overhead_ms", "").startswith("fitted:")
+
+
+def test_a_named_release_takes_the_greatest_fitted_one_at_or_below_it() -> None:
+    listed = versions("sglang")
+    assert list(listed) == sorted(listed, key=version_key) and len(listed) >= 2
+    newest, before = listed[-1], listed[-2]
+    eng = load_engine("sglang", None, newest)
+    assert eng.request_overhead_ms == _fitted("sglang", newest)
+    assert dict(eng.sources)["request_overhead_ms"].startswith(
+        f"fitted: benchmarks/fit_engine_overheads.py (sglang {newest}) on ")
+    # a later patch of the older release takes the older release's fit
+    major, minor, patch = version_key(before)
+    later_patch = f"{major}.{minor}.{patch}.post1"
+    assert overrides("sglang", later_patch)[0] == before
+    # a release past every fit takes the newest
+    assert overrides("sglang", f"{major}.{minor + 1}.0")[0] == newest
+    # only the request overhead is fitted: the step overhead stays the profile's
+    assert eng.step_overhead_ms == load_engine("sglang").step_overhead_ms
+
+
+def test_bad_releases_are_input_errors() -> None:
+    oldest = versions("sglang")[0]
+    with pytest.raises(InputError, match="older than every fitted sglang version"):
+        overrides("sglang", "0.0.1")
+    with pytest.raises(InputError, match="not a version number"):
+        overrides("sglang", "banana")
+    assert overrides("sglang", oldest)[0] == oldest
+
+
+def test_the_overhead_adds_to_the_first_token_once() -> None:
+    """A static batch of one request: TTFT = prefill (+ the request overhead), the steps
+    (TPOT) unchanged. SGLang's newest fitted release adds exactly its fitted value."""
+    release = versions("sglang")[-1]
+    ask = dict(model="Llama-3.1-8B", gpu="H100-SXM", engine="sglang", input_len=512,
+               output_len=64, batch=1)
+    base = api.estimate(**ask)
+    fitted = api.estimate(**ask, engine_version=release)
+    expected = _fitted("sglang", release)  # ms, added once per request
+    assert fitted.latency.ttft_ms - base.latency.ttft_ms == pytest.approx(
+        expected - load_engine("sglang").request_overhead_ms, abs=1e-6)
+    assert fitted.latency.tpot_ms == pytest.approx(base.latency.tpot_ms)
