@@ -246,10 +246,10 @@ def moe_problem() -> Problem:
 # family). Real routers are not balanced (popular experts; benchmark prompts are not the
 # training text), and a skewed load costs time at prefill sizes (the busiest expert: +10-30%
 # at 4096-16384 tokens) and saves it at decode sizes (fewer experts touched: -10-25% at
-# 16-256 tokens). Chosen on the silicon train runs (benchmarks/accuracy_silicon.py, 1,374
-# configurations, median TTFT / TPOT error): balanced 42.6 / 13.7%, power_law_1.01
-# 40.5 / 12.9%, power_law_1.2 39.6 / 12.6%. One exponent for every model (a property of the
-# serving traffic, not fitted per model).
+# 16-256 tokens). Chosen on the silicon train runs (benchmarks/accuracy_silicon.py
+# --no-versions, 1,374 configurations, median TTFT / TPOT error): balanced 42.6 / 13.7%,
+# power_law_1.01 40.5 / 12.9%, power_law_1.2 39.6 / 12.6%. One exponent for every model (a
+# property of the serving traffic, not fitted per model).
 MOE_ROUTING = "power_law_1.2"
 
 
@@ -274,8 +274,10 @@ def fit_moe(family: str, engine: str, members: tuple[str, ...] | None = None) ->
                 parts.append((t, f))
         if parts:
             done.add(key)
-            fits.append(fit_parts((family, engine, "moe", key), moe_problem(), parts,
-                                  lambda f, d=dtype: moe_rows(f, d), "moe"))
+            fit = fit_parts((family, engine, "moe", key), moe_problem(), parts,
+                            lambda f, d=dtype: moe_rows(f, d), "moe")
+            fit.meta["routing"] = MOE_ROUTING
+            fits.append(fit)
     return fits
 
 
