@@ -22,8 +22,9 @@ Dynamo's version, not the engine's), nightly builds and unversioned rows are not
 release is fitted when it has at least ``--min-configs`` configurations across at least two
 models. Its per-step overhead (host scheduling, sampling and detokenization between GPU
 passes: it lengthens every step, so it shows in TPOT) starts at the profile's and moves twice
-by the median TPOT residual; its per-request overhead is then the median TTFT residual
-(predicted without one); see :func:`_fit`. Each is kept only when it lowers the release's
+by the median TPOT residual; its per-request overhead is then the one that minimizes the
+median relative TTFT error, averaged over the release's closed- and open-loop runs (each kind
+once; predicted without one); see :func:`_fit`. Each is kept only when it lowers the release's
 median TTFT + TPOT error without raising that of its closed-loop or open-loop runs.
 
 The file names no default release (``default: null``): kvopt applies a fit only when asked
@@ -48,11 +49,12 @@ from typing import Any
 import accuracy_common as ac
 import accuracy_silicon as sil
 import accuracy_vllm_serving as vs
+import numpy as np
 import yaml
 
 OUT = Path(__file__).resolve().parents[1] / "models" / "engine_overheads.yaml"
-# A sanity bound on a fitted per-request overhead: the largest the train runs call for is
-# about 270 ms (SGLang 0.5.9, DeepSeek-V3 and Qwen3.5 on Blackwell).
+# A sanity bound on a fitted per-request overhead: the largest fitted is 184 ms (SGLang
+# 0.5.9, DeepSeek-V3 and Qwen3.5 on Blackwell).
 MAX_REQUEST_MS = 300.0
 # ... and on a fitted per-step overhead (host time between GPU passes)
 MAX_STEP_MS = 10.0
@@ -164,13 +166,24 @@ def _worse(rows: Sequence[Row], before: tuple[Pred, float], after: tuple[Pred, f
     return False
 
 
+def _request(rows: Sequence[Row], pred: Pred) -> float:
+    """The per-request overhead (ms, on a 0.1 ms grid in [0, :data:`MAX_REQUEST_MS`]) that
+    minimizes the mean over the release's loop kinds (closed, open) of their median relative
+    TTFT error: each kind of run counts once, however many rows it has."""
+    kinds = [[i for i in pred if rows[i]["loop"] == loop] for loop in ("closed", "open")]
+    kinds = [k for k in kinds if k]
+    grid = np.arange(0.0, MAX_REQUEST_MS + 0.05, 0.1)
+    cost = [statistics.fmean(_error(rows, pred, k, 0, float(g)) for k in kinds) for g in grid]
+    return float(grid[int(np.argmin(cost))])
+
+
 def _fit(rows: Sequence[Row], engine: str,
          progress: Callable[[str], None]) -> dict[str, Any] | None:
     """The release's overheads (None: none kept, or too many rows saturated or refused).
 
     Per-step: the profile's, moved twice by the median TPOT residual (measured minus
     predicted; each move re-predicts), clipped to [0, :data:`MAX_STEP_MS`]. Per-request:
-    the median TTFT residual with that step overhead, clipped to [0, :data:`MAX_REQUEST_MS`].
+    :func:`_request` with that step overhead.
     Each is kept only when it lowers the release's median TTFT + TPOT error and raises
     neither its closed-loop nor its open-loop runs' (a constant that does not hold for both
     is not a property of the release)."""
@@ -197,8 +210,7 @@ def _fit(rows: Sequence[Row], engine: str,
     else:
         out.update(step_overhead_ms=step, tpot_before=_error(rows, base, both, 1),
                    tpot=_error(rows, pred, both, 1))
-    req = min(MAX_REQUEST_MS, max(0.0, statistics.median(
-        rows[i]["ttft"] - p[0] for i, p in pred.items())))
+    req = _request(rows, pred)
     both = sorted(set(base) & set(pred))
     progress(f"request {req:.1f} ms: TTFT {_error(rows, base, both, 0) * 100:.1f}% -> "
              f"{_error(rows, pred, both, 0, req) * 100:.1f}% median error on {len(both)} rows")

@@ -80,7 +80,8 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
         if not older:
             raise InputError("--engine-version", version, f"older than every fitted "
                              f"{engine} version ({', '.join(listed)})",
-                             f"use {listed[0]} or later")
+                             f"drop --engine-version (the profile's own figures) or give "
+                             f"{listed[0]} or later")
         key = older[-1]
     fit = node["versions"][key]
     src = (f"fitted: benchmarks/fit_engine_overheads.py ({engine} {key}) on "
