@@ -110,8 +110,8 @@ def show_model(name: str, as_json: bool) -> None:
 @click.option("--gpu", "gpu_id", default=None,
               help="Apply the profile's overrides for this GPU (e.g. vLLM's large-GPU defaults).")
 @click.option("--engine-version", "version", default=None, metavar="VERSION",
-              help="Apply the per-request overhead fitted for this engine release (the "
-                   "greatest fitted release at or below it).")
+              help="Apply the per-step and per-request overheads fitted for this engine "
+                   "release (the greatest fitted release at or below it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_engine(name: str, gpu_id: str | None, version: str | None, as_json: bool) -> None:
     """Show an engine profile: every default the model uses, with its source, and the

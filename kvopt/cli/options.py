@@ -144,9 +144,9 @@ replica_options = stack(
     click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
                  show_default=True),
     click.option("--engine-version", default=None, metavar="VERSION",
-                 help="The engine release (e.g. 0.19.0): the per-request overhead fitted on "
-                      "that release's benchmark runs (the greatest fitted release at or "
-                      "below it) [default: the profile's own figures]."),
+                 help="The engine release (e.g. 0.19.0): the per-step and per-request "
+                      "overheads fitted on that release's benchmark runs (the greatest fitted "
+                      "release at or below it) [default: the profile's own figures]."),
     click.option("--price-usd-h", type=bounded(limits.PRICE_USD_H),
                  default=None, help="Override the price of one GPU-hour."),
     click.option("--json", "as_json", is_flag=True, help="Print the JSON result."),
