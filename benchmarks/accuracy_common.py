@@ -196,13 +196,10 @@ def fitted_release(engine: str, version: str, source: str = "") -> str | None:
     """The release to ask kvopt for (``engine_version``): the row's :func:`release` when
     ``models/engine_overheads.yaml`` has a fit at or below it, else None (the profile's own
     figures)."""
-    from kvopt.catalog.engine_versions import version_key, versions
+    from kvopt.catalog.engine_versions import at_or_below
 
     rel = release(version, source)
-    fitted = versions(engine)
-    if not rel or not fitted or version_key(fitted[0]) > version_key(rel):
-        return None
-    return rel
+    return rel if rel and at_or_below(engine, rel) else None
 
 
 def estimate(**kw: Any) -> Any:

@@ -33,8 +33,8 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
 * **Engine**: ``backend`` -> the shipped profile of the same name (vllm, sglang, trtllm),
   whatever the ``backend_version`` (each row's CSV output carries the version the profile
   models next to the measured one); asked with ``engine_version`` = the row's release
-  (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has a
-  per-request overhead fitted at or below it (``--no-versions``: never).
+  (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has
+  overheads fitted at or below it (``--no-versions``: never).
 * **Weights**: ``precision`` (blank = the checkpoint's bf16; ``fp8`` with ``fp8`` or
   ``fp8_block`` scaling -> fp8; ``fp4``/``nvfp4`` -> fp4; ``int4``/``int4_wo`` -> int4,
   weight-only), checked against ``gemm_quant_mode`` and ``moe_quant_mode``: a GEMM or MoE

@@ -24,8 +24,8 @@ records. Mapping rules:
 * **Engine**: the shipped ``vllm`` profile for that GPU with the run's
   ``max_num_batched_tokens`` and ``max_num_seqs`` as engine flags (``engine_args``);
   ``gpu_mem_util`` is not published (the profile's default); ``cpu_offload`` (vLLM's CPU KV
-  offloading) is ignored; ``engine_version`` = the run's ``vllm_version`` where a
-  per-request overhead is fitted at or below it (``--no-versions``: never).
+  offloading) is ignored; ``engine_version`` = the run's ``vllm_version`` where
+  overheads are fitted at or below it (``--no-versions``: never).
 * **Precision**: ``precision`` FP16/BF16/FP8 -> weights fp16/bf16/fp8; KV ``--kv auto`` =
   vLLM's ``kv_cache_dtype=auto`` (the activation dtype: fp16 for FP16 runs, bf16 otherwise),
   or bf16/fp8 everywhere.

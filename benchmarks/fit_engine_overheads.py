@@ -52,6 +52,8 @@ import accuracy_vllm_serving as vs
 import numpy as np
 import yaml
 
+from kvopt.catalog.engine_versions import version_key
+
 OUT = Path(__file__).resolve().parents[1] / "models" / "engine_overheads.yaml"
 # A sanity bound on a fitted per-request overhead: the largest fitted is 184 ms (SGLang
 # 0.5.9, DeepSeek-V3 and Qwen3.5 on Blackwell).
@@ -64,12 +66,6 @@ Row = dict[str, Any]
 def _release(row: dict[str, str]) -> str:
     """The engine release of a silicon row (:func:`accuracy_common.release`)."""
     return ac.release(row.get("backend_version", ""), row.get("silicon_data_source", ""))
-
-
-def ac_version(text: str) -> tuple[int, ...]:
-    from kvopt.catalog.engine_versions import version_key
-
-    return version_key(text)
 
 
 def silicon_rows() -> list[Row]:
@@ -202,21 +198,21 @@ def _fit(rows: Sequence[Row], engine: str,
         step = min(MAX_STEP_MS, max(0.0, step + resid))
         pred = _run(rows, step)
     both = sorted(set(base) & set(pred))
-    progress(f"step {step:.2f} ms: TPOT {_error(rows, base, both, 1) * 100:.1f}% -> "
-             f"{_error(rows, pred, both, 1) * 100:.1f}% median error on {len(both)} rows")
+    before, after = _error(rows, base, both, 1), _error(rows, pred, both, 1)
+    progress(f"step {step:.2f} ms: TPOT {before * 100:.1f}% -> {after * 100:.1f}% median "
+             f"error on {len(both)} rows")
     if len(pred) < max(5, len(rows) // 2) or _worse(rows, (base, 0.0), (pred, 0.0), "step",
                                                     progress):
         pred = base
     else:
-        out.update(step_overhead_ms=step, tpot_before=_error(rows, base, both, 1),
-                   tpot=_error(rows, pred, both, 1))
+        out.update(step_overhead_ms=step, tpot_before=before, tpot=after)
     req = _request(rows, pred)
     both = sorted(set(base) & set(pred))
-    progress(f"request {req:.1f} ms: TTFT {_error(rows, base, both, 0) * 100:.1f}% -> "
-             f"{_error(rows, pred, both, 0, req) * 100:.1f}% median error on {len(both)} rows")
+    before, after = _error(rows, base, both, 0), _error(rows, pred, both, 0, req)
+    progress(f"request {req:.1f} ms: TTFT {before * 100:.1f}% -> {after * 100:.1f}% median "
+             f"error on {len(both)} rows")
     if not _worse(rows, (pred, 0.0), (pred, req), "request", progress):
-        out.update(request_overhead_ms=req, ttft_before=_error(rows, base, both, 0),
-                   ttft=_error(rows, pred, both, 0, req))
+        out.update(request_overhead_ms=req, ttft_before=before, ttft=after)
     return out if "step_overhead_ms" in out or "request_overhead_ms" in out else None
 
 
@@ -232,7 +228,7 @@ def fit(min_configs: int, progress: Callable[[str], None] = print) -> dict[str, 
         for r in group:
             if r["release"]:
                 by_release[r["release"]].append(r)
-        for rel, sub in sorted(by_release.items(), key=lambda kv: ac_version(kv[0])):
+        for rel, sub in sorted(by_release.items(), key=lambda kv: version_key(kv[0])):
             models = sorted({r["model"] for r in sub})
             if len(sub) < min_configs or len(models) < 2:
                 continue

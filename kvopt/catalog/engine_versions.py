@@ -43,9 +43,9 @@ def _data() -> dict[str, Any]:
             raise CatalogError(f"{path}: engines.{name} needs 'versions' and a 'default' "
                                "among them (or null)")
         for ver, fit in node["versions"].items():
-            given = [f for f in FIELDS if f in (fit if isinstance(fit, dict) else {})]
-            if not isinstance(fit, dict) or not fit.get("fitted_on") or not given or any(
-                    not isinstance(fit[f], int | float) or fit[f] < 0 for f in given):
+            given = [fit[f] for f in FIELDS if f in fit] if isinstance(fit, dict) else []
+            if not given or not fit.get("fitted_on") or any(
+                    not isinstance(v, int | float) or v < 0 for v in given):
                 raise CatalogError(f"{path}: engines.{name}.versions.{ver} needs "
                                    f"'fitted_on' and {' or '.join(FIELDS)} >= 0")
     return dict(data["engines"])
@@ -55,6 +55,14 @@ def versions(engine: str) -> tuple[str, ...]:
     """The fitted versions of ``engine`` (oldest first); empty: none fitted."""
     node = _data().get(engine)
     return tuple(sorted((str(v) for v in node["versions"]), key=version_key)) if node else ()
+
+
+def at_or_below(engine: str, version: str) -> str | None:
+    """The greatest fitted version of ``engine`` at or below ``version`` (None: none, or
+    ``version`` has no release numbers)."""
+    want = version_key(version)
+    older = [v for v in versions(engine) if want and version_key(v) <= want]
+    return older[-1] if older else None
 
 
 def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[float, str]]]:
@@ -72,17 +80,16 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
             return "", {}
         key = str(node["default"])
     else:
-        want = version_key(version)
-        if not want:
+        if not version_key(version):
             raise InputError("--engine-version", version, "not a version number",
                              f"give one like {listed[-1]}")
-        older = [v for v in listed if version_key(v) <= want]
-        if not older:
+        found = at_or_below(engine, version)
+        if found is None:
             raise InputError("--engine-version", version, f"older than every fitted "
                              f"{engine} version ({', '.join(listed)})",
                              f"drop --engine-version (the profile's own figures) or give "
                              f"{listed[0]} or later")
-        key = older[-1]
+        key = found
     fit = node["versions"][key]
     src = (f"fitted: benchmarks/fit_engine_overheads.py ({engine} {key}) on "
            f"{fit['fitted_on']}")
