@@ -27,6 +27,11 @@ def version_key(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in nums[:3])
 
 
+def _padded(key: tuple[int, ...]) -> tuple[int, ...]:
+    """A release key of three numbers (missing ones 0); () stays ()."""
+    return key + (0,) * (3 - len(key)) if key else key
+
+
 @cache
 def _data() -> dict[str, Any]:
     path = models_dir() / "engine_overheads.yaml"
@@ -59,9 +64,9 @@ def versions(engine: str) -> tuple[str, ...]:
 
 def at_or_below(engine: str, version: str) -> str | None:
     """The greatest fitted version of ``engine`` at or below ``version`` (None: none, or
-    ``version`` has no release numbers)."""
-    want = version_key(version)
-    older = [v for v in versions(engine) if want and version_key(v) <= want]
+    ``version`` has no release numbers). Missing numbers are zeros: ``0.12`` is 0.12.0."""
+    want = _padded(version_key(version))
+    older = [v for v in versions(engine) if want and _padded(version_key(v)) <= want]
     return older[-1] if older else None
 
 

@@ -52,6 +52,13 @@ def test_a_named_release_takes_the_greatest_fitted_one_at_or_below_it() -> None:
     assert overrides("sglang", later_patch)[0] == before
     # a release past every fit takes the newest
     assert overrides("sglang", f"{major}.{minor + 1}.0")[0] == newest
+    # missing numbers are zeros: "0.12" is release 0.12.0, "1" is 1.0.0
+    dot_zero = [v for v in versions("vllm") if version_key(v)[2] == 0]
+    assert dot_zero
+    for fitted in dot_zero:
+        a, b, _ = version_key(fitted)
+        assert overrides("vllm", f"{a}.{b}")[0] == fitted
+    assert overrides("vllm", "1")[0] == versions("vllm")[-1]
     # what the release fits replaces the profile's figure, what it does not fit stays
     node = SHIPPED["engines"]["sglang"]["versions"]
     for rel, fit in node.items():
