@@ -41,7 +41,8 @@ def _workload_and_space(kw: dict[str, Any], gpus: Any) -> tuple[Any, Any]:
                      profiles=kw["profiles"], capacity=kw["capacity"],
                      kv_offload_gib=kw.get("kv_offload_gib") or 0.0,
                      ep_options=kw.get("ep_options", (1,)), dp_options=kw.get("dp_options", (1,)),
-                     pp_options=kw.get("pp_options", (1,)), parallel=kw.get("parallel"))
+                     pp_options=kw.get("pp_options", (1,)), parallel=kw.get("parallel"),
+                     engine_version=kw.get("engine_version"))
     return w, sp
 
 
@@ -50,7 +51,7 @@ _PLAN_DEFAULTS: dict[str, Any] = {
     "slo_ttft_p99_ms": None, "slo_tpot_p99_ms": None, "slo_e2e_p99_ms": None,
     "redundancy": 0, "max_quality_loss_pct": None, "tp_options": choices.TP_OPTIONS,
     "precisions": choices.PRECISIONS, "batches": choices.PLAN_BATCHES,
-    "engine": choices.DEFAULT_ENGINE, "prices": None, "profiles": (),
+    "engine": choices.DEFAULT_ENGINE, "engine_version": None, "prices": None, "profiles": (),
     "capacity": choices.DEFAULT_CAPACITY}
 
 
@@ -62,6 +63,7 @@ def plan(*, model: str, rps: float, input_len: int | None = None,
          max_quality_loss_pct: float | None = None, gpus: Any = choices.PLAN_GPUS,
          tp_options: Any = choices.TP_OPTIONS, precisions: Any = choices.PRECISIONS,
          batches: Any = choices.PLAN_BATCHES, engine: str = choices.DEFAULT_ENGINE,
+         engine_version: str | None = None,
          prices: dict[str, float] | None = None, profiles: Sequence[str] = (),
          capacity: str = choices.DEFAULT_CAPACITY, goal: str = "cost",
          ep_options: Any = (1,), dp_options: Any = (1,), pp_options: Any = (1,),
@@ -75,7 +77,8 @@ def plan(*, model: str, rps: float, input_len: int | None = None,
     """The optimal fleet for one workload (GPU, replicas, TP, precision, max batch), solved
     as a MILP to a proven gap; layouts beyond TP cross ``tp_options`` with ``ep_options``,
     ``dp_options`` and ``pp_options``, or are the ``parallel`` list (``"tp8,tp4ep8dp2"``);
-    ``explain`` adds the cost of tightening each SLO;
+    ``explain`` adds the cost of tightening each SLO; ``engine_version``: the engine
+    release whose fitted overheads the candidates run with;
     ``kv_offload_gib``: GiB of host memory per replica for a CPU tier of the KV cache,
     written on each fleet entry for the exports (LMCache, vLLM offloading, k8s);
     ``images_per_request`` images of ``image_size`` per request (vision-language models)."""
@@ -192,8 +195,8 @@ def pareto(*, model: str, rps: float, input_len: int | None = None,
            ep_options: Any = (1,), dp_options: Any = (1,), pp_options: Any = (1,),
            parallel: Any = None,
            precisions: Any = choices.PRECISIONS, batches: Any = choices.PARETO_BATCHES,
-           engine: str = choices.DEFAULT_ENGINE, prices: dict[str, float] | None = None,
-           profiles: Sequence[str] = (),
+           engine: str = choices.DEFAULT_ENGINE, engine_version: str | None = None,
+           prices: dict[str, float] | None = None, profiles: Sequence[str] = (),
            objectives: Any = choices.DEFAULT_PARETO_OBJECTIVES,
            budget_usd_h: float | None = None, max_replicas: int = 16,
            cost_cap_multiple: float | None = 4.0, method: str = "nsga2",
@@ -236,7 +239,7 @@ def pareto(*, model: str, rps: float, input_len: int | None = None,
     sp = build.space(gpus=gpus, tp_options=tp_options, precisions=_precisions(model, precisions),
                      batches=batches, engine=engine, prices=prices, profiles=profiles,
                      ep_options=ep_options, dp_options=dp_options, pp_options=pp_options,
-                     parallel=parallel)
+                     parallel=parallel, engine_version=engine_version)
     res = run(w, sp, objs, method=method, max_replicas=max_replicas,
               budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed, progress=progress,
               mixed=fleet == "mixed", disagg=fleet == "disagg", table_builder=table_builder,

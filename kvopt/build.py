@@ -80,7 +80,10 @@ def hardware(gpu: str | GpuSpec, engine: str | EngineProfile = choices.DEFAULT_E
     on top (:data:`kvopt.catalog.engines.ENGINE_ARGS`)."""
     g: Any = gpu
     eng: Any = engine
-    if engine_version is not None and isinstance(engine, str) and not profile:
+    if engine_version is not None and profile:
+        raise InputError("--engine-version", engine_version, "a calibrated profile carries "
+                         "its own overheads", "drop --engine-version or --profile")
+    if engine_version is not None and isinstance(engine, str):
         from kvopt.catalog.engines import load_engine
         from kvopt.catalog.gpus import load_gpu
 
@@ -203,14 +206,15 @@ def space(*, gpus: TextOr = choices.PLAN_GPUS, tp_options: TextOr = choices.TP_O
           profiles: Sequence[str] = (), capacity: str = choices.DEFAULT_CAPACITY,
           regions: tuple[Region, ...] = (), kv_offload_gib: float = 0.0,
           ep_options: TextOr = (1,), dp_options: TextOr = (1,), pp_options: TextOr = (1,),
-          parallel: TextOr | None = None) -> Space:
+          parallel: TextOr | None = None, engine_version: str | None = None) -> Space:
     """What to consider: GPUs (ids or a group word), TP degrees, (weights, KV) precision
     pairs, max-batch levels, engine, $/GPU-hour overrides, calibration profiles and how
     goodputs are found (:data:`kvopt.choices.CAPACITY_METHODS`); ``kv_offload_gib``: a CPU
     tier for the KV cache per replica, passed through to the plan and its exports. Layouts
     beyond TP: the cross product of ``tp_options`` with ``ep_options``, ``dp_options`` and
     ``pp_options`` (those whose EP divides tp x dp), or the ``parallel`` list itself
-    (``"tp8,tp4ep8dp2"``)."""
+    (``"tp8,tp4ep8dp2"``); ``engine_version``: the release whose fitted overheads the
+    candidates run with."""
     from kvopt.space import Space
 
     tps = ints(tp_options, "tp_options", limits.TP)
@@ -219,7 +223,8 @@ def space(*, gpus: TextOr = choices.PLAN_GPUS, tp_options: TextOr = choices.TP_O
                  prices_usd_h=gpu_prices(prices), calibrations=calibrations(profiles),
                  capacity=choice("capacity", capacity, choices.CAPACITY_METHODS),
                  regions=regions, kv_offload_gib=kv_offload_gib,
-                 layouts=layouts(tps, ep_options, dp_options, pp_options, parallel))
+                 layouts=layouts(tps, ep_options, dp_options, pp_options, parallel),
+                 engine_version=None if engine_version is None else str(engine_version))
 
 
 def ints(values: TextOr, field: str, rng: limits.Range) -> tuple[int, ...]:

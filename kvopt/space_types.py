@@ -93,6 +93,10 @@ class Space:
     # layouts with expert, attention-data or pipeline parallelism; empty: tensor
     # parallelism over ``tps`` only (see :attr:`parallel_layouts`)
     layouts: tuple[Parallel, ...] = ()
+    # the engine release whose fitted overheads the candidates run with
+    # (models/engine_overheads.yaml: the greatest fitted release at or below it); None: the
+    # engine profile's own figures. A GPU with a calibrated profile keeps the profile's
+    engine_version: str | None = None
     # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
     _calibrated: dict[str, tuple[GpuSpec, EngineProfile]] = field(
         init=False, repr=False, compare=False, default_factory=dict)
@@ -112,6 +116,10 @@ class Space:
                              "must be a number of GiB >= 0", "e.g. --kv-offload-gib 64")
         if self.capacity not in CAPACITY_METHODS:
             raise InputError("capacity", self.capacity, f"one of: {', '.join(CAPACITY_METHODS)}")
+        if self.engine_version is not None:  # a release kvopt has no fit for: refused
+            from kvopt.catalog.engine_versions import overrides
+
+            overrides(self.engine, self.engine_version)
         if self.calibrations:
             ids = {load_gpu(g).id for g in self.gpus}
             for c in self.calibrations:
@@ -137,11 +145,17 @@ class Space:
 
     def hardware(self, gpu: str) -> tuple[GpuSpec | str, EngineProfile | str]:
         """(GPU, engine) to build ``gpu``'s replicas with: the calibrated pair when a
-        profile covers it, else the catalog's."""
+        profile covers it, else the catalog's (with the overheads fitted for
+        :attr:`engine_version` when one is given)."""
         if self._calibrated:
             hw = self._calibrated.get(load_gpu(gpu).id)
             if hw is not None:
                 return hw
+        if self.engine_version is not None:  # the release's fitted overheads
+            from kvopt.catalog.engines import load_engine
+
+            g = load_gpu(gpu)
+            return g, load_engine(self.engine, g, self.engine_version)
         return gpu, self.engine
 
 

@@ -153,7 +153,7 @@ def test_fleet_schema_keys_are_the_keys_the_reader_reads(tmp_path: Path) -> None
            "tps": [1, 2], "precisions": ["fp8/fp8"], "batches": [32],
            "availability": {"H100-SXM": 4}, "prices_usd_h": {"H100-SXM": 2.5},
            "regions": {"us": {"prices_usd_h": {"H100-SXM": 3.0}, "availability": {"L40S": 2}}},
-           "profiles": ["p.yaml"], "capacity": "exact",
+           "profiles": ["p.yaml"], "capacity": "exact", "engine_version": "0.19.0",
            "eps": [1, 2], "dps": [1, 2], "pps": [1, 2], "parallel": ["tp2pp2"],
            "workloads": [{**FLEET_BASE["workloads"][0], "name": "b"}],
            "demand": {"hours": 1, "scale": [0.5, 1.0]}, "payments": ["on_demand", "spot"],
@@ -211,10 +211,12 @@ def _keys(value: Any, schema: dict[str, Any], node: Any, where: str,
             _keys(v, schema, node["items"], f"{where}[{i}]", out)
 
 
-@pytest.fixture(scope="module")
-def written_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A plan as `kvopt plan --output` writes it (with a calibration profile, the SLO
-    sweep and a CPU KV tier, so every optional block is filled)."""
+@pytest.fixture(scope="module", params=["profile", "engine-version"])
+def written_plan(tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A plan as `kvopt plan --output` writes it (with a calibration profile, or an engine
+    release's fitted overheads instead, the SLO sweep and a CPU KV tier, so every optional
+    block is filled)."""
     from click.testing import CliRunner
 
     from kvopt.bench.calibrate import Calibration, save_profile
@@ -229,8 +231,10 @@ def written_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "plan", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
         "--output-len", "100", "--gpus", "H100-SXM,L40S", "--tp-options", "1",
         "--precisions", "fp8/fp8", "--batches", "64", "--slo-ttft-p99-ms", "2000",
-        "--slo-tpot-p99-ms", "40", "--budget-usd-h", "100", "--profile",
-        str(d / "h100.yaml"), "--kv-offload-gib", "8", "--output", str(out)],
+        "--slo-tpot-p99-ms", "40", "--budget-usd-h", "100", "--kv-offload-gib", "8",
+        "--output", str(out),
+        *(["--profile", str(d / "h100.yaml")] if request.param == "profile"
+          else ["--engine-version", "0.19.0"])],
         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     plan: dict[str, Any] = json.loads(out.read_text())
@@ -240,9 +244,13 @@ def written_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_plan_schema_keys_are_the_keys_kvopt_plan_writes(written_plan: dict[str, Any]) -> None:
     plan = {k: v for k, v in written_plan.items() if k != "_path"}
-    assert plan["inputs"]["space"]["calibrations"] and plan["slo_marginal_cost"]
+    space = plan["inputs"]["space"]
+    assert space["calibrations"] or space["engine_version"] == "0.19.0"
+    assert plan["slo_marginal_cost"]
     out: list[str] = []
     _keys(plan, load_schema("plan"), load_schema("plan"), "plan", out)
+    if space["calibrations"]:  # a calibrated plan names no engine release
+        out.remove("plan.inputs.space.engine_version: in the schema, not written")
     assert not out, out
 
 

@@ -24,7 +24,7 @@ from kvopt.cli.options import (
 
 _WORKLOAD = ("model", "rps", "slo_ttft_p99_ms", "slo_tpot_p99_ms", "slo_e2e_p99_ms",
              "redundancy", "max_quality_loss_pct")
-_SPACE = ("engine", "profiles", "capacity")
+_SPACE = ("engine", "engine_version", "profiles", "capacity")
 _SOLVE = ("budget_usd_h", "power_cap_kw", "allow_mixing", "solver", "time_limit_s", "gap",
           "kv_offload_gib")
 offload_option = click.option(

@@ -123,6 +123,12 @@ def replica(kw: dict[str, Any]) -> dict[str, Any]:
     return {**pick(kw, REPLICA_KEYS), "engine_args": engine_args(kw.get("engine_arg"))}
 
 
+engine_version_option = click.option(
+    "--engine-version", default=None, metavar="VERSION",
+    help="The engine release (e.g. 0.19.0): the per-step and per-request overheads fitted on "
+         "that release's benchmark runs (the greatest fitted release at or below it) "
+         "[default: the profile's own figures].")
+
 replica_options = stack(
     click.option("--model", required=True,
                  help="Catalog name/alias, or a path to a config.json."),
@@ -143,10 +149,7 @@ replica_options = stack(
                  help="KV-cache dtype [default: bf16, or fp16 with fp16 weights]."),
     click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
                  show_default=True),
-    click.option("--engine-version", default=None, metavar="VERSION",
-                 help="The engine release (e.g. 0.19.0): the per-step and per-request "
-                      "overheads fitted on that release's benchmark runs (the greatest fitted "
-                      "release at or below it) [default: the profile's own figures]."),
+    engine_version_option,
     click.option("--price-usd-h", type=bounded(limits.PRICE_USD_H),
                  default=None, help="Override the price of one GPU-hour."),
     click.option("--json", "as_json", is_flag=True, help="Print the JSON result."),
@@ -317,6 +320,7 @@ space_options = stack(
                  help="Max-batch levels (engine max_num_seqs)."),
     click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
                  show_default=True),
+    engine_version_option,
     profile_option,
     capacity_option,
 )

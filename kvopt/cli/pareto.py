@@ -12,6 +12,7 @@ from kvopt.cli.options import (
     bounded,
     csv_list,
     echo_json,
+    engine_version_option,
     length_options,
     lengths,
     parallel_kw,
@@ -35,6 +36,7 @@ from kvopt.cli.options import (
 @click.option("--batches", default=choices.int_text(choices.PARETO_BATCHES), show_default=True)
 @click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
               show_default=True)
+@engine_version_option
 @profile_option
 @click.option("--objectives", default=",".join(choices.DEFAULT_PARETO_OBJECTIVES),
               show_default=True)
@@ -86,13 +88,16 @@ def pareto_cmd(**kw: Any) -> None:
         slo_tpot_p99_ms=kw["slo_tpot_p99_ms"], gpus=kw["gpus"],
         tp_options=csv_list(kw["tp_options"], int, "--tp-options"), **parallel_kw(kw),
         precisions=kw["precisions"], batches=csv_list(kw["batches"], int, "--batches"),
-        engine=kw["engine"], profiles=kw["profiles"], objectives=objectives,
+        engine=kw["engine"], engine_version=kw["engine_version"], profiles=kw["profiles"],
+        objectives=objectives,
         budget_usd_h=kw["budget_usd_h"], max_replicas=kw["max_replicas"],
         cost_cap_multiple=kw["cost_cap_multiple"],
         method=kw["method"], fleet=kw["fleet"], pop=kw["pop"], gens=kw["gens"],
         seed=kw["seed"], progress=progress)
     data = export.rows(res.front, res.table, res.objectives, res.norm, knee_at=res.knee)
     meta = {"model": kw["model"], "rps": kw["rps"], "objectives": list(res.objectives),
+            "engine": kw["engine"],
+            **({"engine_version": kw["engine_version"]} if kw["engine_version"] else {}),
             **res.report()}
     files: list[tuple[str, bytes | str]] = []  # all or nothing
     if kw["out_path"]:

@@ -153,15 +153,18 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
         except InputError as exc:
             raise fail("profiles", f"{prof}: {exc.rule}") from None
     capacity = data.get("capacity", DEFAULT_CAPACITY)
+    version = data.get("engine_version")
     try:
         space = Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
                       engine=str(data.get("engine", DEFAULT_ENGINE)), prices_usd_h=prices,
                       regions=tuple(regions), calibrations=tuple(cals), capacity=capacity,
-                      layouts=layouts)
+                      layouts=layouts, engine_version=None if version is None else str(version))
     except InputError as exc:
-        if exc.field != "profile":  # only a profile check names this field
+        # only the profile and the engine-version checks name these fields
+        bad = {"profile": "profiles", "--engine-version": "engine_version"}.get(exc.field)
+        if bad is None:
             raise
-        raise fail("profiles", f"{exc.value}: {exc.rule}; {exc.fix}") from None
+        raise fail(bad, f"{exc.value}: {exc.rule}; {exc.fix}") from None
     try:
         horizon = horizon_from(data, p.parent, tuple(w.name for w in workloads))
     except InputError as exc:

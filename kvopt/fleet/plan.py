@@ -111,6 +111,8 @@ class FleetPlan:
                           "parallel": [x.label for x in p.space.parallel_layouts],
                           "precisions": [list(x) for x in p.space.precisions],
                           "batches": list(p.space.batches), "engine": p.space.engine,
+                          **({"engine_version": p.space.engine_version}
+                             if p.space.engine_version is not None else {}),
                           "capacity": p.space.capacity,
                           **({"kv_offload_gib": p.space.kv_offload_gib}
                              if p.space.kv_offload_gib > 0 else {}),

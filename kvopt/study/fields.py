@@ -93,6 +93,8 @@ FIELDS: tuple[Field, ...] = (
           default=list(choices.PARETO_BATCHES)),
     Field(name="engine", kind="engine", solves=("plan", "pareto", *REPLICA),
           default=choices.DEFAULT_ENGINE),
+    Field(name="engine_version", kind="str", solves=("plan", "pareto", *REPLICA),
+          help="engine release whose fitted overheads apply (null: the profile's)"),
     Field(name="prices", kind="prices", solves=("plan", "size", "pareto"), default={},
           help="GPU -> $/GPU-hour overrides, or a price-book file"),
     Field(name="budget_usd_h", kind="float+", solves=(*PLANS, "pareto")),

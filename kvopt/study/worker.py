@@ -83,7 +83,7 @@ def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
     return (workload.name, workload.model, workload.input_dist.label,
             workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
             space.gpus, space.tps, space.layouts, space.precisions, space.batches,
-            space.engine, space.prices_usd_h, space.regions,
+            space.engine, space.engine_version, space.prices_usd_h, space.regions,
             "screen" if space.capacity == "screen" else "exact")  # confirm: exact here
 
 
@@ -129,7 +129,7 @@ def cached_table(workload: Any, space: Any, role: str) -> Any:
         return build_table(workload, space, role)
     key = (workload.model, workload.input_dist.label, workload.output_dist.label,
            space.gpus, space.tps, space.layouts, space.precisions, space.batches,
-           space.engine, space.prices_usd_h, role)
+           space.engine, space.engine_version, space.prices_usd_h, role)
     if key in _TABLES:
         CACHE_STATS["table_hits"] += 1
         _TABLES.move_to_end(key)
@@ -206,6 +206,7 @@ def _space(s: dict[str, Any]) -> Any:
     return build.space(gpus=tuple(s["gpus"]), tp_options=tuple(s["tp_options"]),
                        precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
                        batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
+                       engine_version=s.get("engine_version"),
                        capacity=s.get("capacity", choices.DEFAULT_CAPACITY),  # pareto: none
                        **_layouts(s))
 
@@ -283,6 +284,7 @@ def _pareto(s: dict[str, Any], cache: bool) -> Solved:
                      gpus=tuple(s["gpus"]), tp_options=tuple(s["tp_options"]), **_layouts(s),
                      precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
                      batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
+                     engine_version=s.get("engine_version"),
                      objectives=tuple(s["objectives"]), budget_usd_h=s["budget_usd_h"],
                      max_replicas=s["max_replicas"], method=s["method"], fleet=s["fleet"],
                      pop=s["pop"], gens=s["gens"], seed=s["seed"],
@@ -305,7 +307,8 @@ def _estimate(s: dict[str, Any], cache: bool) -> Solved:
     mode = next(m for m in ("batch", "rps", "concurrency") if s[m] is not None)
     e = api.estimate(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
                      dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
-                     kv_dtype=s["kv_dtype"], engine=s["engine"], **_lengths(s),
+                     kv_dtype=s["kv_dtype"], engine=s["engine"],
+                     engine_version=s.get("engine_version"), **_lengths(s),
                      **{mode: s[mode]}, price_usd_h=s["price_usd_h"])
     d = e.to_dict()
     lat, thr, cost = d["latency"], d["throughput"], d["cost"]
@@ -325,7 +328,8 @@ def _capacity(s: dict[str, Any], cache: bool) -> Solved:
 
     cap = api.capacity(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
                        dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
-                       kv_dtype=s["kv_dtype"], engine=s["engine"], **_lengths(s),
+                       kv_dtype=s["kv_dtype"], engine=s["engine"],
+                       engine_version=s.get("engine_version"), **_lengths(s),
                        slo_ttft_p99_ms=s["slo_ttft_p99_ms"], slo_tpot_p99_ms=s["slo_tpot_p99_ms"],
                        slo_e2e_p99_ms=s["slo_e2e_p99_ms"], price_usd_h=s["price_usd_h"])
     res, d = cap.result, cap.to_dict()

@@ -5,6 +5,8 @@ bad versions are one-line input errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -91,3 +93,52 @@ def test_the_overhead_adds_to_the_first_token_once() -> None:
     assert fitted.latency.ttft_ms - base.latency.ttft_ms == pytest.approx(
         expected - load_engine("sglang").request_overhead_ms, abs=1e-6)
     assert fitted.latency.tpot_ms == pytest.approx(base.latency.tpot_ms)
+
+
+def test_a_plan_runs_its_candidates_with_the_named_release() -> None:
+    """kvopt plan --engine-version: every candidate carries the release's overheads, so the
+    plan's predicted TTFT is the one api.capacity gives that replica with the same release,
+    and a TTFT SLO the profile meets alone may need more replicas (SGLang 0.5.9's fitted
+    request overhead is 184 ms)."""
+    ask = dict(model="Llama-3.1-8B", rps=20.0, input_len=1024, output_len=256,
+               slo_ttft_p99_ms=250.0, gpus=("H100-SXM",), tp_options=(1,),
+               precisions=(("bf16", "bf16"),), engine="sglang", explain=False)
+    plain = api.plan(**ask).to_dict()
+    named = api.plan(**ask, engine_version="0.5.9").to_dict()
+    assert "engine_version" not in plain["inputs"]["space"]
+    assert named["inputs"]["space"]["engine_version"] == "0.5.9"
+    extra = _fitted("sglang", "0.5.9")
+    for d, version in ((plain, None), (named, "0.5.9")):
+        [e] = d["fleet"]
+        cap = api.capacity(model="Llama-3.1-8B", gpu="H100-SXM", engine="sglang",
+                           engine_version=version, input_len=1024, output_len=256,
+                           weights="bf16", kv_dtype="bf16", slo_ttft_p99_ms=250.0,
+                           engine_args={"max_num_seqs": e["max_batch"]})
+        assert e["replicas"] * cap.result.goodput_rps >= 20.0 * (1 - 1e-9)
+    # the overhead alone leaves 66 ms for the prompt: fewer requests per replica
+    assert named["fleet"][0]["predicted"]["ttft_p99_ms"] > extra
+    assert named["totals"]["usd_per_hour"] >= plain["totals"]["usd_per_hour"]
+    assert named["fleet"][0]["replicas"] > plain["fleet"][0]["replicas"]
+
+
+def test_engine_version_in_fleet_files_and_bad_ones(tmp_path: Path) -> None:
+    from kvopt.fleet.fleetfile import FleetFileError, load_fleet_file
+
+    doc = {"engine": "sglang", "gpus": ["H100-SXM"],
+           "workloads": [{"name": "a", "model": "Llama-3.1-8B", "rate_rps": 3,
+                          "input_len": 100, "output_len": 10}]}
+    f = tmp_path / "fleet.yaml"
+    f.write_text(yaml.safe_dump({**doc, "engine_version": "0.5.10.post1"}))
+    space = load_fleet_file(f).space
+    assert space.engine_version == "0.5.10.post1"
+    _, eng = space.hardware("H100-SXM")
+    assert not isinstance(eng, str) and eng.request_overhead_ms == _fitted("sglang", "0.5.10")
+    f.write_text(yaml.safe_dump({**doc, "engine_version": "0.4.0"}))
+    with pytest.raises(FleetFileError, match="engine_version.*older than every fitted"):
+        load_fleet_file(f)
+    with pytest.raises(InputError, match="not a version number"):
+        api.plan(model="Llama-3.1-8B", rps=1.0, input_len=100, output_len=10,
+                 gpus=("H100-SXM",), engine="sglang", engine_version="latest")
+    with pytest.raises(InputError, match="a calibrated profile carries its own overheads"):
+        api.estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=100, output_len=10,
+                     batch=1, engine_version="0.19.0", profile=str(tmp_path / "any.yaml"))
