@@ -134,7 +134,7 @@ def test_engine_version_in_fleet_files_and_bad_ones(tmp_path: Path) -> None:
     _, eng = space.hardware("H100-SXM")
     assert not isinstance(eng, str) and eng.request_overhead_ms == _fitted("sglang", "0.5.10")
     f.write_text(yaml.safe_dump({**doc, "engine_version": "0.4.0"}))
-    with pytest.raises(FleetFileError, match="engine_version.*older than every fitted"):
+    with pytest.raises(FleetFileError, match=r"engine_version.*older than every fitted"):
         load_fleet_file(f)
     with pytest.raises(InputError, match="not a version number"):
         api.plan(model="Llama-3.1-8B", rps=1.0, input_len=100, output_len=10,
