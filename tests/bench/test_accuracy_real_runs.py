@@ -50,7 +50,7 @@ def test_silicon_rows_kvopt_cannot_express_say_why(
     base = silicon_rows[PREDICTED[0]]
     for change, reason in (({"moe_ep_size": "2.0"}, ac.LAYOUT), ({"system": "tpu_v5e"}, ac.GPU),
                            ({"backend": "llama-server"}, ac.ENGINE),
-                           ({"model_path": "01-ai/Yi-34B"}, ac.MODEL),
+                           ({"model_path": "tiiuae/falcon-180B"}, ac.MODEL),
                            ({"gemm_quant_mode": "mxfp6"}, ac.PRECISION),
                            ({"tp_size": "many"}, ac.UNREADABLE)):
         out = silicon.predict_row({**base, **change})  # a bad cell never raises
@@ -145,8 +145,10 @@ def test_vllm_serving_rows(serving_rows: list[dict[str, str]]) -> None:
     first = serving.predict_row(stage0["ttft_mean"])["pred"]
     assert mixed["pred"] == pytest.approx((2.5 * first + 6.0 * q["pred"]) / 8.5)
     assert serving.predict_row(whole["ttft_p99"])["reason"] == ac.STAGE_MIX
-    yi = _run(serving_rows, "65", "0")["ttft_mean"]
-    assert serving.predict_row(yi)["reason"] == ac.MODEL
+    yi = serving.predict_row(_run(serving_rows, "65", "0")["ttft_mean"])
+    assert (yi["status"], yi["q_model"], yi["q_weights"]) == ("ok", "Yi-34B", "fp16")
+    bad = {**_run(serving_rows, "65", "0")["ttft_mean"], "model": "tiiuae/falcon-180B"}
+    assert serving.predict_row(bad)["reason"] == ac.MODEL
 
 
 def test_a_one_stage_whole_run_counts_once(serving_rows: list[dict[str, str]]) -> None:
