@@ -182,11 +182,15 @@ def _estimate(key: tuple[tuple[str, Any], ...]) -> Any:
 
 def release(version: str, source: str = "") -> str:
     """An engine release: the first three numbers of a recorded version (``1.2.0rc6.post2``
-    -> ``1.2.0``); "" for NVIDIA Dynamo runtime images (their tag is Dynamo's version),
-    nightly or model-named builds and unversioned rows."""
+    -> ``1.2.0``); "" for a version that is an NVIDIA Dynamo runtime image's tag (Dynamo's
+    own version: ``tensorrtllm-runtime:0.8.1.post1`` recorded as ``0.8.1.post1``; a row of
+    such an image that records another version, ``1.2.0rc6.post1`` on
+    ``tensorrtllm-runtime:0.8.0``, records the engine's), nightly or model-named builds and
+    unversioned rows."""
     from kvopt.catalog.engine_versions import version_key
 
-    if "ai-dynamo" in source or not version:
+    tag = re.search(r"ai-dynamo/[\w.-]+:([\w.+-]+)", source)
+    if not version or (tag is not None and tag.group(1) == version):
         return ""
     nums = version_key(version)
     return ".".join(str(n) for n in nums) if len(nums) == 3 else ""

@@ -17,8 +17,9 @@ end-to-end time), one number per release, **only** on the training measurements:
 * ``benchmarks/data/vllm_serving_train.csv`` (vLLM 0.15.1, open loop): its stage rows.
 
 A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0);
-rows served through NVIDIA Dynamo's runtime images (``ai-dynamo/*-runtime``, whose tag is
-Dynamo's version, not the engine's), nightly builds and unversioned rows are not fitted. A
+rows whose version is the tag of the NVIDIA Dynamo runtime image they ran (``ai-dynamo/
+*-runtime``: Dynamo's version, not the engine's), nightly builds and unversioned rows are not
+fitted. A
 release is fitted when it has at least ``--min-configs`` configurations across at least two
 models. Its per-step overhead (host scheduling, sampling and detokenization between GPU
 passes: it lengthens every step, so it shows in TPOT) starts at the profile's and moves twice

@@ -168,12 +168,17 @@ def test_error_statistics_keep_saturated_predictions() -> None:
 
 def test_rows_ask_for_their_engine_release() -> None:
     """A row is asked with its engine release (first three numbers) where overheads are
-    fitted at or below it; Dynamo runtime tags, nightly builds and releases older than every
-    fit keep the profile's own figures."""
+    fitted at or below it; Dynamo runtime tags recorded as the version, nightly builds and
+    releases older than every fit keep the profile's own figures."""
     assert ac.release("1.2.0rc6.post2") == "1.2.0"
     assert ac.release("0.5.10.post1") == "0.5.10"
     assert ac.release("0.19.0", "vllm/vllm-openai:v0.19.0") == "0.19.0"
     assert ac.release("0.8.0", "nvcr.io/nvidia/ai-dynamo/sglang-runtime:0.8.0") == ""
+    assert ac.release("0.8.1.post1", "x; nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:"
+                      "0.8.1.post1") == ""
+    # a Dynamo image's row that records the engine's own version
+    assert ac.release("1.2.0rc6.post1", "x; nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:"
+                      "0.8.0") == "1.2.0"
     assert ac.release("nightly-dev-20260216-d3bae71e") == ac.release("glm5-hopper") == ""
     assert ac.fitted_release("sglang", "0.5.10.post1") == "0.5.10"
     assert ac.fitted_release("sglang", "0.0.1") is None
