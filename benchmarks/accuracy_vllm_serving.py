@@ -12,9 +12,12 @@ records. Mapping rules:
   mixture of their steady states weighted by requests (rate x duration of each stage, from
   the workload file): means (TTFT, ITL, E2E) mix exactly, percentiles do not (*percentile of
   a multi-stage run*).
-* **Lengths**: fixed prompt ``round(input_mean x 1.045)`` (system prompt + question; the
-  data README: measured prompts ran 4-5% longer than configured, 591.6 vs 566 tokens where
-  recorded) and fixed output ``output_mean`` (``max_tokens`` with ``ignore_eos``).
+* **Lengths**: the run's measured mean prompt and output (``measured_input_mean``,
+  ``measured_output_mean``) where recorded (one Llama-2-7B run: 591.6 and ~195 tokens, its
+  outputs ending before ``max_tokens`` = 247), else fixed prompt ``round(input_mean x 1.045)``
+  (system prompt + question; the data README: measured prompts ran 4-5% longer than
+  configured, 591.6 vs 566 where recorded) and fixed output ``output_mean`` (``max_tokens``
+  with ``ignore_eos``).
 * **Prefix caching**: ``prefix_len`` = the workload's ``system_prompt_len``, hit rate =
   1 - (system prompts) / (requests of the whole run): the first request of each group
   misses, every later one hits (vLLM prefix caching is on; the cache outlives the stages).
@@ -66,6 +69,16 @@ def workloads() -> dict[str, Any]:
     return data
 
 
+def lengths(row: Mapping[str, str]) -> dict[str, int]:
+    """``input_len`` and ``output_len`` of a row: the measured means where recorded, else the
+    configured ones (the prompt grown by :data:`PROMPT_GROWTH`)."""
+    got_in, got_out = (ac.number(row.get(k)) for k in ("measured_input_mean",
+                                                         "measured_output_mean"))
+    return {"input_len": round(got_in) if got_in > 0 else round(
+                ac.number(row["input_mean"]) * PROMPT_GROWTH),
+            "output_len": round(got_out) if got_out > 0 else int(ac.number(row["output_mean"]))}
+
+
 def question(row: Mapping[str, str], kv: str = "auto",
              versions: bool = True) -> list[tuple[float, dict[str, Any]]]:
     """``(weight, kvopt.api.estimate keywords)`` per stage the row covers (one for a stage
@@ -88,8 +101,7 @@ def question(row: Mapping[str, str], kv: str = "auto",
             "engine_args": (
                 ("max_num_batched_tokens", int(ac.number(row["max_num_batched_tokens"]))),
                 ("max_num_seqs", int(ac.number(row["max_num_seqs"])))),
-            "input_len": round(ac.number(row["input_mean"]) * PROMPT_GROWTH),
-            "output_len": int(ac.number(row["output_mean"])),
+            **lengths(row),
             "prefix_len": int(w["system_prompt_len"]),
             "prefix_hit_rate": max(0.0, 1.0 - w["num_unique_system_prompts"] / requests)}
     rel = ac.fitted_release("vllm", row.get("vllm_version", "")) if versions else None

@@ -26,7 +26,9 @@ passes: it lengthens every step, so it shows in TPOT) starts at the profile's an
 by the median TPOT residual; its per-request overhead is then the one that minimizes the
 median relative TTFT error, averaged over the release's closed- and open-loop runs (each kind
 once; predicted without one); see :func:`_fit`. Each is kept only when it lowers the release's
-median TTFT + TPOT error without raising that of its closed-loop or open-loop runs.
+median TTFT + TPOT error without raising that of its closed-loop or open-loop runs (the step
+overhead, which must also lower the median TPOT error, judged together with the request
+overhead that would ship with it).
 
 The file names no default release (``default: null``): kvopt applies a fit only when asked
 for that release (``--engine-version``, ``engine_version=``), since a constant fitted on
@@ -181,9 +183,12 @@ def _fit(rows: Sequence[Row], engine: str,
     Per-step: the profile's, moved twice by the median TPOT residual (measured minus
     predicted; each move re-predicts), clipped to [0, :data:`MAX_STEP_MS`]. Per-request:
     :func:`_request` with that step overhead.
-    Each is kept only when it lowers the release's median TTFT + TPOT error and raises
-    neither its closed-loop nor its open-loop runs' (a constant that does not hold for both
-    is not a property of the release)."""
+    The request overhead is kept only when it lowers the release's median TTFT + TPOT error
+    and raises neither its closed-loop nor its open-loop runs' (a constant that does not
+    hold for both is not a property of the release); the step overhead only when it lowers
+    the median TPOT error and, judged like that, each of the two step overheads (fitted,
+    profile's) with the request overhead that would ship with it (a faster step shortens
+    the prefill too, which the request overhead then makes up)."""
     from kvopt.catalog.engines import load_engine
 
     base = _run(rows, None)
@@ -202,8 +207,11 @@ def _fit(rows: Sequence[Row], engine: str,
     before, after = _error(rows, base, both, 1), _error(rows, pred, both, 1)
     progress(f"step {step:.2f} ms: TPOT {before * 100:.1f}% -> {after * 100:.1f}% median "
              f"error on {len(both)} rows")
-    if len(pred) < max(5, len(rows) // 2) or _worse(rows, (base, 0.0), (pred, 0.0), "step",
-                                                    progress):
+    if after >= before:
+        progress("  step not kept: it does not lower the median TPOT error")
+    if len(pred) < max(5, len(rows) // 2) or after >= before or _worse(
+            rows, (base, _kept_request(rows, base)), (pred, _kept_request(rows, pred)),
+            "step", progress):
         pred = base
     else:
         out.update(step_overhead_ms=step, tpot_before=before, tpot=after)
@@ -215,6 +223,12 @@ def _fit(rows: Sequence[Row], engine: str,
     if not _worse(rows, (pred, 0.0), (pred, req), "request", progress):
         out.update(request_overhead_ms=req, ttft_before=before, ttft=after)
     return out if "step_overhead_ms" in out or "request_overhead_ms" in out else None
+
+
+def _kept_request(rows: Sequence[Row], pred: Pred) -> float:
+    """The request overhead :func:`_fit` would ship with these predictions (0: none)."""
+    req = _request(rows, pred)
+    return 0.0 if _worse(rows, (pred, 0.0), (pred, req), "", lambda _: None) else req
 
 
 def fit(min_configs: int, progress: Callable[[str], None] = print) -> dict[str, Any]:

@@ -145,6 +145,13 @@ def test_vllm_serving_rows(serving_rows: list[dict[str, str]]) -> None:
     first = serving.predict_row(stage0["ttft_mean"])["pred"]
     assert mixed["pred"] == pytest.approx((2.5 * first + 6.0 * q["pred"]) / 8.5)
     assert serving.predict_row(whole["ttft_p99"])["reason"] == ac.STAGE_MIX
+    # the measured mean lengths where the data records them (this run's outputs ended
+    # before max_tokens), else the configured ones
+    measured = _run(serving_rows, "20260217-155451", "0")["e2e_mean"]
+    assert serving.lengths(measured) == {"input_len": round(591.6), "output_len": round(
+        float(measured["measured_output_mean"]))} == {"input_len": 592, "output_len": 194}
+    assert serving.lengths(stage1["e2e_mean"]) == {
+        "input_len": round(547 * serving.PROMPT_GROWTH), "output_len": 248}
     yi = serving.predict_row(_run(serving_rows, "65", "0")["ttft_mean"])
     assert (yi["status"], yi["q_model"], yi["q_weights"]) == ("ok", "Yi-34B", "fp16")
     bad = {**_run(serving_rows, "65", "0")["ttft_mean"], "model": "tiiuae/falcon-180B"}
