@@ -164,7 +164,8 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
         bad = {"profile": "profiles", "--engine-version": "engine_version"}.get(exc.field)
         if bad is None:
             raise
-        raise fail(bad, f"{exc.value}: {exc.rule}; {exc.fix}") from None
+        fix = exc.fix.replace("--engine-version", "engine_version")  # the file's key
+        raise fail(bad, f"{exc.value}: {exc.rule}; {fix}") from None
     try:
         horizon = horizon_from(data, p.parent, tuple(w.name for w in workloads))
     except InputError as exc:
