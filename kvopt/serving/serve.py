@@ -152,10 +152,16 @@ def simulate_under_load(rep: Replica, *, load: Load, input_dist: LengthDist,
                    num_requests=num_requests, seed=seed, step_cost=step_cost_for(rep),
                    prefix=prefix, spec=spec, draft=draft_cost(rep, spec))
     cap = steady_model(rep, input_dist, output_dist, prefix=prefix, spec=spec).capacity()
+    notes: tuple[str, ...] = ()
+    if load.mode == "concurrency" and output_dist.is_fixed and rep.request_overhead_s > 0:
+        notes = (f"each request reaches the scheduler the request overhead "
+                 f"({rep.request_overhead_s * MS_PER_S:.3g} ms) after it is sent, so clients of "
+                 "fixed-length outputs bunch up again every round; kvopt estimate keeps them "
+                 "spread out (real benchmark runs side with it), so the two differ here",)
     return _render(rep, load, input_dist, output_dist,
                    _from_sim(res, load, cap, warmup_fraction), price_usd_h, price_file,
                    source=f"simulated {res.input_len.size} requests (seed {seed})",
-                   prefix=prefix)
+                   extra_notes=notes, prefix=prefix)
 
 
 def _require_fit(rep: Replica) -> None:

@@ -175,6 +175,22 @@ def test_request_overhead_shifts_ttft_in_every_model() -> None:
         assert cl[1].throughput.requests_s == pytest.approx(1 / (e2e0 + 0.030), rel=0.03)
 
 
+def test_simulate_says_when_a_request_overhead_bunches_a_closed_loop() -> None:
+    """The simulator delays a resent request by the request overhead, so fixed-output
+    clients bunch up every round, which the estimate does not model: the simulation says so
+    (and only then)."""
+    from kvopt import api
+
+    ask = dict(model="Llama-3.1-8B", gpu="H100-SXM", input_len=256, output_len=32,
+               concurrency=4, num_requests=40)
+    with_overhead = api.simulate(**ask, engine_args={"request_overhead_ms": 20.0})
+    assert any("bunch up again every round" in n for n in with_overhead.notes)
+    assert not any("bunch up" in n for n in api.simulate(**ask).notes)
+    spread = api.simulate(**{**ask, "output_len": None}, output_len_dist="uniform:low=16,high=48",
+                          engine_args={"request_overhead_ms": 20.0})
+    assert not any("bunch up" in n for n in spread.notes)
+
+
 def test_triton_profile_pays_launches_and_the_ensemble_by_hand() -> None:
     """trtllm-triton (TensorRT engines behind Triton's TensorRT-LLM backend) runs without CUDA
     graphs, so every step pays one 5 us launch per kernel: Llama-3.1-8B at TP 1 has 6 kernel
