@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from kvopt import limits
-from kvopt.cli.options import bounded, echo_json
+from kvopt.cli.options import bounded, echo_json, engine_version_option
 
 
 @contextmanager
@@ -155,6 +155,7 @@ def import_bench_cmd(source: str, fmt: str, out_path: str, index: int | None,
 @click.option("--engine", default="vllm", show_default=True)
 @click.option("--tolerance-pct", type=bounded(limits.TOLERANCE_PCT), default=20.0,
               show_default=True)
+@engine_version_option
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
               help="Calibrated profile (kvopt calibrate --out).")
 @click.option("--json", "as_json", is_flag=True)
@@ -185,7 +186,12 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
                    kv_dtype=kw["kv_dtype"], engine=kw["engine"])
     from kvopt.build import hardware
 
-    cfg["gpu"], cfg["engine"] = hardware(cfg["gpu"], cfg["engine"], kw["profile_path"])
+    version = kw["engine_version"]
+    if plan_file and version is None and not kw["profile_path"]:
+        # the plan's candidates ran with an engine release's fitted overheads
+        version = plan.get("inputs", {}).get("space", {}).get("engine_version")
+    cfg["gpu"], cfg["engine"] = hardware(cfg["gpu"], cfg["engine"], kw["profile_path"],
+                                         engine_version=version)
     if plan_file and not kw["profile_path"]:
         # the plan was made with a profile for this GPU: predict as the plan did
         from kvopt.bench.calibrate import Calibration

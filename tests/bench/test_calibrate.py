@@ -202,6 +202,47 @@ def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
     assert all(abs(c["error_pct"]) < 1e-6 for c in d["checks"])
 
 
+def test_validate_uses_the_plans_engine_release(tmp_path: Path, run_cli) -> None:
+    """A plan made with --engine-version is validated with that release's overheads (the
+    measurement below is that prediction: zero error only if validate applied them);
+    --engine-version on validate itself does the same without a plan."""
+    from kvopt import estimate
+    from kvopt.catalog.engines import load_engine
+    from kvopt.catalog.gpus import load_gpu
+
+    plan_file = tmp_path / "plan.json"
+    res = run_cli("plan", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpu", "H100-SXM", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--no-explain", "--engine",
+                  "sglang", "--engine-version", "0.5.9", "--output", str(plan_file), "--json")
+    assert res.exit_code == 0, res.output
+    g = load_gpu("H100-SXM")
+    eng = load_engine("sglang", g, "0.5.9")
+    assert eng.request_overhead_ms > 100  # the fitted figure, far from the profile's 0
+    est = estimate(model="Llama-3.1-8B", gpu=g, engine=eng, weights="fp8", kv_dtype="fp8",
+                   input_len=500, output_len=100, load=Load(mode="rps", value=2.0))
+    lat = est.latency
+    b = {"schema": "kvopt.bench/1", "model": "Llama-3.1-8B", "endpoint": "x",
+         "load": {"mode": "rps", "value": 2.0}, "input_len": 500, "output_len": 100,
+         "num_requests": 100, "completed": 100, "errors": 0, "duration_s": 50.0,
+         "ttft_ms": {"mean": lat.ttft_ms, "p50": 1, "p90": 1, "p99": lat.ttft_p99_ms},
+         "itl_ms": {"mean": lat.tpot_ms, "p50": 1, "p90": 1, "p99": lat.tpot_p99_ms},
+         "e2e_ms": {q: lat.e2e_ms for q in ("mean", "p50", "p90", "p99")},
+         "output_tok_s": est.throughput.output_tok_s, "requests_s": 2.0}
+    bf = tmp_path / "b.json"
+    bf.write_text(json.dumps(b))
+    for args in (("--plan", str(plan_file)),
+                 ("--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--weights", "fp8",
+                  "--kv-dtype", "fp8", "--engine", "sglang", "--engine-version", "0.5.9")):
+        d = json.loads(run_cli("validate", "--bench", str(bf), *args, "--json").stdout)
+        assert all(abs(c["error_pct"]) < 1e-6 for c in d["checks"]), args
+    # without the release the TTFT misses by the overhead
+    d = json.loads(run_cli("validate", "--bench", str(bf), "--model", "Llama-3.1-8B", "--gpu",
+                           "H100-SXM", "--weights", "fp8", "--kv-dtype", "fp8", "--engine",
+                           "sglang", "--json").stdout)
+    assert any(c["metric"].startswith("ttft") and c["error_pct"] < -50 for c in d["checks"])
+
+
 def test_fleet_file_profiles(tmp_path: Path) -> None:
     from kvopt.bench.calibrate import save_profile
     from kvopt.errors import InputError
