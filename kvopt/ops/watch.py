@@ -73,6 +73,9 @@ class Target:
     slo_ttft_p99_ms: float | None
     slo_tpot_p99_ms: float | None
     usd_per_hour: float  # the watched replicas' GPUs
+    # the engine release whose fitted overheads the plan's candidates ran with (None: the
+    # engine profile's own figures)
+    engine_version: str | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -108,7 +111,8 @@ def target(plan: dict[str, Any], *, entry: str | None, replicas: int) -> Target:
                   goodput_rps=float(good) * replicas if good else None,
                   slo_ttft_p99_ms=w["slo"].get("ttft_p99_ms"),
                   slo_tpot_p99_ms=w["slo"].get("tpot_p99_ms"),
-                  usd_per_hour=per_replica * replicas)
+                  usd_per_hour=per_replica * replicas,
+                  engine_version=plan["inputs"].get("space", {}).get("engine_version"))
 
 
 class KvoptPredictor:
@@ -118,6 +122,7 @@ class KvoptPredictor:
 
     def __init__(self, t: Target) -> None:
         self.entry = t.entry
+        self.engine_version = t.engine_version
         self.lengths: dict[str, Any] = {}
         for kind, v in (("input", t.input_len), ("output", t.output_len)):
             text = str(v)
@@ -139,7 +144,8 @@ class KvoptPredictor:
                                    ep=int(e.get("ep", 1)), dp=int(e.get("dp", 1)),
                                    pp=int(e.get("pp", 1)),
                                    weights=e["weights"], kv_dtype=e["kv_dtype"],
-                                   engine=e.get("engine") or "vllm", rps=key,
+                                   engine=e.get("engine") or "vllm",
+                                   engine_version=self.engine_version, rps=key,
                                    engine_args={"max_num_seqs": int(e["max_batch"])},
                                    **self.lengths).to_dict()["latency"]
                 self.cache[key] = (est.get("ttft_p99_ms"), est.get("tpot_p99_ms"))

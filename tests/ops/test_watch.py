@@ -179,3 +179,23 @@ def test_under_utilization_clock_resets_when_load_returns(plan_dict) -> None:
     assert w.evaluate(low, 115).status == "warning"  # 15 s > 10 s
     assert w.evaluate(ok, 120).status == "ok"
     assert w.evaluate(low, 125).status == "ok"  # the clock started again at 120
+
+
+def test_the_prediction_runs_with_the_plans_engine_release(plan_dict) -> None:
+    """A plan made with --engine-version is watched against predictions with that release's
+    overheads (vLLM 0.19.0's fitted request overhead lands on every TTFT)."""
+    import copy
+
+    from kvopt.catalog.engines import load_engine
+    from kvopt.ops.watch import KvoptPredictor
+
+    assert plan_dict["fleet"][0]["engine"] == "vllm"
+    named = copy.deepcopy(plan_dict)
+    named["inputs"]["space"]["engine_version"] = "0.19.0"
+    plain_t, named_t = (target(p, entry=None, replicas=1) for p in (plan_dict, named))
+    assert (plain_t.engine_version, named_t.engine_version) == (None, "0.19.0")
+    rate = float(plan_dict["fleet"][0]["rate_per_replica_rps"])
+    plain, fitted = (KvoptPredictor(t)(rate)[0] for t in (plain_t, named_t))
+    extra = load_engine("vllm", None, "0.19.0").request_overhead_ms
+    assert plain is not None and fitted is not None and extra > 10
+    assert fitted - plain > 0.8 * extra
