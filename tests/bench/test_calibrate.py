@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,9 +169,28 @@ def test_plan_and_pareto_accept_profiles(tmp_path: Path, run_cli) -> None:
     assert res.exit_code == 0, res.output
 
 
-def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
+def _predicted_bench(gpu: Any, engine: Any, path: Path) -> Path:
+    """A bench file whose measurements are kvopt's prediction for Llama-3.1-8B FP8 at
+    2 req/s of 500/100 tokens on (``gpu``, ``engine``): validating it with the same
+    hardware gives zero error."""
     from kvopt import estimate
 
+    est = estimate(model="Llama-3.1-8B", gpu=gpu, engine=engine, weights="fp8",
+                   kv_dtype="fp8", input_len=500, output_len=100,
+                   load=Load(mode="rps", value=2.0))
+    lat = est.latency
+    b = {"schema": "kvopt.bench/1", "model": "Llama-3.1-8B", "endpoint": "x",
+         "load": {"mode": "rps", "value": 2.0}, "input_len": 500, "output_len": 100,
+         "num_requests": 100, "completed": 100, "errors": 0, "duration_s": 50.0,
+         "ttft_ms": {"mean": lat.ttft_ms, "p50": 1, "p90": 1, "p99": lat.ttft_p99_ms},
+         "itl_ms": {"mean": lat.tpot_ms, "p50": 1, "p90": 1, "p99": lat.tpot_p99_ms},
+         "e2e_ms": {q: lat.e2e_ms for q in ("mean", "p50", "p90", "p99")},
+         "output_tok_s": est.throughput.output_tok_s, "requests_s": 2.0}
+    path.write_text(json.dumps(b))
+    return path
+
+
+def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
     cal = Calibration(gpu="H100-SXM", engine="vllm", compute_scale=0.9, memory_scale=0.8,
                       step_overhead_ms=6.0)
     from kvopt.bench.calibrate import save_profile
@@ -184,18 +204,7 @@ def test_validate_uses_the_plans_profile(tmp_path: Path, run_cli) -> None:
                   str(prof), "--output", str(plan_file), "--json")
     assert res.exit_code == 0, res.output
     g, eng = cal.apply()
-    est = estimate(model="Llama-3.1-8B", gpu=g, engine=eng, weights="fp8", kv_dtype="fp8",
-                   input_len=500, output_len=100, load=Load(mode="rps", value=2.0))
-    lat = est.latency
-    b = {"schema": "kvopt.bench/1", "model": "Llama-3.1-8B", "endpoint": "x",
-         "load": {"mode": "rps", "value": 2.0}, "input_len": 500, "output_len": 100,
-         "num_requests": 100, "completed": 100, "errors": 0, "duration_s": 50.0,
-         "ttft_ms": {"mean": lat.ttft_ms, "p50": 1, "p90": 1, "p99": lat.ttft_p99_ms},
-         "itl_ms": {"mean": lat.tpot_ms, "p50": 1, "p90": 1, "p99": lat.tpot_p99_ms},
-         "e2e_ms": {q: lat.e2e_ms for q in ("mean", "p50", "p90", "p99")},
-         "output_tok_s": est.throughput.output_tok_s, "requests_s": 2.0}
-    bf = tmp_path / "b.json"
-    bf.write_text(json.dumps(b))
+    bf = _predicted_bench(g, eng, tmp_path / "b.json")
     d = json.loads(run_cli("validate", "--bench", str(bf), "--plan", str(plan_file),
                            "--json").stdout)
     # the measurement is the calibrated prediction: zero error only if validate applied it
@@ -206,7 +215,6 @@ def test_validate_uses_the_plans_engine_release(tmp_path: Path, run_cli) -> None
     """A plan made with --engine-version is validated with that release's overheads (the
     measurement below is that prediction: zero error only if validate applied them);
     --engine-version on validate itself does the same without a plan."""
-    from kvopt import estimate
     from kvopt.catalog.engines import load_engine
     from kvopt.catalog.gpus import load_gpu
 
@@ -219,18 +227,7 @@ def test_validate_uses_the_plans_engine_release(tmp_path: Path, run_cli) -> None
     g = load_gpu("H100-SXM")
     eng = load_engine("sglang", g, "0.5.9")
     assert eng.request_overhead_ms > 100  # the fitted figure, far from the profile's 0
-    est = estimate(model="Llama-3.1-8B", gpu=g, engine=eng, weights="fp8", kv_dtype="fp8",
-                   input_len=500, output_len=100, load=Load(mode="rps", value=2.0))
-    lat = est.latency
-    b = {"schema": "kvopt.bench/1", "model": "Llama-3.1-8B", "endpoint": "x",
-         "load": {"mode": "rps", "value": 2.0}, "input_len": 500, "output_len": 100,
-         "num_requests": 100, "completed": 100, "errors": 0, "duration_s": 50.0,
-         "ttft_ms": {"mean": lat.ttft_ms, "p50": 1, "p90": 1, "p99": lat.ttft_p99_ms},
-         "itl_ms": {"mean": lat.tpot_ms, "p50": 1, "p90": 1, "p99": lat.tpot_p99_ms},
-         "e2e_ms": {q: lat.e2e_ms for q in ("mean", "p50", "p90", "p99")},
-         "output_tok_s": est.throughput.output_tok_s, "requests_s": 2.0}
-    bf = tmp_path / "b.json"
-    bf.write_text(json.dumps(b))
+    bf = _predicted_bench(g, eng, tmp_path / "b.json")
     for args in (("--plan", str(plan_file)),
                  ("--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--weights", "fp8",
                   "--kv-dtype", "fp8", "--engine", "sglang", "--engine-version", "0.5.9")):
