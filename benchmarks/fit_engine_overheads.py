@@ -209,13 +209,15 @@ def _fit(rows: Sequence[Row], engine: str,
              f"error on {len(both)} rows")
     if after >= before:
         progress("  step not kept: it does not lower the median TPOT error")
-    if len(pred) < max(5, len(rows) // 2) or after >= before or _worse(
-            rows, (base, _kept_request(rows, base)), (pred, _kept_request(rows, pred)),
-            "step", progress):
+    req = req_base = _request(rows, base)
+    if len(pred) >= max(5, len(rows) // 2) and after < before:
+        req_step = _request(rows, pred)
+        if not _worse(rows, (base, _kept(rows, base, req_base)),
+                      (pred, _kept(rows, pred, req_step)), "step", progress):
+            out.update(step_overhead_ms=step, tpot_before=before, tpot=after)
+            req = req_step
+    if "step_overhead_ms" not in out:
         pred = base
-    else:
-        out.update(step_overhead_ms=step, tpot_before=before, tpot=after)
-    req = _request(rows, pred)
     both = sorted(set(base) & set(pred))
     before, after = _error(rows, base, both, 0), _error(rows, pred, both, 0, req)
     progress(f"request {req:.1f} ms: TTFT {before * 100:.1f}% -> {after * 100:.1f}% median "
@@ -225,9 +227,9 @@ def _fit(rows: Sequence[Row], engine: str,
     return out if "step_overhead_ms" in out or "request_overhead_ms" in out else None
 
 
-def _kept_request(rows: Sequence[Row], pred: Pred) -> float:
-    """The request overhead :func:`_fit` would ship with these predictions (0: none)."""
-    req = _request(rows, pred)
+def _kept(rows: Sequence[Row], pred: Pred, req: float) -> float:
+    """The request overhead :func:`_fit` would ship with these predictions, ``req`` being
+    the one :func:`_request` finds for them (0: not kept)."""
     return 0.0 if _worse(rows, (pred, 0.0), (pred, req), "", lambda _: None) else req
 
 
