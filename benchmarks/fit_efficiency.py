@@ -18,6 +18,8 @@ slower:
   ``kvopt.physics.mixers.linear_group``'s work, without padding.
 * MoE per GPU x engine x dtype (power-law routing of exponent 1.2, gated experts): floor,
   per-expert row tile ``T_m``, width padding ``W_p`` and routing traffic ``g`` (``MoeCurve``).
+* Element-wise kernels per GPU x engine (``quantize`` tables: static fp8 quantization, the
+  traffic of a norm or activation): ``t = t0 + B / (BW em)`` (``fit_elementwise.py``).
 * All-reduce per GPU x implementation (TensorRT-LLM's, vLLM's and SGLang's CUDA-graph custom
   kernels, NCCL) x GPU count: ``lat + min(f B / bw_1, s + f B / bw_2)``.
 
@@ -45,6 +47,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aic_tables as aic
 import efficiency_file
+from fit_elementwise import fit_elementwise
 from fit_forms import (
     SAMPLE_ROWS,
     Fit,
@@ -347,7 +350,7 @@ def fit_all(families: list[str], log: Callable[[str], None]) -> list[Fit]:
     fits: list[Fit] = []
     for family in families:
         for engine in aic.ENGINES:
-            for fn in (fit_gemm, fit_attention, fit_linear, fit_moe):
+            for fn in (fit_gemm, fit_attention, fit_linear, fit_moe, fit_elementwise):
                 for f in fn(family, engine):
                     fits.append(f)
                     per = " ".join(f"{g} {m:.1f}/{q:.1f}" for g, (m, q) in

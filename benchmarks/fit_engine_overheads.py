@@ -58,7 +58,7 @@ import yaml
 from kvopt.catalog.engine_versions import version_key
 
 OUT = Path(__file__).resolve().parents[1] / "models" / "engine_overheads.yaml"
-# A sanity bound on a fitted per-request overhead: the largest fitted is 184 ms (SGLang
+# A sanity bound on a fitted per-request overhead: the largest fitted is 183 ms (SGLang
 # 0.5.9, DeepSeek-V3 and Qwen3.5 on Blackwell).
 MAX_REQUEST_MS = 300.0
 # ... and on a fitted per-step overhead (host time between GPU passes)

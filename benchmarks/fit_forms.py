@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-FIT_ROWS = {"gemm": 1200, "attention": 1500, "moe": 2000, "allreduce": 1000, "linear": 1500}
+FIT_ROWS = {"gemm": 1200, "attention": 1500, "moe": 2000, "allreduce": 1000, "linear": 1500,
+            "elementwise": 800}
 # rows shipped for the tests (benchmarks/data/aic_sample_*.csv): the fit rows of these
 # curves (the refit test) and decode-sized rows of a same-die GPU (the transfer test)
 SAMPLE_FIT = {("hopper", "trtllm", "gemm", "bf16")}

@@ -51,6 +51,10 @@ class EngineProfile:
     # buffers): rules (tp_max, max_bytes, max_tokens), the first with tp <= tp_max applies;
     # none: always its own kernels (the catalog's default all-reduce curve)
     allreduce_rules: tuple[tuple[int, float, float], ...] = ()
+    # element-wise ops the engine fuses into a neighbour kernel (no launch of their own):
+    # "allreduce" (residual add + RMSNorm inside the TP all-reduce), "attention" (RoPE
+    # inside the attention kernel); see kvopt.physics.ops
+    fused_elementwise: tuple[str, ...] = ()
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -93,11 +97,15 @@ class EngineProfile:
         if self.kv_admission not in KV_ADMISSIONS:
             raise ValueError(f"kv_admission {self.kv_admission!r} must be one of "
                              f"{', '.join(KV_ADMISSIONS)}")
+        if not set(self.fused_elementwise) <= set(FUSIONS):
+            raise ValueError(f"fused_elementwise {list(self.fused_elementwise)} must name only "
+                             f"{', '.join(FUSIONS)}")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
 
 KV_ADMISSIONS = ("on_demand", "full_sequence")
+FUSIONS = ("allreduce", "attention")
 PREFILL_POLICIES = ("mixed", "prefill_first")
 # the engine flags a user may set (``--engine-arg KEY=VALUE``): (type, check, rule)
 ENGINE_ARGS: dict[str, tuple[type, str]] = {
@@ -216,6 +224,31 @@ def _sourced_choice(data: dict[str, Any], field: str, default: str, origin: str,
     return str(node["value"])
 
 
+def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[str, ...]:
+    """``fused_elementwise: {value: [...], source: ...}`` of a profile (absent: none)."""
+    node = data.get("fused_elementwise")
+    if node is None:
+        return ()
+    if not isinstance(node, dict) or not node.get("source") or not isinstance(
+            node.get("value"), list):
+        raise CatalogError(f"{origin}: field 'fused_elementwise' must be a mapping with a "
+                           "'value' list and a non-empty 'source'")
+    bad = [v for v in node["value"] if v not in FUSIONS]
+    if bad:
+        raise CatalogError(f"{origin}: fused_elementwise {bad[0]!r} is not one of "
+                           f"{', '.join(FUSIONS)}; name only those (or drop the field)")
+    srcs["fused_elementwise"] = str(node["source"])
+    return tuple(str(v) for v in node["value"])
+
+
+@cache
+def fused_elementwise(name: str) -> frozenset[str]:
+    """The element-wise ops engine profile ``name`` fuses (unknown names: none), for the
+    kernel pricing, which knows engines by name."""
+    data = _raw().get(name)
+    return frozenset(_fusions(data, data["__origin__"], {})) if data else frozenset()
+
+
 @cache
 def _raw() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
@@ -280,6 +313,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
             kv_admission=_sourced_choice(data, "kv_admission", "on_demand", origin, srcs),
             prefill_policy=_sourced_choice(data, "prefill_policy", "mixed", origin, srcs),
             allreduce_rules=parse_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
+            fused_elementwise=_fusions(data, origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),

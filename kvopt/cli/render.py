@@ -104,6 +104,7 @@ def engine_detail(e: EngineProfile) -> dict[str, Any]:
         "request_overhead_ms": e.request_overhead_ms,
         "custom_allreduce": [{"tp_max": t, "max_bytes": lim(b), "max_tokens": lim(k)}
                              for t, b, k in e.allreduce_rules] or "own kernels at every size",
+        "fused_elementwise": list(e.fused_elementwise) or "none (each its own launch)",
         "sources": dict(e.sources),
     }
 

@@ -199,6 +199,26 @@ def linear_curve(gpu: GpuSpec, phase: str, engine: str | None = None) -> Attenti
 
 
 @cache
+def _elementwise(family: str, engine: str) -> GemmCurve:
+    found = _node(family, engine, "elementwise", ["pointwise"])
+    if found is None:  # a family without a measured element-wise kernel: the default's
+        found = _node(str(_data()["transfer"]["default"]), engine, "elementwise",
+                      ["pointwise"])
+    if found is None:
+        raise CatalogError(f"models/efficiency.yaml: no element-wise curve for {family} "
+                           "(nor the default family)")
+    return gemm_curve_from({**found[0], "compute": 1.0, "smoothmax_p": 1.0}, found[1])
+
+
+def elementwise_curve(gpu: GpuSpec, engine: str | None = None) -> GemmCurve:
+    """One memory-bound element-wise kernel (norm, activation, RoPE) on ``gpu`` as
+    ``engine`` runs it: a minimum time per launch plus its bytes at a fraction of the
+    bandwidth, fitted on the engines' static fp8 quantization kernel (bf16 in, fp8 out);
+    a family whose tables lack it takes the default family's."""
+    return _elementwise(kernel_family(gpu), kernel_engine(engine))
+
+
+@cache
 def _allreduce(gpu_id: str, impl: str, n: int) -> AllReduceCurve | None:
     per = ((_data().get("allreduce") or {}).get(gpu_id) or {}).get(impl) or {}
     use = min((int(k) for k in per if int(k) >= n), default=None)

@@ -84,6 +84,9 @@ class Op:
     quant_elems: Array | float = 0.0
     attention: AttentionWork | None = None
     moe: MoeWork | None = None
+    # an element-wise op some engines fuse into a neighbour (no launch of its own):
+    # "allreduce" (norms after a TP all-reduce), "attention" (RoPE); "" none
+    fusable: str = ""
 
 
 def gemm_curve_key(precision: Precision) -> tuple[str, bool]:
@@ -190,7 +193,7 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
                       float(g.layers), attention=attention))
 
     # MLPs
-    dense_layers = L
+    dense_layers, n_moe = L, 0
     if model.moe is not None:
         e = model.moe
         n_moe = sum(e.moe_layers)
@@ -219,15 +222,32 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
         ops.append(_gemm("mlp_up", t, h, up, wd, a, cd, dense_layers, curd))
         ops.append(_gemm("mlp_down", t, width, h, wd, a, cd, dense_layers, curd))
 
-    # element-wise traffic per layer: norms (read+write h), two residual adds (2 reads +
-    # 1 write of h), activation (reads gate+up, writes product), RoPE on q and k
+    # element-wise kernels (each a launch with its own minimum time, priced by the engine's
+    # measured element-wise curve): per layer the norms (each with its residual add: read
+    # + write h, plus 2 reads + 1 write of h for the adds), the activation of a dense or
+    # shared-expert MLP (reads gate + up, writes the product; a routed-expert activation
+    # runs inside the fused MoE kernel: bytes counted here, no launch), RoPE on q and k
+    # of each attention layer, and Qwen3-style per-head q and k norms (two launches)
+    moe = model.moe
     mlp_width = model.intermediate_size / tp
-    if model.moe is not None:
-        mlp_width = model.moe.experts_per_token * model.moe.expert_intermediate_size / tp
-    rope = (heads + kv_heads_per_gpu(model, tp)) * model.head_dim * 2
-    per_token = model.norms_per_layer * 2 * h + 2 * 3 * h + 3 * mlp_width + rope
-    ops.append(Op("elementwise", "elementwise", np.zeros_like(t), L * t * per_token * a, 0.0,
-                  half, float(L)))
+    if moe is not None:
+        mlp_width = moe.experts_per_token * moe.expert_intermediate_size / tp
+    shared = moe is not None and bool(moe.shared_intermediate_size)
+    act_launches = dense_layers + (n_moe if shared else 0)
+    kvh_gpu = kv_heads_per_gpu(model, tp)
+    rope = (heads + kvh_gpu) * model.head_dim * 2
+    norm_bytes = t * (model.norms_per_layer * 2 * h + 2 * 3 * h) * a
+    ops.append(Op("norms", "elementwise", np.zeros_like(t), L * norm_bytes, 0.0, half,
+                  float(L * model.norms_per_layer), fusable="allreduce" if tp > 1 else ""))
+    ops.append(Op("activation", "elementwise", np.zeros_like(t), L * t * 3 * mlp_width * a,
+                  0.0, half, float(act_launches)))
+    if n_attn:
+        ops.append(Op("rope", "elementwise", np.zeros_like(t), n_attn * t * rope * a, 0.0,
+                      half, float(n_attn), fusable="attention"))
+    if model.qk_norm and n_attn:
+        ops.append(Op("qk_norm", "elementwise", np.zeros_like(t),
+                      n_attn * t * (heads + kvh_gpu) * model.head_dim * 2 * a, 0.0, half,
+                      float(2 * n_attn)))
     # LM head on the last token of each sequence
     ops.append(_gemm("lm_head", s, h, model.vocab_size / tp, w16, a, half, 1))
     return ops

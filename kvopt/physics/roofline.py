@@ -4,7 +4,8 @@ Each op's FLOPs and bytes (:mod:`kvopt.physics.ops`) go through the curve of its
 (:mod:`kvopt.physics.kernels`, fitted per GPU x engine x dtype in
 :mod:`kvopt.physics.efficiency`): GEMMs ``t0 x launches + smoothmax(tc, tm) + q m k / BW``,
 attention on padded work with a floor per layer, the fused MoE with its row tile and routing
-pass; element-wise traffic streams at the GEMM bandwidth fraction. The step adds
+pass; element-wise kernels (norms, activation, RoPE) a minimum time per launch plus their
+bytes, launches the engine fuses into a neighbour kernel only their bytes. The step adds
 tensor-parallel all-reduces (two per layer, :mod:`kvopt.physics.comm`). Engine overheads are
 added by the caller (they are engine facts, not physics).
 
@@ -23,11 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.catalog.engines import EngineProfile
+from kvopt.catalog.engines import EngineProfile, fused_elementwise
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.comm import engine_allreduce_s
-from kvopt.physics.efficiency import attention_curve, gemm_curve, linear_curve, moe_curve
+from kvopt.physics.efficiency import (
+    DEFAULT_ENGINE,
+    attention_curve,
+    elementwise_curve,
+    gemm_curve,
+    linear_curve,
+    moe_curve,
+)
 from kvopt.physics.kernels import AttentionCurve, smoothmax
 from kvopt.physics.ops import Op, allreduce_bytes, step_ops
 from kvopt.physics.precision import Precision
@@ -131,10 +139,14 @@ def op_time(op: Op, gpu: GpuSpec, engine: str | None = None) -> tuple[Array, Arr
         return _moe_time(op, gpu, engine)
     if op.kind == "gemm":
         return _gemm_time(op, gpu, engine)
-    # element-wise: streams at the GEMMs' bandwidth fraction (fused into neighbours: no floor)
-    em = gemm_curve(gpu, half_dtype(gpu), engine).memory
-    tm = np.asarray(op.bytes / (gpu.bandwidth_bytes_s * em))
-    return tm, np.zeros_like(tm), tm
+    # element-wise: the engine's measured element-wise kernel, one launch each (none where
+    # the engine fuses the op into its neighbour: its bytes still stream)
+    curve = elementwise_curve(gpu, engine)
+    fused = bool(op.fusable) and op.fusable in fused_elementwise(engine or DEFAULT_ENGINE)
+    tm = np.asarray(op.bytes / (gpu.bandwidth_bytes_s * curve.memory))
+    launches = np.where(np.asarray(op.bytes) > 0, 0.0 if fused else op.count, 0.0)
+    t = np.asarray(tm + launches * curve.floor_s)
+    return t, np.zeros_like(tm), tm
 
 
 def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,

@@ -151,7 +151,7 @@ def test_every_curve_names_its_tables_version_rows_and_errors() -> None:
     gpus = [g for f in SHIPPED["families"].values() for g in f["gpus"]]
     assert len(gpus) == len(set(gpus)) == 9
     for path, c in _curves(SHIPPED["families"]):
-        assert 0 < c["compute"] <= 1.0 and 0 < c["memory"] <= 1.0, path
+        assert 0 < c.get("compute", 1.0) <= 1.0 and 0 < c["memory"] <= 1.0, path
 
 
 def _sample(path: Path, curve: str, role: str) -> Any:

@@ -33,7 +33,7 @@ from kvopt.serving.stepcost import AttentionPricing, StepCost
 Array = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
 _GRID_POINTS = 128  # shared token grid (ratio ~1.08 per point up to 20k tokens)
-_TRACE = np.geomspace(1e-2, 1e6, 41)  # others decoding along the curve (5 a decade)
+_TRACE = np.geomspace(1e-2, 1e6, 57)  # others decoding along the curve (7 a decade)
 _FINE = 7  # points refining the curve around its largest rate
 _BLOCK = 24  # replicas per block of the trace (arrays that stay in cache)
 
