@@ -43,7 +43,7 @@ def _is_schedule(path: str) -> bool:
 @click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default=None,
               help="k8s: the engine the pods run [default: the plan's].")
 @click.option("--image", default=None, help="k8s: container image [default: the engine's "
-              "official image].")
+              "official image of the plan's release (plan --engine-version), else :latest].")
 @click.option("--model-path", default=None, help="k8s: model path or Hugging Face id the "
               "engine loads [default: the catalog's].")
 @click.option("--namespace", default=None, help="k8s: namespace of the objects.")

@@ -3,7 +3,8 @@ HorizontalPodAutoscaler (and a ConfigMap with the LMCache YAML when the entry of
 KV cache through LMCache).
 
 * Deployment: ``replicas`` from the plan; one container running the engine command of
-  :func:`kvopt.export.engines.engine_config` (listening on 0.0.0.0:8000); ``tp`` GPUs as the
+  :func:`kvopt.export.engines.engine_config` (listening on 0.0.0.0:8000) in the engine's
+  image of the plan's release (``plan --engine-version``; else ``:latest``); ``tp`` GPUs as the
   vendor's device-plugin resource (``nvidia.com/gpu``, ``amd.com/gpu``); startup, readiness
   and liveness probes on the engine's ``GET /health`` (vLLM, SGLang and trtllm-serve all
   serve it); a memory-backed ``/dev/shm`` for tensor parallelism (vLLM's Kubernetes guide);
@@ -30,6 +31,11 @@ from kvopt.export import offload
 PORT = 8000
 IMAGES = {"vllm": "vllm/vllm-openai:latest", "sglang": "lmsysorg/sglang:latest",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:latest"}
+# an engine release's image, tagged as the engines publish them (vllm/vllm-openai:v0.18.0,
+# lmsysorg/sglang:v0.5.5.post2, nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3: images
+# the aiconfigurator 0.12.0 silicon runs name, benchmarks/data/silicon_train.csv)
+RELEASE_IMAGES = {"vllm": "vllm/vllm-openai:v{}", "sglang": "lmsysorg/sglang:v{}",
+                  "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:{}"}
 GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 # the engine process itself besides a CPU KV tier (Python, CUDA context, tokenizer, API
 # server): kvopt's allowance for the memory request, not a measurement
@@ -48,7 +54,29 @@ def name_for(entry: dict[str, Any], index: int) -> str:
     return text[:52].rstrip("-")
 
 
-def _queue_target(entry: dict[str, Any], workload: dict[str, Any]) -> tuple[float, str]:
+def release_of(plan: dict[str, Any], engine: str) -> str | None:
+    """The engine release the plan was made for (``--engine-version``), when the manifests
+    run that engine; two-number releases spelled with three (0.19 -> 0.19.0)."""
+    space = plan.get("inputs", {}).get("space") or {}
+    version = space.get("engine_version")
+    if version is None or (space.get("engine") or "vllm") != engine:
+        return None
+    m = re.fullmatch(r"(\d+\.\d+)(\.\d+)?([A-Za-z0-9.+-]*)", str(version).strip())
+    if m is None:
+        return None
+    return m.group(1) + (m.group(2) or ".0") + m.group(3)
+
+
+def image_for(plan: dict[str, Any], engine: str) -> str:
+    """The engine's image of the plan's release, else its latest."""
+    release = release_of(plan, engine)
+    if release is None or engine not in RELEASE_IMAGES:
+        return IMAGES[engine]
+    return RELEASE_IMAGES[engine].format(release)
+
+
+def _queue_target(entry: dict[str, Any], workload: dict[str, Any],
+                  release: str | None = None) -> tuple[float, str]:
     """(waiting requests per replica to scale at, how it was found)."""
     from kvopt.errors import KvoptError
 
@@ -68,6 +96,7 @@ def _queue_target(entry: dict[str, Any], workload: dict[str, Any]) -> tuple[floa
                            pp=int(entry.get("pp", 1)),
                            weights=entry["weights"], kv_dtype=entry["kv_dtype"],
                            engine=entry.get("engine") or "vllm", rps=float(good),
+                           engine_version=release,
                            engine_args={"max_num_seqs": int(entry["max_batch"])}, **lengths)
         queue_ms = est.to_dict()["latency"].get("queue_ms") or 0.0
     except KvoptError as exc:
@@ -90,6 +119,7 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
     if max_replicas_factor < 1:
         raise InputError("--max-replicas-factor", max_replicas_factor, "must be >= 1")
     metric = WAITING_METRIC.get(engine, WAITING_METRIC["vllm"]).replace(":", "_")
+    release = release_of(plan, engine)
     docs: list[dict[str, Any]] = []
     for i, e in enumerate(plan["fleet"]):
         w = next(x for x in plan["inputs"]["workloads"] if x["name"] == e["workload"])
@@ -103,6 +133,8 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
                 "annotations": {"kvopt.io/workload": str(e["workload"]),
                                 "kvopt.io/gpu": str(e["gpu"]),
                                 "kvopt.io/precision": f"{e['weights']}/{e['kv_dtype']}"}}
+        if release is not None:
+            meta["annotations"]["kvopt.io/engine-version"] = release
         if namespace:
             meta["namespace"] = namespace
         tp = int(e["tp"]) * int(e.get("dp", 1)) * int(e.get("pp", 1))  # GPUs of one replica
@@ -124,7 +156,7 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
             resources["requests"]["memory"] = f"{math.ceil(gib) + ENGINE_HOST_GIB}Gi"
         probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
         container: dict[str, Any] = {
-            "name": "engine", "image": image or IMAGES[engine],
+            "name": "engine", "image": image or image_for(plan, engine),
             "command": [*cfg.command, "--host", "0.0.0.0", "--port", str(PORT)],
             "ports": [{"name": "http", "containerPort": PORT}],
             "resources": resources,
@@ -163,7 +195,8 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
                                     "prometheus.io/path": "/metrics"}},
             "spec": {"selector": labels, "ports": [
                 {"name": "http", "port": PORT, "targetPort": "http"}]}})
-        target, why = _queue_target(e, w)
+        own = release if (e.get("engine") or "vllm") == engine else None
+        target, why = _queue_target(e, w, own)
         docs.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
                      "metadata": {**meta, "annotations": {
                          **meta["annotations"], "kvopt.io/queue-target": why,

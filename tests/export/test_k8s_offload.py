@@ -150,3 +150,40 @@ def test_offload_errors_are_one_line(run_cli, plan_file) -> None:
 def _entry() -> dict:
     return {"model": "Llama-3.1-8B", "gpu": "H100-SXM", "tp": 1, "weights": "bf16",
             "kv_dtype": "bf16", "max_batch": 64}
+
+
+def _with_release(plan: dict, engine: str, version: str | None) -> dict:
+    space = {**plan["inputs"].get("space", {}), "engine": engine, "engine_version": version}
+    return {**plan, "inputs": {**plan["inputs"], "space": space}}
+
+
+@pytest.mark.parametrize("engine, version, image", [
+    ("vllm", "0.19.0", "vllm/vllm-openai:v0.19.0"),
+    ("vllm", "0.19", "vllm/vllm-openai:v0.19.0"),  # kvopt's rule: 0.19 is 0.19.0
+    ("sglang", "0.5.9", "lmsysorg/sglang:v0.5.9"),
+    ("trtllm", "1.2.0rc6.post3", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3"),
+    ("vllm", None, "vllm/vllm-openai:latest"),
+], ids=["vllm", "two-numbers", "sglang", "trtllm-rc", "no-release"])
+def test_manifests_pin_the_plans_engine_release(plan_dict, engine, version, image) -> None:
+    """A plan made for an engine release (plan --engine-version) runs that release's image,
+    tagged as the engine publishes it, and says so on its objects; --image still wins."""
+    plan = _with_release(plan_dict, engine, version)
+    docs = manifests(plan, engine=engine)
+    _validate(docs)
+    dep = docs[-3]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pinned = image.rsplit(":", 1)[1].lstrip("v") if version else None
+    assert dep["metadata"]["annotations"].get("kvopt.io/engine-version") == pinned
+    custom = manifests(plan, engine=engine, image="registry.local/e:1")
+    assert custom[-3]["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.local/e:1")
+
+
+def test_a_release_of_another_engine_is_not_pinned(plan_dict) -> None:
+    """Exporting a vLLM plan's release for SGLang pods (--engine sglang) keeps SGLang's
+    latest image: the release number belongs to vLLM."""
+    plan = _with_release(plan_dict, "vllm", "0.19.0")
+    dep = manifests(plan, engine="sglang")[-3]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "lmsysorg/sglang:latest")
+    assert "kvopt.io/engine-version" not in dep["metadata"]["annotations"]
