@@ -80,8 +80,9 @@ def render(plan: dict[str, Any], fmt: str, *, engine: str | None = None,
         from kvopt.export import k8s as kube
 
         eng = engine or plan["inputs"].get("space", {}).get("engine") or "vllm"
-        if eng not in ENGINE_FORMATS:
-            eng = "vllm"
+        if eng not in ENGINE_FORMATS:  # the plan's engine has no server image kvopt knows
+            raise InputError("plan engine", eng, f"k8s manifests run {', '.join(ENGINE_FORMATS)}",
+                             f"give --engine {'|'.join(ENGINE_FORMATS)} for the pods")
         return kube.render(plan, engine=eng, offload_connector=offload_connector, **k8s)
     if fmt == "lmcache":
         return _lmcache(plan, offload_connector, lmcache_chunk_size)

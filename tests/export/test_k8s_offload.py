@@ -154,6 +154,8 @@ def _entry() -> dict:
 
 def _with_release(plan: dict, engine: str, version: str | None) -> dict:
     space = {**plan["inputs"].get("space", {}), "engine": engine, "engine_version": version}
+    if version is None:
+        del space["engine_version"]
     return {**plan, "inputs": {**plan["inputs"], "space": space}}
 
 
@@ -187,3 +189,18 @@ def test_a_release_of_another_engine_is_not_pinned(plan_dict) -> None:
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "lmsysorg/sglang:latest")
     assert "kvopt.io/engine-version" not in dep["metadata"]["annotations"]
+
+
+def test_a_plan_for_an_engine_without_pods_asks_for_one(run_cli, plan_dict, tmp_path) -> None:
+    """A plan made for Triton's TensorRT-LLM backend (or llama.cpp) has no server image kvopt
+    writes pods for: a one-line error naming the engines it does (it used to write vLLM pods
+    without a word)."""
+    import json
+
+    p = tmp_path / "plan.json"
+    p.write_text(json.dumps(_with_release(plan_dict, "trtllm-triton", None)))
+    res = run_cli("export", str(p), "--format", "k8s")
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1
+    assert "trtllm-triton" in res.stderr and "--engine vllm|sglang|trtllm" in res.stderr
+    res = run_cli("export", str(p), "--format", "k8s", "--engine", "trtllm")
+    assert res.exit_code == 0 and "tensorrt-llm/release:latest" in res.stdout
