@@ -33,6 +33,8 @@ from kvopt.api_fleet import tco as tco
 from kvopt.errors import InfeasiblePlanError
 
 if TYPE_CHECKING:
+    from kvopt.catalog.engines import EngineProfile
+    from kvopt.catalog.gpus import GpuSpec
     from kvopt.report import Estimate
     from kvopt.serving.lengths import LengthDist
     from kvopt.serving.load import Load
@@ -40,9 +42,9 @@ if TYPE_CHECKING:
     from kvopt.serving.results import CapacityResult
 
 
-def estimate(*, model: str, gpu: str, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
-             weights: str | None = None,
-             kv_dtype: str | None = None, engine: str = choices.DEFAULT_ENGINE,
+def estimate(*, model: str, gpu: str | GpuSpec, tp: int = 1, ep: int = 1, dp: int = 1,
+             pp: int = 1, weights: str | None = None,
+             kv_dtype: str | None = None, engine: str | EngineProfile = choices.DEFAULT_ENGINE,
              profile: str | None = None, engine_args: dict[str, Any] | None = None,
              engine_version: str | None = None, input_len: int | None = None,
              output_len: int | None = None, input_len_dist: LengthDist | str | None = None,
@@ -64,7 +66,9 @@ def estimate(*, model: str, gpu: str, tp: int = 1, ep: int = 1, dp: int = 1, pp:
     included), as aiperf/genai-perf/``vllm bench serve --max-concurrency`` measure.
     ``weights`` None: the checkpoint's own format (its quantization_config, else bf16).
     ``images_per_request`` images of ``image_size`` (``"WxH"``) per request: a
-    vision-language model's prompts grow by their tokens and each prefill encodes them."""
+    vision-language model's prompts grow by their tokens and each prefill encodes them.
+    ``gpu`` and ``engine`` may be loaded cards (e.g. a calibration's
+    :meth:`kvopt.bench.calibrate.Calibration.apply`)."""
     from kvopt.serving.estimate import estimate as run
 
     inp, out = build.lengths(input_len=input_len, output_len=output_len,

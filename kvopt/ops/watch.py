@@ -4,7 +4,9 @@ Every interval the engines' Prometheus endpoints are scraped (:mod:`kvopt.ops.me
 and the window since the last scrape is compared with the plan's fleet entry: the request
 rate with the planned rate and the goodput (the most a replica serves within the SLOs),
 the p99 TTFT/TPOT from the histograms with the SLOs and with kvopt's prediction at the
-observed rate (:func:`kvopt.api.estimate`, the entry's configuration), the KV cache use
+observed rate (:func:`kvopt.api.estimate`, the entry's configuration with the plan's engine
+release or, where the plan was made with one, its calibration of the entry's GPU and
+engine), the KV cache use
 and the queue; the GPUs' $/h and the $ per million tokens at the observed load.
 
 Alerts (:data:`ALERTS`) and the health a check can read from the exit code
@@ -76,6 +78,9 @@ class Target:
     # the engine release whose fitted overheads the plan's candidates ran with (None: the
     # engine profile's own figures)
     engine_version: str | None = None
+    # the plan's calibration of this entry's GPU and engine (inputs.space.calibrations), if
+    # the plan was made with one (kvopt calibrate --out, plan --profile)
+    calibration: dict[str, Any] | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -104,6 +109,10 @@ def target(plan: dict[str, Any], *, entry: str | None, replicas: int) -> Target:
         e = named[0]
     w = next(x for x in plan["inputs"]["workloads"] if x["name"] == e["workload"])
     per_replica = float(e["usd_per_hour"]) / int(e["replicas"])
+    space = plan["inputs"].get("space", {})
+    cal = next((c for c in space.get("calibrations") or []
+                if c.get("gpu") == e["gpu"] and c.get("engine") == (e.get("engine") or "vllm")),
+               None)
     good = e.get("goodput_per_replica_rps")
     return Target(workload=e["workload"], entry=dict(e), input_len=w["input_len"],
                   output_len=w["output_len"], replicas=replicas,
@@ -112,7 +121,7 @@ def target(plan: dict[str, Any], *, entry: str | None, replicas: int) -> Target:
                   slo_ttft_p99_ms=w["slo"].get("ttft_p99_ms"),
                   slo_tpot_p99_ms=w["slo"].get("tpot_p99_ms"),
                   usd_per_hour=per_replica * replicas,
-                  engine_version=plan["inputs"].get("space", {}).get("engine_version"))
+                  engine_version=space.get("engine_version"), calibration=cal)
 
 
 class KvoptPredictor:
@@ -123,6 +132,15 @@ class KvoptPredictor:
     def __init__(self, t: Target) -> None:
         self.entry = t.entry
         self.engine_version = t.engine_version
+        self.hardware: tuple[Any, Any] | None = None  # a calibrated (GPU, engine)
+        if t.calibration is not None:
+            from kvopt.bench.calibrate import Calibration
+
+            try:
+                self.hardware = Calibration.from_dict(t.calibration).apply()
+            except (KeyError, TypeError, ValueError):
+                raise InputError("plan", "inputs.space.calibrations", "a malformed entry",
+                                 "re-export the plan with kvopt plan --output") from None
         self.lengths: dict[str, Any] = {}
         for kind, v in (("input", t.input_len), ("output", t.output_len)):
             text = str(v)
@@ -139,13 +157,15 @@ class KvoptPredictor:
             return None, None
         if key not in self.cache:
             e = self.entry
+            gpu, engine = self.hardware or (e["gpu"], e.get("engine") or "vllm")
             try:
-                est = api.estimate(model=e["model"], gpu=e["gpu"], tp=int(e["tp"]),
+                est = api.estimate(model=e["model"], gpu=gpu, tp=int(e["tp"]),
                                    ep=int(e.get("ep", 1)), dp=int(e.get("dp", 1)),
                                    pp=int(e.get("pp", 1)),
                                    weights=e["weights"], kv_dtype=e["kv_dtype"],
-                                   engine=e.get("engine") or "vllm",
-                                   engine_version=self.engine_version, rps=key,
+                                   engine=engine,  # a calibration carries its overheads
+                                   engine_version=None if self.hardware else
+                                   self.engine_version, rps=key,
                                    engine_args={"max_num_seqs": int(e["max_batch"])},
                                    **self.lengths).to_dict()["latency"]
                 self.cache[key] = (est.get("ttft_p99_ms"), est.get("tpot_p99_ms"))

@@ -199,3 +199,32 @@ def test_the_prediction_runs_with_the_plans_engine_release(plan_dict) -> None:
     extra = load_engine("vllm", None, "0.19.0").request_overhead_ms
     assert plain is not None and fitted is not None and extra > 10
     assert fitted - plain > 0.8 * extra
+
+
+def test_the_prediction_runs_with_the_plans_calibration(plan_dict) -> None:
+    """A plan made with a calibrated profile (plan --profile) is watched against predictions
+    with that calibration, as `kvopt validate --plan` predicts: a 40 ms request overhead and
+    a 5 ms step overhead (the vLLM profile's: 1.5 ms) fitted for the entry's GPU and engine
+    land on the p99 TTFT and TPOT (3.5 ms more a step); a calibration of another GPU does
+    not apply; a malformed one is an input error."""
+    import copy
+
+    from kvopt.errors import InputError
+    from kvopt.ops.watch import KvoptPredictor
+
+    e = plan_dict["fleet"][0]
+    cal = {"gpu": e["gpu"], "engine": e["engine"], "compute_scale": 1.0, "memory_scale": 1.0,
+           "step_overhead_ms": 5.0, "request_overhead_ms": 40.0, "fitted_on": ["x.json"]}
+    calibrated, other, broken = (copy.deepcopy(plan_dict) for _ in range(3))
+    calibrated["inputs"]["space"]["calibrations"] = [cal]
+    other["inputs"]["space"]["calibrations"] = [{**cal, "gpu": "A100-SXM-80GB"}]
+    broken["inputs"]["space"]["calibrations"] = [{**cal, "memory_scale": "fast"}]
+    rate = float(e["rate_per_replica_rps"])
+    (p_ttft, p_tpot), (c_ttft, c_tpot), (o_ttft, o_tpot) = (
+        KvoptPredictor(target(p, entry=None, replicas=1))(rate)
+        for p in (plan_dict, calibrated, other))
+    assert (o_ttft, o_tpot) == (p_ttft, p_tpot)
+    assert p_ttft is not None and c_ttft is not None and p_tpot is not None
+    assert c_ttft - p_ttft > 40.0 and c_tpot is not None and c_tpot > p_tpot + 3.0
+    with pytest.raises(InputError, match="calibrations"):
+        KvoptPredictor(target(broken, entry=None, replicas=1))
