@@ -2,7 +2,7 @@
 
 ``families.<family>.<engine>.<section>.<name>`` holds one fitted curve (section gemm | moe:
 name = kvopt dtype; attention | mla: ``<context|generation>_<kv cache dtype>``; linear (Gated
-DeltaNet): ``context`` | ``generation``), shared by the
+DeltaNet): ``context`` | ``generation``; elementwise: ``pointwise``), shared by the
 family's measured GPUs (``families.<family>.gpus``); ``allreduce.<GPU>.<impl>.<n>`` one
 all-reduce curve of a measured GPU. Every curve carries the tables it was fitted on, their
 engine version, the rows used, and its median / p90 absolute % error over all their rows
@@ -48,7 +48,8 @@ HEADER = """\
 # Apache-2.0, NVIDIA), aiconfigurator_core/systems/data/<system>/<op>/<engine>/<version>/
 # *.parquet: CUDA-graph replay timings, ms per op call. Forms: kvopt/physics/kernels.py;
 # fractions of kvopt's own GPU cards (models/gpu/*.yaml: dense peak of the dtype, spec
-# bandwidth). floor_us: kernel minimum per launch (per layer for attention and MoE);
+# bandwidth). floor_us: kernel minimum per launch (per layer for attention and MoE; per
+# element-wise kernel for elementwise.pointwise, fitted on the quantize/scale_matrix tables);
 # quant_bytes: activation-quantization pass (bytes per activation element); pad_tokens:
 # virtual keys per decode sequence (generation) or query padding per prefill chunk (context).
 # Every curve: table (its path), engine_version, rows (fitted, deterministic subsample),
