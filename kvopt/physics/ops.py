@@ -227,7 +227,11 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
     # + write h, plus 2 reads + 1 write of h for the adds), the activation of a dense or
     # shared-expert MLP (reads gate + up, writes the product; a routed-expert activation
     # runs inside the fused MoE kernel: bytes counted here, no launch), RoPE on q and k
-    # of each attention layer, and Qwen3-style per-head q and k norms (two launches)
+    # of each attention layer, and Qwen3-style per-head q and k norms (two launches): the
+    # kernels of vLLM's and SGLang's decoder layers (vllm/model_executor/models/llama.py
+    # LlamaDecoderLayer: input_layernorm and post_attention_layernorm with the residual,
+    # rotary_emb, SiluAndMul; qwen3.py: q_norm, k_norm); engines that fuse some say so in
+    # their profile (fused_elementwise)
     moe = model.moe
     mlp_width = model.intermediate_size / tp
     if moe is not None:
