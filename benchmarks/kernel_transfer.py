@@ -29,7 +29,7 @@ import aic_tables as aic
 import efficiency_file
 import fit_efficiency as fe
 
-SECTIONS = ("gemm", "attention", "mla", "moe")
+SECTIONS = ("gemm", "attention", "mla", "moe", "elementwise")
 
 
 def fallback_family(family: str, gpu: str) -> str:
@@ -51,7 +51,7 @@ def leave_out(system: str, shipped: dict[str, Any],
     source = family if others else fallback_family(family, gpu)
     out = []
     for engine in aic.ENGINES:
-        for fn in (fe.fit_gemm, fe.fit_attention, fe.fit_moe):
+        for fn in (fe.fit_gemm, fe.fit_attention, fe.fit_moe, fe.fit_elementwise):
             mine = {f.path: f for f in fn(family, engine, (system,))}
             if others:
                 without = {f.path: f.params for f in fn(family, engine, others)}
