@@ -38,15 +38,19 @@ class PointwiseRows:
     t: np.ndarray
 
 
+def _bytes(frame: pd.DataFrame) -> np.ndarray:
+    """``3 m k`` bytes a row moves: ``m k`` bf16 values read, ``m k`` fp8 ones written."""
+    return 3.0 * frame["m"].to_numpy(np.float64) * frame["k"].to_numpy(np.float64)
+
+
 def pointwise_rows(frame: pd.DataFrame) -> PointwiseRows:
-    """Bytes ``3 m k`` (bf16 in, fp8 out) of each row, its card's bandwidth, seconds."""
-    m, k = (frame[c].to_numpy(np.float64) for c in ("m", "k"))
+    """Bytes of each row, its card's bandwidth, seconds."""
     _, bw = aic.card_arrays(frame, "bf16")
-    return PointwiseRows(3.0 * m * k, bw, frame["latency"].to_numpy(np.float64) * 1e-3)
+    return PointwiseRows(_bytes(frame), bw, frame["latency"].to_numpy(np.float64) * 1e-3)
 
 
 def _kept(frame: pd.DataFrame) -> pd.DataFrame:
-    nbytes = 3.0 * frame.m * frame.k
+    nbytes = _bytes(frame)
     keep = (frame.latency > 0) & ((nbytes <= SMALL_BYTES) | (nbytes >= LARGE_BYTES))
     return frame[keep].reset_index(drop=True)
 

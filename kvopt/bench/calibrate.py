@@ -89,6 +89,21 @@ class Calibration:
                         request_overhead_ms=self.request_overhead_ms))
 
 
+def plan_calibration(plan: dict[str, Any], gpu: str, engine: str, *, field: str,
+                     value: object) -> tuple[GpuSpec, EngineProfile] | None:
+    """The (GPU, engine) cards of the plan's calibration of ``gpu`` and ``engine``
+    (``inputs.space.calibrations``: the plan was made with that profile); None when it has
+    none. A malformed entry is an :class:`InputError` on ``field`` = ``value``."""
+    for c in plan.get("inputs", {}).get("space", {}).get("calibrations") or []:
+        if c.get("gpu") == gpu and c.get("engine") == engine:
+            try:
+                return Calibration.from_dict(c).apply()
+            except (KeyError, TypeError, ValueError):
+                raise InputError(field, value, "inputs.space.calibrations has a malformed "
+                                 "entry", "re-export the plan with kvopt plan --output") from None
+    return None
+
+
 def predict(p: Point, gpu: GpuSpec, eng: EngineProfile) -> dict[str, float]:
     e = estimate(model=p.model, gpu=gpu, tp=p.tp, weights=p.weights, kv_dtype=p.kv_dtype,
                  engine=eng, input_len=p.input_len, output_len=p.output_len,

@@ -194,18 +194,13 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
                                          engine_version=version)
     if plan_file and not kw["profile_path"]:
         # the plan was made with a profile for this GPU: predict as the plan did
-        from kvopt.bench.calibrate import Calibration
+        from kvopt.bench.calibrate import plan_calibration
 
-        for c in plan.get("inputs", {}).get("space", {}).get("calibrations") or []:
-            if c.get("gpu") == e["gpu"] and c.get("engine") == e["engine"]:
-                try:
-                    cfg["gpu"], cfg["engine"] = Calibration.from_dict(c).apply()
-                except (KeyError, TypeError, ValueError):
-                    raise InputError("--plan", plan_file, "inputs.space.calibrations has a "
-                                     "malformed entry", "re-export the plan with kvopt plan "
-                                     "--output") from None
-                click.echo(f"predicting with the plan's calibration for {c['gpu']} / "
-                           f"{c['engine']}", err=True)
+        cards = plan_calibration(plan, e["gpu"], e["engine"], field="--plan", value=plan_file)
+        if cards is not None:
+            cfg["gpu"], cfg["engine"] = cards
+            click.echo(f"predicting with the plan's calibration for {e['gpu']} / "
+                       f"{e['engine']}", err=True)
     from kvopt.bench.result import measured_lengths
 
     input_len, output_len = measured_lengths(bench)

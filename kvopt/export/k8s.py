@@ -67,9 +67,8 @@ def release_of(plan: dict[str, Any], engine: str) -> str | None:
     return m.group(1) + (m.group(2) or ".0") + m.group(3)
 
 
-def image_for(plan: dict[str, Any], engine: str) -> str:
-    """The engine's image of the plan's release, else its latest."""
-    release = release_of(plan, engine)
+def image_for(engine: str, release: str | None) -> str:
+    """The engine's image of ``release`` (:func:`release_of`), else its latest."""
     if release is None or engine not in RELEASE_IMAGES:
         return IMAGES[engine]
     return RELEASE_IMAGES[engine].format(release)
@@ -156,7 +155,7 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
             resources["requests"]["memory"] = f"{math.ceil(gib) + ENGINE_HOST_GIB}Gi"
         probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
         container: dict[str, Any] = {
-            "name": "engine", "image": image or image_for(plan, engine),
+            "name": "engine", "image": image or image_for(engine, release),
             "command": [*cfg.command, "--host", "0.0.0.0", "--port", str(PORT)],
             "ports": [{"name": "http", "containerPort": PORT}],
             "resources": resources,

@@ -78,9 +78,9 @@ class Target:
     # the engine release whose fitted overheads the plan's candidates ran with (None: the
     # engine profile's own figures)
     engine_version: str | None = None
-    # the plan's calibration of this entry's GPU and engine (inputs.space.calibrations), if
-    # the plan was made with one (kvopt calibrate --out, plan --profile)
-    calibration: dict[str, Any] | None = None
+    # the (GPU, engine) cards of the plan's calibration of this entry's GPU and engine
+    # (inputs.space.calibrations), if the plan was made with one (plan --profile)
+    calibration: tuple[Any, Any] | None = None
 
     @property
     def queue_limit(self) -> int:
@@ -110,9 +110,10 @@ def target(plan: dict[str, Any], *, entry: str | None, replicas: int) -> Target:
     w = next(x for x in plan["inputs"]["workloads"] if x["name"] == e["workload"])
     per_replica = float(e["usd_per_hour"]) / int(e["replicas"])
     space = plan["inputs"].get("space", {})
-    cal = next((c for c in space.get("calibrations") or []
-                if c.get("gpu") == e["gpu"] and c.get("engine") == (e.get("engine") or "vllm")),
-               None)
+    from kvopt.bench.calibrate import plan_calibration
+
+    cal = plan_calibration(plan, e["gpu"], e.get("engine") or "vllm", field="plan",
+                           value=f"fleet entry {e['workload']!r}")
     good = e.get("goodput_per_replica_rps")
     return Target(workload=e["workload"], entry=dict(e), input_len=w["input_len"],
                   output_len=w["output_len"], replicas=replicas,
@@ -132,15 +133,7 @@ class KvoptPredictor:
     def __init__(self, t: Target) -> None:
         self.entry = t.entry
         self.engine_version = t.engine_version
-        self.hardware: tuple[Any, Any] | None = None  # a calibrated (GPU, engine)
-        if t.calibration is not None:
-            from kvopt.bench.calibrate import Calibration
-
-            try:
-                self.hardware = Calibration.from_dict(t.calibration).apply()
-            except (KeyError, TypeError, ValueError):
-                raise InputError("plan", "inputs.space.calibrations", "a malformed entry",
-                                 "re-export the plan with kvopt plan --output") from None
+        self.hardware = t.calibration  # a calibrated (GPU, engine), or None
         self.lengths: dict[str, Any] = {}
         for kind, v in (("input", t.input_len), ("output", t.output_len)):
             text = str(v)
