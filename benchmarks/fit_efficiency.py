@@ -106,10 +106,35 @@ def fit_gemm(family: str, engine: str, members: tuple[str, ...] | None = None) -
                  if (t.path.split("/")[3], engine, "gemm", key) not in SKIP
                  and aic.load_gpu(t.gpu).has_tensor(peak_dtype)]
         parts = [(t, f) for t, f in parts if len(f) >= 50]
+        if dtype == "fp8_static":
+            parts = static_fp8_parts(tabs, engine)
         if parts:
             fits.append(fit_parts((family, engine, "gemm", key), gemm_problem(quant), parts,
                                   lambda f, d=dtype: aic.gemm_rows(f, d), "gemm"))
     return fits
+
+
+def static_fp8_parts(tabs: list[aic.Table], engine: str) -> list[tuple[aic.Table, pd.DataFrame]]:
+    """The fp8 GEMM rows of each table less the engine's dynamic scale computation at the
+    same ``m, k`` (its own ``quantize/computescale_perf`` table, same system and version):
+    a static-scale checkpoint's GEMM. None where the engine's computation takes no time
+    (SGLang's table: zeros at the median), nor where a row would not stay positive."""
+    parts = []
+    for t in tabs:
+        system = t.path.split("/")[3]
+        cs = aic.read_table(system, "quantize", engine, "computescale_perf.parquet",
+                            ["m", "k", "latency"])
+        rows = gemm_frame(t.frame, "fp8")
+        if (cs is None or cs.version != t.version or not cs.frame.latency.median() > 0
+                or len(rows) < 50):
+            continue
+        scale = cs.frame.groupby(["m", "k"], as_index=False)["latency"].median()
+        both = rows.merge(scale, on=["m", "k"], suffixes=("", "_scale"))
+        both = both.assign(latency=both.latency - both.latency_scale)
+        both = both[both.latency > 0].drop(columns="latency_scale").reset_index(drop=True)
+        derived = aic.Table(frame=both, path=f"{t.path} - {cs.path}", version=t.version)
+        parts.append((derived, both.assign(gemm_dtype="fp8_static")))
+    return parts
 
 
 # -- attention ------------------------------------------------------------------------------------

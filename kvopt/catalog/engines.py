@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from kvopt.catalog.gpus import GpuSpec
+from kvopt.catalog.model_spec import FP8_SCALINGS
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.resolve import NameIndex
 from kvopt.catalog.yamlio import read_yaml, sourced
@@ -55,6 +56,11 @@ class EngineProfile:
     # "allreduce" (residual add + RMSNorm inside the TP all-reduce), "attention" (RoPE
     # inside the attention kernel); see kvopt.physics.ops
     fused_elementwise: tuple[str, ...] = ()
+    # FP8 weights of a model with no published FP8 checkpoint: how the engine's quantization
+    # recipe scales activations (kvopt.catalog.model_spec.FP8_SCALINGS), and whether it has
+    # an FP8 weight-only GEMM (FP8 weights, 16-bit math) a native path may fall back on
+    fp8_scaling: str = "dynamic"
+    fp8_weight_only: bool = True
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -100,6 +106,9 @@ class EngineProfile:
         if not set(self.fused_elementwise) <= set(FUSIONS):
             raise ValueError(f"fused_elementwise {list(self.fused_elementwise)} must name only "
                              f"{', '.join(FUSIONS)}")
+        if self.fp8_scaling not in FP8_SCALINGS:
+            raise ValueError(f"fp8_scaling {self.fp8_scaling!r} must be one of "
+                             f"{', '.join(FP8_SCALINGS)}")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
@@ -224,6 +233,15 @@ def _sourced_choice(data: dict[str, Any], field: str, default: str, origin: str,
     return str(node["value"])
 
 
+def _sourced_flag(data: dict[str, Any], field: str, default: bool, origin: str,
+                  srcs: dict[str, str]) -> bool:
+    """``field: {value: true|false, source: ...}`` of a profile (absent: ``default``)."""
+    value = _sourced_choice(data, field, str(default).lower(), origin, srcs).lower()
+    if value not in ("true", "false"):
+        raise CatalogError(f"{origin}: field '{field}' value {value!r} must be true or false")
+    return value == "true"
+
+
 def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[str, ...]:
     """``fused_elementwise: {value: [...], source: ...}`` of a profile (absent: none)."""
     node = data.get("fused_elementwise")
@@ -314,6 +332,8 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
             prefill_policy=_sourced_choice(data, "prefill_policy", "mixed", origin, srcs),
             allreduce_rules=parse_custom_allreduce(data.get("custom_allreduce"), origin, srcs),
             fused_elementwise=_fusions(data, origin, srcs),
+            fp8_scaling=_sourced_choice(data, "fp8_scaling", "dynamic", origin, srcs),
+            fp8_weight_only=_sourced_flag(data, "fp8_weight_only", True, origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),

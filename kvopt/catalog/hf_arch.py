@@ -176,7 +176,13 @@ def checkpoint_quant(r: _Reader) -> CheckpointQuant | None:
     skipped = " ".join(str(m) for m in q.get("modules_to_not_convert") or ())
     if "self_attn" in skipped:
         keep.append("attention")
-    return CheckpointQuant(method=method, weights=_QUANT[method], keep_16bit=tuple(keep))
+    scaling = ""
+    if method == "fp8":  # block-scaled weights quantize activation groups at run time
+        scheme = str(q.get("activation_scheme", ""))
+        scaling = ("block" if q.get("weight_block_size") else
+                   scheme if scheme in ("static", "dynamic") else "")
+    return CheckpointQuant(method=method, weights=_QUANT[method], keep_16bit=tuple(keep),
+                           fp8_scaling=scaling)
 
 
 def _compressed_tensors(r: _Reader, q: Mapping[str, Any]) -> CheckpointQuant | None:

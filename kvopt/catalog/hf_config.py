@@ -14,7 +14,7 @@ from typing import Any
 
 from kvopt.catalog import hf_arch
 from kvopt.catalog.hf_vision import vision_spec
-from kvopt.catalog.model_spec import MlaSpec, ModelSpec, MoeSpec
+from kvopt.catalog.model_spec import FP8_SCALINGS, CheckpointQuant, MlaSpec, ModelSpec, MoeSpec
 from kvopt.errors import CatalogError
 
 Config = Mapping[str, Any]
@@ -262,6 +262,7 @@ def spec_from_hf_config(cfg: Config, *, origin: str, name: str | None = None,
             name=spec_name, model_type=str(cfg.get("model_type")),
             source=str(meta.get("source", origin)), tie_embeddings=tie, mla=mla, moe=moe,
             linear=linear, indexer=indexer, checkpoint=quant, vision=vision,
+            fp8_scaling=_fp8_scaling(quant, meta, origin),
             params_published=_opt_float(meta.get("params_published")),
             active_params_published=_opt_float(meta.get("active_params_published")),
             hf_id=str(meta.get("hf_id", "")),
@@ -270,6 +271,23 @@ def spec_from_hf_config(cfg: Config, *, origin: str, name: str | None = None,
         )
     except ValueError as exc:
         raise CatalogError(f"{origin}: {exc}") from None
+
+
+def _fp8_scaling(quant: CheckpointQuant | None, meta: Mapping[str, Any], origin: str) -> str:
+    """How the publisher's FP8 checkpoint scales activations: the config's own
+    ``quantization_config`` when it is that checkpoint, else the card's
+    ``kvopt.fp8_checkpoint: {scaling, source}`` (a bf16 config whose publisher also ships
+    FP8 weights); "" when neither says."""
+    if quant is not None and quant.weights == "fp8" and quant.fp8_scaling:
+        return quant.fp8_scaling
+    node = meta.get("fp8_checkpoint")
+    if node is None:
+        return ""
+    if (not isinstance(node, dict) or node.get("scaling") not in FP8_SCALINGS
+            or not node.get("source")):
+        raise CatalogError(f"{origin}: kvopt.fp8_checkpoint must be {{scaling: one of "
+                           f"{', '.join(FP8_SCALINGS)}, source: where the checkpoint says so}}")
+    return str(node["scaling"])
 
 
 def _opt_float(value: Any) -> float | None:

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 LAYER_TYPES = ("full", "sliding", "chunked", "linear", "cross")
 
 
+# how FP8 activations are scaled (a checkpoint's or an engine's quantization recipe):
+# "static" (per-tensor scales calibrated offline: TensorRT Model Optimizer's FP8), "dynamic"
+# (computed per tensor or token at run time: vLLM's online FP8, llm-compressor FP8_DYNAMIC),
+# "block" (DeepSeek-style 128x128 weight blocks, 1x128 activation groups quantized at run time)
+FP8_SCALINGS = ("static", "dynamic", "block")
+
 @dataclass(frozen=True, kw_only=True)
 class MlaSpec:
     """Multi-head latent attention (DeepSeek-V2/V3) dimensions."""
@@ -74,6 +80,7 @@ class CheckpointQuant:
     keep_16bit: tuple[str, ...] = ()  # attention, shared_experts, dense_mlp (beyond the
     # precision's own embedding/lm_head/norms)
     bits_per_weight: float = 0.0  # the checkpoint's own bits (scales included); 0: the format's
+    fp8_scaling: str = ""  # an fp8 checkpoint's activation scaling (FP8_SCALINGS; "": unknown)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +169,9 @@ class ModelSpec:
     linear: LinearAttnSpec | None = None
     indexer: IndexerSpec | None = None
     checkpoint: CheckpointQuant | None = None
+    # the activation scaling of the FP8 checkpoint the model's publisher ships (its own
+    # quantization_config, or the card's kvopt.fp8_checkpoint); "": none published
+    fp8_scaling: str = ""
     vision: VisionSpec | None = None
     params_published: float | None = None
     active_params_published: float | None = None
@@ -173,6 +183,9 @@ class ModelSpec:
                      "vocab_size", "max_context"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelSpec.{name} must be positive, got {getattr(self, name)}")
+        if self.fp8_scaling and self.fp8_scaling not in FP8_SCALINGS:
+            raise ValueError(f"fp8 scaling {self.fp8_scaling!r} must be one of "
+                             f"{', '.join(FP8_SCALINGS)}")
         if len(self.sliding_windows) != self.num_layers:
             raise ValueError("ModelSpec.sliding_windows needs one entry per layer")
         if self.moe is not None and len(self.moe.moe_layers) != self.num_layers:

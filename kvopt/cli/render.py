@@ -105,6 +105,7 @@ def engine_detail(e: EngineProfile) -> dict[str, Any]:
         "custom_allreduce": [{"tp_max": t, "max_bytes": lim(b), "max_tokens": lim(k)}
                              for t, b, k in e.allreduce_rules] or "own kernels at every size",
         "fused_elementwise": list(e.fused_elementwise) or "none (each its own launch)",
+        "fp8_scaling": e.fp8_scaling, "fp8_weight_only": e.fp8_weight_only,
         "sources": dict(e.sources),
     }
 
@@ -120,7 +121,8 @@ def model_row(m: ModelSpec) -> dict[str, Any]:
         "layers": m.num_layers, "hidden_size": m.hidden_size, "heads": m.num_heads,
         "kv_heads": m.num_kv_heads, "attention": m.attention_kind,
         "experts": m.moe.num_experts if m.moe else 0, "max_context": m.max_context,
-        "kv_bytes_per_token_bf16": kv_bytes_per_token(m, 2.0), "source": m.source,
+        "kv_bytes_per_token_bf16": kv_bytes_per_token(m, 2.0),
+        "fp8_checkpoint_scaling": m.fp8_scaling or None, "source": m.source,
     }
 
 

@@ -18,7 +18,8 @@ apply the file's transfer rules:
 * Engine: its own tables; ``trtllm-triton`` takes TensorRT-LLM's, llama.cpp (no tables) and
   unknown engines vLLM's; a curve the engine lacks on that GPU comes from the first engine of
   ``engine_fallback`` that has it.
-* dtype: int8 W8A8 without its own curve takes fp8's (at the int8 peak), fp8_block fp8's,
+* dtype: int8 W8A8 without its own curve takes fp8's (at the int8 peak), fp8_block and
+  fp8_static (static activation scales) fp8's,
   weight-only formats without a curve the bf16 one (they compute in 16 bit).
 
 All-reduce fits apply to the measured GPU itself only (other parts have other links); the
@@ -39,8 +40,8 @@ from kvopt.physics.kernels import AllReduceCurve, AttentionCurve, GemmCurve, Moe
 
 DEFAULT_ENGINE = "vllm"  # kvopt's default engine profile prices callers that name none
 # dtypes whose own curve may be missing, and the curve that stands in
-_DTYPE_FALLBACK = {"fp16": "bf16", "int8": "fp8", "fp8_block": "fp8", "int4": "bf16",
-                   "fp4": "fp8"}
+_DTYPE_FALLBACK = {"fp16": "bf16", "int8": "fp8", "fp8_block": "fp8", "fp8_static": "fp8",
+                   "int4": "bf16", "fp4": "fp8"}
 
 
 @cache

@@ -24,7 +24,7 @@ attention work shape (per-sequence padding, KV cache format, MLA) and the MoE wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -87,15 +87,22 @@ class Op:
     # an element-wise op some engines fuse into a neighbour (no launch of its own):
     # "allreduce" (norms after a TP all-reduce), "attention" (RoPE); "" none
     fusable: str = ""
+    # a quantized op may also be priced on the weight-only path (Precision.weight_only_alt)
+    weight_only_alt: bool = True
+    weight_bits: float = 16.0  # bits per stored weight (scales included) of a weight op
 
 
 def gemm_curve_key(precision: Precision) -> tuple[str, bool]:
     """(curve, native quantized path) of the weight GEMMs of ``precision``: bf16/fp16 take
-    the half curve, native fp8/fp4/int8 their own (W8A8/W4A4, activations quantized), native
-    MXFP4 the fp4 curve (the measured 4-bit path: same weight bytes; its W4A8 math at the fp8
-    peak), weight-only int4 and MXFP4 the W4A16 curve (the half one where none is measured),
-    other weight-only formats the half curve."""
+    the half curve, native fp8/fp4/int8 their own (W8A8/W4A4, activations quantized; fp8 by
+    its scaling: ``fp8`` dynamic, ``fp8_static``, ``fp8_block``), native MXFP4 the fp4 curve
+    (the measured 4-bit path: same weight bytes; its W4A8 math at the fp8 peak), weight-only
+    int4 and MXFP4 the W4A16 curve (the half one where none is measured), other weight-only
+    formats the half curve."""
     w = precision.weights
+    if precision.mode == "native" and w == "fp8" and precision.fp8_scaling in ("static",
+                                                                               "block"):
+        return f"fp8_{precision.fp8_scaling}", True
     if precision.mode == "native" and w in ("fp8", "fp4", "int8"):
         return w, True
     if w == "mxfp4":  # native (Blackwell): the 4-bit curve; else the W4A16 one (Hopper)
@@ -110,7 +117,8 @@ def _gemm(name: str, t: Array, k: float, n: float, w_bits: float, a: float, dtyp
     w = k * n * w_bits / 8
     key, quantized = curve
     return Op(name, "gemm", count * 2 * t * k * n, count * (w + t * (k + n) * a), w, dtype, count,
-              curve=key, quantized=quantized, quant_elems=count * t * k if quantized else 0.0)
+              curve=key, quantized=quantized, quant_elems=count * t * k if quantized else 0.0,
+              weight_bits=w_bits)
 
 
 def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | float,
@@ -208,7 +216,7 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
                        layers=float(n_moe))
         ops.append(Op("experts", "moe", n_moe * 2 * routed_t * 3 * h * width,
                       n_moe * expert_bytes, one_expert_w, cd, float(n_moe), curve=cur[0],
-                      quantized=cur[1], moe=work))
+                      quantized=cur[1], moe=work, weight_bits=wq))
         ops.append(_gemm("router", t, h, e.num_experts, w16, a, half, n_moe))
         if e.shared_intermediate_size:
             sw = e.shared_intermediate_size / tp
@@ -254,7 +262,15 @@ def step_ops(model: ModelSpec, *, tp: int, precision: Precision, seqs: Array | f
                       float(2 * n_attn)))
     # LM head on the last token of each sequence
     ops.append(_gemm("lm_head", s, h, model.vocab_size / tp, w16, a, half, 1))
-    return ops
+    return weight_only_paths(ops, precision)
+
+
+def weight_only_paths(ops: list[Op], precision: Precision) -> list[Op]:
+    """``ops`` with the weight-only alternative withdrawn from quantized ops where the
+    precision has none (an engine without an FP8 weight-only GEMM)."""
+    if precision.weight_only_alt:
+        return ops
+    return [replace(op, weight_only_alt=False) if op.quantized else op for op in ops]
 
 
 def allreduce_bytes(model: ModelSpec, *, tokens: Array | float, act_bytes: float) -> Array:

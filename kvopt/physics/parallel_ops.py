@@ -127,7 +127,7 @@ def expert_op(model: ModelSpec, par: Parallel, precision: Precision, tokens: Any
                    nbytes=n_moe * nbytes, route_pairs=t * k, layers=n_moe)
     return Op("experts", "moe", n_moe * 2 * pairs * 3 * h * width, n_moe * nbytes,
               one_expert_w, precision.compute_dtype, n_moe, curve=cur[0], quantized=cur[1],
-              moe=work)
+              moe=work, weight_only_alt=precision.weight_only_alt, weight_bits=wq)
 
 
 def moe_comm_s(model: ModelSpec, par: Parallel, gpu: GpuSpec, *, tokens: Any, act_bytes: float,

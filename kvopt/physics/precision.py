@@ -12,11 +12,13 @@ from functools import cache
 from typing import Any
 
 from kvopt.catalog.gpus import GpuSpec
+from kvopt.catalog.model_spec import FP8_SCALINGS
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml, sourced
 from kvopt.errors import CatalogError, InputError, UnsupportedError
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4")
+
 KV_DTYPES = ("bf16", "fp16", "fp8")
 
 
@@ -55,6 +57,10 @@ class Precision:
     kv_bytes_per_value: float
     format_name: str
     notes: tuple[str, ...] = ()
+    fp8_scaling: str = ""  # native fp8 weights: one of FP8_SCALINGS ("" otherwise)
+    # whether a native quantized GEMM may take the weight-only path (the same weight bytes
+    # through the 16-bit kernels; see kvopt.physics.roofline)
+    weight_only_alt: bool = True
 
 
 @cache
@@ -100,11 +106,17 @@ def support_mode(gpu: GpuSpec, weights: str) -> str:
 
 def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engine: str,
                       hidden_size: int, keep_16bit: tuple[str, ...] = (),
-                      bits_per_weight: float = 0.0) -> Precision:
+                      bits_per_weight: float = 0.0, fp8_scaling: str = "dynamic",
+                      fp8_weight_only: bool = True) -> Precision:
     """Resolve the storage and compute formats of a replica, or raise UnsupportedError.
     ``keep_16bit``: components the checkpoint keeps in 16 bit beyond the format's own (e.g.
     gpt-oss's attention beside its MXFP4 experts); ``bits_per_weight`` > 0: the checkpoint's
-    own bits per quantized weight (its group size) instead of the format's."""
+    own bits per quantized weight (its group size) instead of the format's;
+    ``fp8_scaling``: how native FP8 weights scale their activations (FP8_SCALINGS);
+    ``fp8_weight_only``: whether the engine has an FP8 weight-only GEMM (without one, static
+    FP8 gets no weight-only alternative: ``Precision.weight_only_alt``)."""
+    if fp8_scaling not in FP8_SCALINGS:
+        raise InputError("fp8_scaling", fp8_scaling, f"allowed: {', '.join(FP8_SCALINGS)}")
     if weights not in WEIGHT_DTYPES:
         raise InputError("weights", weights, f"allowed: {', '.join(WEIGHT_DTYPES)}")
     kv = kv_dtype or default_kv_dtype(weights)
@@ -139,6 +151,7 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
         raise UnsupportedError(f"KV cache dtype {kv} is not supported on {gpu.id} "
                                f"({gpu.architecture}); allowed: {', '.join(kv_ok)}")
     kv_bytes, _ = sourced(_data()["kv_bytes_per_value"][kv], f"kv_bytes_per_value.{kv}", origin)
+    native_fp8 = weights == "fp8" and mode == "native"
     return Precision(
         weights=weights, kv_dtype=kv, mode=mode, compute_dtype=compute,
         activation_bytes=2.0,
@@ -146,6 +159,10 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
         unquantized=tuple(dict.fromkeys([*(fmt.get("unquantized") or ()), *keep_16bit])),
         kv_bytes_per_value=float(kv_bytes or 2),
         format_name=str(fmt.get("name", weights)), notes=tuple(notes),
+        fp8_scaling=fp8_scaling if native_fp8 else "",
+        # static scales: the measured kernel less its scale computation is the served one,
+        # so only an engine's own weight-only FP8 GEMM is an alternative (see roofline)
+        weight_only_alt=fp8_weight_only or not native_fp8 or fp8_scaling != "static",
     )
 
 

@@ -11,15 +11,20 @@ added by the caller (they are engine facts, not physics).
 
 Quantized weights: a native fp8/fp4/int8 path is priced as the faster of its own W8A8/W4A4
 curve and the weight-only path (the same weight bytes through the half-precision curve, no
-activation quantization): engines ship weight-only kernels (e.g. vLLM's FP8 Marlin, TensorRT-
-LLM's weight-only GEMMs) and the activation-quantization floor of W8A8 kernels makes them
-slower than bf16 at small batch on some GPUs (TensorRT-LLM per-tensor fp8 on B200). So
-quantized weights are never priced slower than bf16 ones.
+activation quantization). The measured W8A8 tables time the activation quantization as a
+kernel of its own (TensorRT-LLM's dynamic fp8 scale computation alone takes ~7.3 us on
+Hopper), which served steps fuse or overlap; the weight-only time stands in as the floor
+for dynamic and block scales. FP8 checkpoints with static scales take the ``fp8_static``
+curve (the fp8 tables less their scale computation, as aiconfigurator derives fp8_static),
+which is the served kernel: there the weight-only path is an alternative only where the
+engine ships an FP8 weight-only GEMM (``EngineProfile.fp8_weight_only``: not TensorRT-LLM),
+and otherwise the op with 16-bit weights bounds it. So quantized weights are never priced
+slower than bf16 ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -64,17 +69,26 @@ def half_dtype(gpu: GpuSpec) -> str:
     return "bf16" if gpu.has_tensor("bf16") else "fp16"
 
 
+def _half_bytes(op: Op, nbytes: Array | float, matrices: Array | float) -> Array | float:
+    """Bytes of a quantized op's 16-bit alternative: its own (the weight-only path: the same
+    weight bytes through the 16-bit kernels) where the precision has that path, else those
+    of the op with 16-bit weights (``matrices`` weight matrices read, each at 16 bits)."""
+    if op.weight_only_alt:
+        return nbytes
+    return nbytes + np.asarray(matrices) * op.weight_matrix_bytes * (16.0 / op.weight_bits - 1)
+
+
 def _gemm_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, Array]:
     curve = gemm_curve(gpu, op.curve, engine)
     peak = gpu.peak_flop_s(op.compute_dtype)
     bw = gpu.bandwidth_bytes_s
     t = curve.time_s(flops=op.flops, nbytes=op.bytes, launches=op.count,
                      quant_elems=op.quant_elems, peak_flop_s=peak, bandwidth_bytes_s=bw)
-    if op.quantized:  # the weight-only path: same bytes, 16-bit math, no quantization pass
+    if op.quantized:  # the weight-only path, or the op with 16-bit weights (_half_bytes)
         half = half_dtype(gpu)
         alt = gemm_curve(gpu, half, engine).time_s(
-            flops=op.flops, nbytes=op.bytes, launches=op.count, quant_elems=0.0,
-            peak_flop_s=gpu.peak_flop_s(half), bandwidth_bytes_s=bw)
+            flops=op.flops, nbytes=_half_bytes(op, op.bytes, op.count), launches=op.count,
+            quant_elems=0.0, peak_flop_s=gpu.peak_flop_s(half), bandwidth_bytes_s=bw)
         t = np.minimum(t, alt)
     return (np.asarray(t), np.asarray(op.flops / (peak * curve.compute)),
             np.asarray(op.bytes / (bw * curve.memory)))
@@ -88,8 +102,10 @@ def _moe_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Array, A
     bw = gpu.bandwidth_bytes_s
     t = curve.time_s(op.moe, peak_flop_s=peak, bandwidth_bytes_s=bw)
     half_curve = moe_curve(gpu, half_dtype(gpu), engine) if op.quantized else None
-    if half_curve is not None and op.moe is not None:
-        t = np.minimum(t, half_curve.time_s(op.moe, peak_flop_s=gpu.peak_flop_s(
+    if half_curve is not None:
+        w = op.moe
+        work = replace(w, nbytes=_half_bytes(op, w.nbytes, w.layers * w.touched))
+        t = np.minimum(t, half_curve.time_s(work, peak_flop_s=gpu.peak_flop_s(
             half_dtype(gpu)), bandwidth_bytes_s=bw))
     return (np.asarray(t), np.asarray(op.flops / (peak * curve.compute)),
             np.asarray(op.bytes / (bw * curve.memory)))
