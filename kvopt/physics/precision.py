@@ -107,14 +107,15 @@ def support_mode(gpu: GpuSpec, weights: str) -> str:
 def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engine: str,
                       hidden_size: int, keep_16bit: tuple[str, ...] = (),
                       bits_per_weight: float = 0.0, fp8_scaling: str = "dynamic",
-                      fp8_weight_only: bool = True) -> Precision:
+                      fp8_weight_only: bool = True, fp8_from: str = "") -> Precision:
     """Resolve the storage and compute formats of a replica, or raise UnsupportedError.
     ``keep_16bit``: components the checkpoint keeps in 16 bit beyond the format's own (e.g.
     gpt-oss's attention beside its MXFP4 experts); ``bits_per_weight`` > 0: the checkpoint's
     own bits per quantized weight (its group size) instead of the format's;
     ``fp8_scaling``: how native FP8 weights scale their activations (FP8_SCALINGS);
     ``fp8_weight_only``: whether the engine has an FP8 weight-only GEMM (without one, static
-    FP8 gets no weight-only alternative: ``Precision.weight_only_alt``)."""
+    FP8 gets no weight-only alternative: ``Precision.weight_only_alt``); ``fp8_from``: where
+    the scaling comes from, for the note that states it."""
     if fp8_scaling not in FP8_SCALINGS:
         raise InputError("fp8_scaling", fp8_scaling, f"allowed: {', '.join(FP8_SCALINGS)}")
     if weights not in WEIGHT_DTYPES:
@@ -152,6 +153,8 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
                                f"({gpu.architecture}); allowed: {', '.join(kv_ok)}")
     kv_bytes, _ = sourced(_data()["kv_bytes_per_value"][kv], f"kv_bytes_per_value.{kv}", origin)
     native_fp8 = weights == "fp8" and mode == "native"
+    if native_fp8 and fp8_from:
+        notes.append(f"fp8 weights with {_SCALING_TEXT[fp8_scaling]} ({fp8_from})")
     return Precision(
         weights=weights, kv_dtype=kv, mode=mode, compute_dtype=compute,
         activation_bytes=2.0,
@@ -164,6 +167,11 @@ def resolve_precision(*, gpu: GpuSpec, weights: str, kv_dtype: str | None, engin
         # so only an engine's own weight-only FP8 GEMM is an alternative (see roofline)
         weight_only_alt=fp8_weight_only or not native_fp8 or fp8_scaling != "static",
     )
+
+
+_SCALING_TEXT = {"static": "static (calibrated) activation scales",
+                 "dynamic": "dynamic activation scales",
+                 "block": "block scales, activations quantized per group at run time"}
 
 
 def _alternatives(gpu: GpuSpec) -> str:

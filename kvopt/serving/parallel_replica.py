@@ -35,10 +35,10 @@ from kvopt.serving.replica import Replica, kv_pool_bytes
 def build_parallel(*, model: ModelSpec, gpu: GpuSpec, par: Parallel, weights: str,
                    kv_dtype: str | None, engine: EngineProfile,
                    keep_16bit: tuple[str, ...] = (), bits_per_weight: float = 0.0,
-                   fp8_scaling: str = "dynamic") -> Replica:
+                   fp8_scaling: str = "dynamic", fp8_from: str = "") -> Replica:
     """The replica of ``model`` on ``par.gpus`` GPUs of ``gpu`` (TP already checked;
-    ``keep_16bit``/``bits_per_weight``/``fp8_scaling``: the checkpoint's own format, as in
-    build_replica)."""
+    ``keep_16bit``/``bits_per_weight``/``fp8_scaling``/``fp8_from``: the checkpoint's own
+    format, as in build_replica)."""
     check(model, par)
     check_engine(engine.name, par)
     if par.pp > 1 and any(k != "full" for k in model.kinds):
@@ -48,7 +48,7 @@ def build_parallel(*, model: ModelSpec, gpu: GpuSpec, par: Parallel, weights: st
     prec = resolve_precision(gpu=gpu, weights=weights, kv_dtype=kv_dtype, engine=engine.name,
                              hidden_size=model.hidden_size, keep_16bit=keep_16bit,
                              bits_per_weight=bits_per_weight, fp8_scaling=fp8_scaling,
-                             fp8_weight_only=engine.fp8_weight_only)
+                             fp8_weight_only=engine.fp8_weight_only, fp8_from=fp8_from)
     w_b = weight_bytes(model, par, prec)
     act_b = float(activation_bytes(model, tokens=engine.step_tokens, seqs=engine.max_num_seqs,
                                    tp=par.tp, act_bytes=prec.activation_bytes))

@@ -214,6 +214,8 @@ def build_replica(*, model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1,
     keep, bits = (own.keep_16bit, own.bits_per_weight) if own else ((), 0.0)
     # FP8 weights: the publisher's FP8 checkpoint's scaling, else the engine's recipe
     fp8_scaling = m.fp8_scaling or eng.fp8_scaling
+    fp8_from = ("the model publisher's FP8 checkpoint" if m.fp8_scaling
+                else f"{eng.name}'s FP8 recipe")
     if (ep, dp, pp) != (1, 1, 1):
         from kvopt.serving.parallel_replica import build_parallel
 
@@ -223,10 +225,12 @@ def build_replica(*, model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1,
                              "drop --ep/--dp/--pp, or the images")
         return build_parallel(model=m, gpu=g, par=Parallel(tp=tp, ep=ep, dp=dp, pp=pp),
                               weights=w, kv_dtype=kv_dtype, engine=eng, keep_16bit=keep,
-                              bits_per_weight=bits, fp8_scaling=fp8_scaling)
+                              bits_per_weight=bits, fp8_scaling=fp8_scaling,
+                              fp8_from=fp8_from)
     prec = resolve_precision(gpu=g, weights=w, kv_dtype=kv_dtype, engine=eng.name,
                              hidden_size=m.hidden_size, keep_16bit=keep, bits_per_weight=bits,
-                             fp8_scaling=fp8_scaling, fp8_weight_only=eng.fp8_weight_only)
+                             fp8_scaling=fp8_scaling, fp8_weight_only=eng.fp8_weight_only,
+                             fp8_from=fp8_from)
     w_b = weight_bytes_per_gpu(m, tp, prec)
     act_b = float(activation_bytes(m, tokens=eng.step_tokens, seqs=eng.max_num_seqs, tp=tp,
                                    act_bytes=prec.activation_bytes))
