@@ -61,6 +61,12 @@ class EngineProfile:
     # an FP8 weight-only GEMM (FP8 weights, 16-bit math) a native path may fall back on
     fp8_scaling: str = "dynamic"
     fp8_weight_only: bool = True
+
+    @property
+    def fp8_scaling_set(self) -> bool:
+        """Whether the user set ``fp8_scaling`` (``--engine-arg``): it then overrides the
+        scaling of the model publisher's FP8 checkpoint."""
+        return dict(self.sources).get("fp8_scaling") == USER_ARG
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -129,7 +135,10 @@ ENGINE_ARGS: dict[str, tuple[type, str]] = {
                         "--mem-fraction-static, TensorRT-LLM free_gpu_memory_fraction)"),
     "request_overhead_ms": (float, "a number >= 0"),
     "step_overhead_ms": (float, "a number >= 0"),
+    "fp8_scaling": (str, f"one of {', '.join(FP8_SCALINGS)} (how the FP8 checkpoint you "
+                    "serve scales activations; it overrides the model's and the engine's)"),
 }
+USER_ARG = "user: --engine-arg"  # the source of a field the user set
 
 
 # the largest engine flags kvopt models (kvopt.limits: bounded work per step)
@@ -140,7 +149,7 @@ OVERHEAD_MS_MAX = 60_000.0  # a minute per step or request
 
 def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
     """``profile`` with engine flags set by the user (:data:`ENGINE_ARGS`); each becomes
-    its own source ("user: --engine-arg")."""
+    its own source (:data:`USER_ARG`)."""
     import dataclasses
 
     from kvopt.errors import InputError
@@ -157,6 +166,7 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
         ok = value is not None and (
             (kind is int and 1 <= value <= top) or (kind is bool)
             or (key == "prefill_policy" and value in PREFILL_POLICIES)
+            or (key == "fp8_scaling" and value in FP8_SCALINGS)
             or (key == "memory_fraction" and 0 < value <= 1)
             or (kind is float and key != "memory_fraction" and 0 <= value <= OVERHEAD_MS_MAX))
         if not ok:
@@ -167,7 +177,7 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
     if not changes:
         return profile
     sources = dict(profile.sources)
-    sources.update({k: "user: --engine-arg" for k in changes})
+    sources.update({k: USER_ARG for k in changes})
     return dataclasses.replace(profile, **changes, sources=tuple(sorted(sources.items())))
 
 
@@ -257,14 +267,6 @@ def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[s
                            f"{', '.join(FUSIONS)}; name only those (or drop the field)")
     srcs["fused_elementwise"] = str(node["source"])
     return tuple(str(v) for v in node["value"])
-
-
-@cache
-def fused_elementwise(name: str) -> frozenset[str]:
-    """The element-wise ops engine profile ``name`` fuses (unknown names: none), for the
-    kernel pricing, which knows engines by name."""
-    data = _raw().get(name)
-    return frozenset(_fusions(data, data["__origin__"], {})) if data else frozenset()
 
 
 @cache

@@ -24,17 +24,17 @@ slower than bf16 ones.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.catalog.engines import EngineProfile, fused_elementwise
+from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
 from kvopt.physics.comm import engine_allreduce_s
 from kvopt.physics.efficiency import (
-    DEFAULT_ENGINE,
     attention_curve,
     elementwise_curve,
     gemm_curve,
@@ -146,9 +146,11 @@ def _attention_time(op: Op, gpu: GpuSpec, engine: str | None) -> tuple[Array, Ar
     return np.asarray(np.where(decode, t_dec, t_pre)), np.asarray(tc), np.asarray(tm)
 
 
-def op_time(op: Op, gpu: GpuSpec, engine: str | None = None) -> tuple[Array, Array, Array]:
+def op_time(op: Op, gpu: GpuSpec, engine: str | None = None,
+            fused: Collection[str] = ()) -> tuple[Array, Array, Array]:
     """(time, compute term, memory term) of one op on ``gpu`` as ``engine`` (a profile name;
-    None: the default engine's kernels) runs it."""
+    None: the default engine's kernels) runs it; ``fused``: the element-wise ops the engine
+    fuses into a neighbour kernel (its profile's ``fused_elementwise``)."""
     if op.kind == "attention":
         return _attention_time(op, gpu, engine)
     if op.kind == "moe":
@@ -158,9 +160,9 @@ def op_time(op: Op, gpu: GpuSpec, engine: str | None = None) -> tuple[Array, Arr
     # element-wise: the engine's measured element-wise kernel, one launch each (none where
     # the engine fuses the op into its neighbour: its bytes still stream)
     curve = elementwise_curve(gpu, engine)
-    fused = bool(op.fusable) and op.fusable in fused_elementwise(engine or DEFAULT_ENGINE)
     tm = np.asarray(op.bytes / (gpu.bandwidth_bytes_s * curve.memory))
-    launches = np.where(np.asarray(op.bytes) > 0, 0.0 if fused else op.count, 0.0)
+    launches = np.where(np.asarray(op.bytes) > 0,
+                        0.0 if op.fusable and op.fusable in fused else op.count, 0.0)
     t = np.asarray(tm + launches * curve.floor_s)
     return t, np.zeros_like(tm), tm
 
@@ -173,7 +175,8 @@ def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
     ops = step_ops(model, tp=tp, precision=precision, seqs=seqs, new=new, past=past,
                    cross_keys=cross_keys)
     shape = np.broadcast(np.asarray(seqs), np.asarray(new), np.asarray(past)).shape
-    k = sum_ops(ops, gpu, engine.name if engine is not None else None, shape)
+    k = sum_ops(ops, gpu, engine.name if engine is not None else None, shape,
+                engine.fused_elementwise if engine is not None else ())
     tokens = np.asarray(seqs, dtype=np.float64) * np.asarray(new, dtype=np.float64)
     comm = tp_comm_s(model, gpu, tp=tp, precision=precision, tokens=tokens,
                      engine=engine) + np.zeros(shape)
@@ -181,15 +184,15 @@ def step_time(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
                     k.bytes, k.compute_only_s, k.memory_only_s)
 
 
-def sum_ops(ops: list[Op], gpu: GpuSpec, engine: str | None, shape: tuple[int, ...]
-            ) -> StepTime:
+def sum_ops(ops: list[Op], gpu: GpuSpec, engine: str | None, shape: tuple[int, ...],
+            fused: Collection[str] = ()) -> StepTime:
     """The kernels of ``ops`` summed (broadcast to ``shape``), without communication
     (``comm_s`` zero): each op's time counts as compute- or memory-bound by its larger
-    roofline term."""
+    roofline term (``engine``, ``fused``: as :func:`op_time`)."""
     zero = np.zeros(shape)
     total, cb, mb, flops, nbytes, tc_sum, tm_sum = (zero.copy() for _ in range(7))
     for op in ops:
-        t, tc, tm = op_time(op, gpu, engine)
+        t, tc, tm = op_time(op, gpu, engine, fused)
         total = total + t
         cb = cb + np.where(tc >= tm, t, 0.0)
         mb = mb + np.where(tc < tm, t, 0.0)

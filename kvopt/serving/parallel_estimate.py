@@ -40,7 +40,8 @@ def layout_step_time(rep: Replica, *, seqs: Any, new: Any, past: Any) -> StepTim
     shape = np.broadcast(s, n_new, np.asarray(past)).shape
     ops = rank_ops(m_, par, prec, seqs=s_mb, new=n_new, past=past)
     experts = expert_op(m_, par, prec, s * n_new / micro)
-    k = sum_ops(ops + ([experts] if experts is not None else []), g, eng.name, shape)
+    k = sum_ops(ops + ([experts] if experts is not None else []), g, eng.name, shape,
+                eng.fused_elementwise)
     total = k.total_s
     a = prec.activation_bytes
     comm = (tp_comm_s(m_, g, tp=par.tp, precision=prec, tokens=s_mb * n_new, engine=eng)

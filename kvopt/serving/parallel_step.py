@@ -60,7 +60,7 @@ class ParallelStepCost(StepCost):
         for op in rank_ops(m, par, prec, seqs=grid, new=1.0, past=0.0):
             if op.kind == "attention":
                 continue
-            t, _, _ = op_time(op, g, eng.name)
+            t, _, _ = op_time(op, g, eng.name, eng.fused_elementwise)
             if op.name == "lm_head":
                 head = head + t
             else:
@@ -70,7 +70,7 @@ class ParallelStepCost(StepCost):
         group = np.zeros_like(grid)
         experts = expert_op(m, par, prec, grid)
         if experts is not None:
-            group = group + op_time(experts, g, eng.name)[0]
+            group = group + op_time(experts, g, eng.name, eng.fused_elementwise)[0]
         a = prec.activation_bytes
         group = group + moe_comm_s(m, par, g, tokens=grid, act_bytes=a,
                                    dispatch=dispatch(eng.name, par, m, g), engine=eng)

@@ -212,10 +212,13 @@ def build_replica(*, model: str | ModelSpec, gpu: str | GpuSpec, tp: int = 1,
     w = weights or m.default_weights
     own = m.checkpoint if m.checkpoint and m.checkpoint.weights == w else None
     keep, bits = (own.keep_16bit, own.bits_per_weight) if own else ((), 0.0)
-    # FP8 weights: the publisher's FP8 checkpoint's scaling, else the engine's recipe
-    fp8_scaling = m.fp8_scaling or eng.fp8_scaling
-    fp8_from = ("the model publisher's FP8 checkpoint" if m.fp8_scaling
-                else f"{eng.name}'s FP8 recipe")
+    # FP8 weights: the user's --engine-arg, the publisher's FP8 checkpoint, the engine's recipe
+    if eng.fp8_scaling_set or not m.fp8_scaling:
+        fp8_scaling = eng.fp8_scaling
+        fp8_from = ("--engine-arg fp8_scaling" if eng.fp8_scaling_set
+                    else f"{eng.name}'s FP8 recipe")
+    else:
+        fp8_scaling, fp8_from = m.fp8_scaling, "the model publisher's FP8 checkpoint"
     if (ep, dp, pp) != (1, 1, 1):
         from kvopt.serving.parallel_replica import build_parallel
 

@@ -154,7 +154,7 @@ class StepCost:
         for op in _token_ops(m, tp, prec, self.grid):
             if op.kind == "attention":
                 continue
-            t, _, _ = op_time(op, g, rep.engine.name)
+            t, _, _ = op_time(op, g, rep.engine.name, rep.engine.fused_elementwise)
             if op.name == "lm_head":
                 head = head + t
             else:

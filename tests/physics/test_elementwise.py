@@ -4,15 +4,17 @@ into a neighbour kernel (TensorRT-LLM: norms into the TP all-reduce, RoPE into a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kvopt import load_gpu, load_model
-from kvopt.catalog.engines import _fusions, fused_elementwise, load_engine
+from kvopt.catalog.engines import _fusions, load_engine
 from kvopt.errors import CatalogError
 from kvopt.physics.efficiency import elementwise_curve
 from kvopt.physics.ops import step_ops
 from kvopt.physics.precision import resolve_precision
-from kvopt.physics.roofline import op_time
+from kvopt.physics.roofline import op_time, step_time
 
 L8 = load_model("Llama-3.1-8B")
 H100 = load_gpu("H100-SXM")
@@ -51,21 +53,33 @@ def test_trtllm_fuses_norms_into_the_allreduce_and_rope_into_attention() -> None
     """TensorRT-LLM at TP 2: the norms ride the all-reduce and RoPE the attention kernel, so
     they cost their bytes only; at TP 1 (no all-reduce) the norms launch on their own. vLLM
     fuses neither."""
-    assert fused_elementwise("trtllm") == {"allreduce", "attention"}
-    assert fused_elementwise("vllm") == frozenset()
-    assert load_engine("trtllm").fused_elementwise == ("allreduce", "attention")
+    trt = load_engine("trtllm").fused_elementwise
+    assert trt == ("allreduce", "attention")
+    assert load_engine("vllm").fused_elementwise == ()
     c = elementwise_curve(H100, "trtllm")
     tp2, tp1 = _ops("trtllm", 2), _ops("trtllm", 1)
     for name in ("norms", "rope"):
-        t, _, tm = op_time(tp2[name], H100, "trtllm")
+        t, _, tm = op_time(tp2[name], H100, "trtllm", trt)
         assert float(t) == pytest.approx(float(tm), rel=1e-12)
-    t, _, tm = op_time(tp1["norms"], H100, "trtllm")
+    t, _, tm = op_time(tp1["norms"], H100, "trtllm", trt)
     assert float(t) == pytest.approx(64 * c.floor_s + float(tm), rel=1e-9)
-    t, _, tm = op_time(tp2["activation"], H100, "trtllm")
+    t, _, tm = op_time(tp2["activation"], H100, "trtllm", trt)
     assert float(t) == pytest.approx(32 * c.floor_s + float(tm), rel=1e-9)
     # vLLM's norms at TP 2 still launch
     t, _, tm = op_time(_ops("vllm", 2)["norms"], H100, "vllm")
     assert float(t) > float(tm) + 60 * elementwise_curve(H100, "vllm").floor_s
+    # the profile's field is the one source: the same profile fusing nothing launches the
+    # 64 norms and 32 RoPEs of a Llama-3.1-8B step again
+    eng = load_engine("trtllm", H100)
+    prec = resolve_precision(gpu=H100, weights="bf16", kv_dtype=None, engine="trtllm",
+                             hidden_size=L8.hidden_size)
+
+    def step(e):  # type: ignore[no-untyped-def]
+        return float(step_time(L8, H100, tp=2, precision=prec, seqs=8.0, new=1.0, past=1024.0,
+                               engine=e).total_s)
+
+    assert step(replace(eng, fused_elementwise=())) - step(eng) == pytest.approx(
+        96 * c.floor_s, rel=1e-6)
 
 
 def test_qk_norms_and_moe_activations() -> None:

@@ -167,3 +167,24 @@ def test_engine_fields_need_a_source_and_a_known_value() -> None:
     assert dict(trt.sources)["fp8_weight_only"].startswith("TensorRT-LLM")
     with pytest.raises(ValueError, match="fp8_scaling"):
         __import__("dataclasses").replace(trt, fp8_scaling="rowwise")
+
+
+def test_engine_arg_overrides_the_checkpoint_and_the_recipe() -> None:
+    """``--engine-arg fp8_scaling=...``: the checkpoint the user serves; it wins over the
+    publisher's (DeepSeek-V3: block) and the engine's recipe, and the note says so."""
+    from kvopt.catalog.engines import with_args
+
+    trt = load_engine("trtllm", H100)
+    dyn = with_args(trt, {"fp8_scaling": "dynamic"})
+    assert dyn.fp8_scaling_set and not trt.fp8_scaling_set
+    for model, want in (("DeepSeek-V3", "dynamic"), ("Llama-3.1-70B", "dynamic")):
+        p = build_replica(model=model, gpu="H100-SXM", tp=8, weights="fp8",
+                          engine=dyn).precision
+        assert p.fp8_scaling == want
+        assert any("--engine-arg fp8_scaling" in n for n in p.notes)
+    # the note names where the default came from
+    notes = build_replica(model="DeepSeek-V3", gpu="H200", tp=8, weights="fp8",
+                          engine="trtllm").precision.notes
+    assert any("publisher's FP8 checkpoint" in n and "block scales" in n for n in notes)
+    with pytest.raises(InputError, match="fp8_scaling=rowwise"):
+        with_args(trt, {"fp8_scaling": "rowwise"})
