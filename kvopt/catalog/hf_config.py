@@ -257,12 +257,13 @@ def spec_from_hf_config(cfg: Config, *, origin: str, name: str | None = None,
                              meta=meta, reader_bad=r.bad)
     r.check()
     spec_name = name or str(meta.get("name") or cfg.get("_name_or_path") or origin)
+    fp8_scaling, fp8_ckpt = _fp8_checkpoint(quant, meta, origin)
     try:
         return ModelSpec(
             name=spec_name, model_type=str(cfg.get("model_type")),
             source=str(meta.get("source", origin)), tie_embeddings=tie, mla=mla, moe=moe,
             linear=linear, indexer=indexer, checkpoint=quant, vision=vision,
-            fp8_scaling=_fp8_scaling(quant, meta, origin),
+            fp8_scaling=fp8_scaling, fp8_checkpoint=fp8_ckpt,
             params_published=_opt_float(meta.get("params_published")),
             active_params_published=_opt_float(meta.get("active_params_published")),
             hf_id=str(meta.get("hf_id", "")),
@@ -273,21 +274,23 @@ def spec_from_hf_config(cfg: Config, *, origin: str, name: str | None = None,
         raise CatalogError(f"{origin}: {exc}") from None
 
 
-def _fp8_scaling(quant: CheckpointQuant | None, meta: Mapping[str, Any], origin: str) -> str:
-    """How the publisher's FP8 checkpoint scales activations: the config's own
-    ``quantization_config`` when it is that checkpoint, else the card's
-    ``kvopt.fp8_checkpoint: {scaling, source}`` (a bf16 config whose publisher also ships
-    FP8 weights); "" when neither says."""
+def _fp8_checkpoint(quant: CheckpointQuant | None, meta: Mapping[str, Any], origin: str
+                    ) -> tuple[str, str]:
+    """(scaling, Hub id) of the publisher's FP8 checkpoint: the config's own
+    ``quantization_config`` when it is that checkpoint (id ""), else the card's
+    ``kvopt.fp8_checkpoint: {scaling, checkpoint, source}`` (a bf16 config whose publisher
+    also ships FP8 weights); ("", "") when neither says."""
     if quant is not None and quant.weights == "fp8" and quant.fp8_scaling:
-        return quant.fp8_scaling
+        return quant.fp8_scaling, ""
     node = meta.get("fp8_checkpoint")
     if node is None:
-        return ""
+        return "", ""
     if (not isinstance(node, dict) or node.get("scaling") not in FP8_SCALINGS
-            or not node.get("source")):
+            or not node.get("source") or not isinstance(node.get("checkpoint", ""), str)):
         raise CatalogError(f"{origin}: kvopt.fp8_checkpoint must be {{scaling: one of "
-                           f"{', '.join(FP8_SCALINGS)}, source: where the checkpoint says so}}")
-    return str(node["scaling"])
+                           f"{', '.join(FP8_SCALINGS)}, checkpoint: its Hub id, source: where "
+                           "the checkpoint says so}")
+    return str(node["scaling"]), str(node.get("checkpoint", ""))
 
 
 def _opt_float(value: Any) -> float | None:

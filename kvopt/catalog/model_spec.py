@@ -172,6 +172,7 @@ class ModelSpec:
     # the activation scaling of the FP8 checkpoint the model's publisher ships (its own
     # quantization_config, or the card's kvopt.fp8_checkpoint); "": none published
     fp8_scaling: str = ""
+    fp8_checkpoint: str = ""  # that checkpoint's Hub id, when it is not this config's own
     vision: VisionSpec | None = None
     params_published: float | None = None
     active_params_published: float | None = None

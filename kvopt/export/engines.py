@@ -136,12 +136,17 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     gpu = load_gpu(entry["gpu"])
     prof = load_engine(engine, gpu)
     path = model_path or model.hf_id or model.name
+    if entry["weights"] == "fp8" and model.default_weights != "fp8" and model.fp8_checkpoint:
+        # the publisher's FP8 checkpoint, whose scaling kvopt priced: no online quantization
+        path = model_path or model.fp8_checkpoint
     tp, batch = int(entry["tp"]), int(entry["max_batch"])
     par = _layout(entry, engine, model)
     weights, kv = entry["weights"], entry["kv_dtype"]
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
     own = model.default_weights  # a checkpoint's own format needs no flag: it ships in it
+    if weights == "fp8" and model.fp8_checkpoint and model_path is None:
+        own = "fp8"  # served from the publisher's FP8 checkpoint
     notes = _checkpoint_note(weights, engine, own)
     if not prof.chunked_prefill and max_prompt_len > budget:
         budget = max_prompt_len

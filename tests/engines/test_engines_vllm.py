@@ -72,8 +72,14 @@ def test_vllm_parser_accepts_generated_flags(case: dict) -> None:
     assert ea.max_model_len == 4096
     assert ea.max_num_batched_tokens % ea.block_size == 0
     assert ea.kv_cache_dtype == ("fp8" if case["kv_dtype"] == "fp8" else "auto")
-    if case["weights"] == "fp8":
-        assert ea.quantization == "fp8"
+    if case["weights"] == "fp8":  # the publisher's FP8 checkpoint, else online FP8
+        from kvopt.catalog.models import load_model
+
+        ckpt = load_model(case["model"]).fp8_checkpoint
+        if ckpt:
+            assert cfg.command[2] == ckpt and ea.quantization is None
+        else:
+            assert ea.quantization == "fp8"
 
 
 def test_vllm_parser_rejects_an_invalid_dtype() -> None:

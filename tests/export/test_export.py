@@ -57,6 +57,25 @@ def test_engine_rules() -> None:
         "--quantization") + 1] == "fp8"
 
 
+def test_fp8_serves_the_publishers_fp8_checkpoint() -> None:
+    """kvopt prices Qwen3-32B FP8 with Qwen's block-FP8 checkpoint, so the launch serves that
+    checkpoint (no online quantization); a model path of the user's keeps the online flag;
+    a model without a published FP8 checkpoint quantizes online (vLLM) or names Model
+    Optimizer (TensorRT-LLM)."""
+    entry = {"model": "Qwen3-32B", "gpu": "H100-SXM", "tp": 2, "weights": "fp8",
+             "kv_dtype": "bf16", "max_batch": 64}
+    for engine in ("vllm", "sglang", "trtllm"):
+        cfg = engine_config(entry, engine=engine, max_model_len=8192)
+        assert "Qwen/Qwen3-32B-FP8" in cfg.command and "--quantization" not in cfg.command
+        assert not any("Model Optimizer" in n for n in cfg.notes)
+    own = engine_config(entry, engine="vllm", max_model_len=8192, model_path="/ckpt/qwen")
+    assert "/ckpt/qwen" in own.command and "--quantization" in own.command
+    llama = engine_config(entry | {"model": "Llama-3.1-70B"}, engine="trtllm",
+                          max_model_len=8192)
+    assert "meta-llama/Llama-3.1-70B" in llama.command
+    assert any("Model Optimizer" in n for n in llama.notes)
+
+
 def test_unchunked_engine_budget_holds_the_longest_prompt() -> None:
     """TensorRT-LLM does not chunk prefills by default: a 20,000-token prompt needs
     max_num_tokens >= 20,000 (20,000 rounded up to its 32-token blocks = 20,000); vLLM
