@@ -148,6 +148,9 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     if weights == "fp8" and model.fp8_checkpoint and model_path is None:
         own = "fp8"  # served from the publisher's FP8 checkpoint
     notes = _checkpoint_note(weights, engine, own)
+    if path == model.fp8_checkpoint and model_path is None:
+        notes.append(f"serves {path}, the publisher's FP8 checkpoint kvopt priced (export "
+                     "--model-path serves another)")
     if not prof.chunked_prefill and max_prompt_len > budget:
         budget = max_prompt_len
         notes.append(f"{engine} does not chunk prefills by default: max_num_tokens is raised to "

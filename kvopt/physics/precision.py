@@ -18,7 +18,6 @@ from kvopt.catalog.yamlio import read_yaml, sourced
 from kvopt.errors import CatalogError, InputError, UnsupportedError
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4")
-
 KV_DTYPES = ("bf16", "fp16", "fp8")
 
 

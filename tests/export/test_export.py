@@ -68,6 +68,7 @@ def test_fp8_serves_the_publishers_fp8_checkpoint() -> None:
         cfg = engine_config(entry, engine=engine, max_model_len=8192)
         assert "Qwen/Qwen3-32B-FP8" in cfg.command and "--quantization" not in cfg.command
         assert not any("Model Optimizer" in n for n in cfg.notes)
+        assert any("publisher's FP8 checkpoint" in n for n in cfg.notes)
     own = engine_config(entry, engine="vllm", max_model_len=8192, model_path="/ckpt/qwen")
     assert "/ckpt/qwen" in own.command and "--quantization" in own.command
     llama = engine_config(entry | {"model": "Llama-3.1-70B"}, engine="trtllm",
