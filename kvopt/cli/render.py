@@ -122,7 +122,9 @@ def model_row(m: ModelSpec) -> dict[str, Any]:
         "kv_heads": m.num_kv_heads, "attention": m.attention_kind,
         "experts": m.moe.num_experts if m.moe else 0, "max_context": m.max_context,
         "kv_bytes_per_token_bf16": kv_bytes_per_token(m, 2.0),
-        "fp8_checkpoint_scaling": m.fp8_scaling or None, "source": m.source,
+        "fp8_checkpoint_scaling": m.fp8_scaling or None,
+        "fp8_checkpoint": m.fp8_checkpoint or (m.hf_id if m.fp8_scaling else None),
+        "source": m.source,
     }
 
 

@@ -188,3 +188,13 @@ def test_engine_arg_overrides_the_checkpoint_and_the_recipe() -> None:
     assert any("publisher's FP8 checkpoint" in n and "block scales" in n for n in notes)
     with pytest.raises(InputError, match="fp8_scaling=rowwise"):
         with_args(trt, {"fp8_scaling": "rowwise"})
+
+
+def test_show_model_names_the_fp8_checkpoint() -> None:
+    from kvopt.cli.render import model_row
+
+    row = model_row(load_model("Qwen3-32B"))
+    assert (row["fp8_checkpoint"], row["fp8_checkpoint_scaling"]) == ("Qwen/Qwen3-32B-FP8",
+                                                                      "block")
+    assert model_row(load_model("MiniMax-M2"))["fp8_checkpoint"] == "MiniMaxAI/MiniMax-M2"
+    assert model_row(load_model("Llama-3.1-8B"))["fp8_checkpoint"] is None
