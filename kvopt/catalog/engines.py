@@ -61,15 +61,15 @@ class EngineProfile:
     # an FP8 weight-only GEMM (FP8 weights, 16-bit math) a native path may fall back on
     fp8_scaling: str = "dynamic"
     fp8_weight_only: bool = True
+    version_modeled: str = ""
+    fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def fp8_scaling_set(self) -> bool:
         """Whether the user set ``fp8_scaling`` (``--engine-arg``): it then overrides the
         scaling of the model publisher's FP8 checkpoint."""
         return dict(self.sources).get("fp8_scaling") == USER_ARG
-    version_modeled: str = ""
-    fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
-    sources: tuple[tuple[str, str], ...] = ()
 
     def allreduce_custom(self, tp: int, tokens: Any, n_bytes: Any) -> Any:
         """Whether a TP all-reduce of ``n_bytes`` for ``tokens`` tokens runs the engine's own

@@ -19,6 +19,7 @@ LAYER_TYPES = ("full", "sliding", "chunked", "linear", "cross")
 # "block" (DeepSeek-style 128x128 weight blocks, 1x128 activation groups quantized at run time)
 FP8_SCALINGS = ("static", "dynamic", "block")
 
+
 @dataclass(frozen=True, kw_only=True)
 class MlaSpec:
     """Multi-head latent attention (DeepSeek-V2/V3) dimensions."""

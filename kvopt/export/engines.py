@@ -135,20 +135,19 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     model = load_model(entry["model"])
     gpu = load_gpu(entry["gpu"])
     prof = load_engine(engine, gpu)
-    path = model_path or model.hf_id or model.name
-    if entry["weights"] == "fp8" and model.default_weights != "fp8" and model.fp8_checkpoint:
-        # the publisher's FP8 checkpoint, whose scaling kvopt priced: no online quantization
-        path = model_path or model.fp8_checkpoint
+    weights, kv = entry["weights"], entry["kv_dtype"]
+    # fp8 of a model whose card names its publisher's FP8 checkpoint (the scaling kvopt
+    # priced): served from that checkpoint, no online quantization
+    fp8_ckpt = weights == "fp8" and model_path is None and bool(model.fp8_checkpoint)
+    path = model.fp8_checkpoint if fp8_ckpt else model_path or model.hf_id or model.name
     tp, batch = int(entry["tp"]), int(entry["max_batch"])
     par = _layout(entry, engine, model)
-    weights, kv = entry["weights"], entry["kv_dtype"]
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
-    own = model.default_weights  # a checkpoint's own format needs no flag: it ships in it
-    if weights == "fp8" and model.fp8_checkpoint and model_path is None:
-        own = "fp8"  # served from the publisher's FP8 checkpoint
+    # a checkpoint's own format needs no flag: it ships in it
+    own = "fp8" if fp8_ckpt else model.default_weights
     notes = _checkpoint_note(weights, engine, own)
-    if path == model.fp8_checkpoint and model_path is None:
+    if fp8_ckpt:
         notes.append(f"serves {path}, the publisher's FP8 checkpoint kvopt priced (export "
                      "--model-path serves another)")
     if not prof.chunked_prefill and max_prompt_len > budget:
