@@ -5,9 +5,21 @@ H100/H200/B200/B300/GB200/GB300).
 Every row becomes one ``kvopt.api.estimate`` question, or the reason it cannot be asked; kvopt
 runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
 
-* **Load**: a benchmark run of ``batch_size`` clients (``concurrency=batch_size``), fixed
-  ``input_len=isl`` and ``output_len=osl`` (the benchmark sends ``ignore_eos`` requests with
-  min = max tokens = OSL); one replica of ``tp_size`` GPUs takes all the clients. Each client
+* **Collections**: the rows of ``silicon_data_source`` ``aic-auto-gap-analysis`` are
+  aiconfigurator's own gap-analysis runs (*gap-analysis*); the others (``source_file=...``,
+  ``db-dump ... config_id=...``) are SemiAnalysis InferenceX sweeps (*sweeps*:
+  aiconfigurator 0.12.0 ships an adapter for InferenceX's DB records keyed by
+  ``config_id``, ``aiconfigurator/sdk/config_adapter/inferencex.py``; their model names
+  (DeepSeek-R1), the 1k/1k, 1k/8k and 8k/1k grids, the concurrencies and the images match
+  InferenceX's ``nvidia-master.yaml``).
+* **Load**: a benchmark run of ``batch_size`` clients (``concurrency=batch_size``); one
+  replica of ``tp_size`` GPUs takes all the clients. **Lengths** (``--lengths auto``): the
+  gap-analysis runs send ``input_len=isl`` and ``output_len=osl`` tokens (``ignore_eos``,
+  min = max tokens = OSL); the sweeps draw both uniform on the integers ``[int(0.8 L), L]``
+  (InferenceX runs sa-bench's random dataset, ``benchmark_serving.py
+  sample_random_requests``: ``np.random.randint(int(L * range_ratio), L + 1)``, with
+  ``RANDOM_RANGE_RATIO: 0.8`` in ``.github/workflows/benchmark-tmpl.yml``);
+  ``--lengths fixed``: isl/osl everywhere. Each client
   sends ``--rounds`` requests (default 10), all starting together: NVIDIA's Dynamo
   benchmark recipes run ``aiperf profile --concurrency C --request-count $((10*C))
   --warmup-request-count C`` (ai-dynamo/dynamo recipes, e.g. the Qwen3-235B-A22B-FP8 vLLM
@@ -21,7 +33,10 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``max_batch_size = C``; SGLang ``--enable-mixed-chunk`` (decodes ride with prefill
   batches: ``prefill_policy=mixed``), ``max_prefill_tokens = isl + 1500`` (the step budget
   is the smaller of it and the profile's chunked-prefill size) and ``max_batch_size = C``.
-  ``--deployment defaults``: the engines' own defaults (the shipped profiles).
+  ``--deployment defaults``: the engines' own defaults (the shipped profiles). On top, the
+  sweeps' SGLang runs poll for new requests as their InferenceX launch script set
+  (``--scheduler-recv-interval``: :data:`INFERENCEX_RECV`, kvopt's
+  ``admit_interval_steps``).
 * **Model**: ``model_path`` (a Hugging Face id) through kvopt's resolver (ids, aliases; the
   organisation and ``-Instruct`` dropped), then the name without a quantization tag
   (``-FP8``, ``-NVFP4``, ...: ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> Llama-3.1-8B), then the
@@ -97,6 +112,24 @@ METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
            "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
 ORDER = (ac.DISAGG, ac.MODEL, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS, ac.FIT,
          ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT, ac.KVOPT_ERROR, ac.UNREADABLE)
+# SGLang's --scheduler-recv-interval in SemiAnalysis InferenceX's launch scripts
+# (github.com/SemiAnalysisAI/InferenceX, benchmarks/[single_node/]<model>_<precision>_<gpu>.sh
+# on main at the rows' dates): "conc" = 30 at 16 clients or more, else 10 (dsr1_fp4_b200.sh,
+# dsr1_fp8_b200.sh TP 8, dsr1_fp4_b300.sh, qwen3.5_{bf16,fp4,fp8}_b200.sh,
+# qwen3.5_{bf16,fp4}_b300.sh); 10 in qwen3.5_fp8_b300.sh; the H200 and GLM-5 scripts set
+# none (SGLang's default 1). Keyed by (catalog model, system, kvopt weights).
+INFERENCEX_RECV: dict[tuple[str, str, str], int | str] = {
+    ("DeepSeek-V3", "b200_sxm", "fp4"): "conc", ("DeepSeek-V3", "b200_sxm", "fp8"): "conc",
+    ("DeepSeek-V3", "b300_sxm", "fp4"): "conc",
+    ("Qwen3.5-397B-A17B", "b200_sxm", "bf16"): "conc",
+    ("Qwen3.5-397B-A17B", "b200_sxm", "fp4"): "conc",
+    ("Qwen3.5-397B-A17B", "b200_sxm", "fp8"): "conc",
+    ("Qwen3.5-397B-A17B", "b300_sxm", "bf16"): "conc",
+    ("Qwen3.5-397B-A17B", "b300_sxm", "fp4"): "conc",
+    ("Qwen3.5-397B-A17B", "b300_sxm", "fp8"): 10,
+}
+# InferenceX's RANDOM_RANGE_RATIO (.github/workflows/benchmark-tmpl.yml, 0.8 from Nov 2025 on)
+RANGE_RATIO = 0.8
 RECORDED_TWICE = 4  # the smallest moe_tp = moe_ep of a row recorded with tp x dp = their product
 _MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
 
@@ -120,9 +153,11 @@ def _checkpoint_weights(model: str) -> str:
 
 
 def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
-             deployment: str = "auto", versions: bool = True) -> dict[str, Any]:
+             deployment: str = "auto", versions: bool = True,
+             lengths: str = "auto") -> dict[str, Any]:
     """The ``kvopt.api.estimate`` keywords for one row; raises :class:`Inexpressible`.
-    ``versions``: ask for the row's engine release where overheads are fitted for it."""
+    ``versions``: ask for the row's engine release where overheads are fitted for it;
+    ``lengths``: ``auto`` (the sweeps' lengths as their benchmark drew them) or ``fixed``."""
     if row["mode"] != "agg":
         raise ac.Inexpressible(ac.DISAGG, row["mode"])
     model = ac.catalog_model(row["model_path"])
@@ -153,11 +188,19 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
          "input_len": isl, "output_len": int(ac.number(row["osl"])), "concurrency": conc}
     if (ep, dp, pp) != (1, 1, 1):
         q.update(ep=ep, dp=dp, pp=pp)
+    if lengths == "auto" and collection(row) == "sweeps":  # sa-bench's random lengths
+        osl = q.pop("output_len")
+        q.pop("input_len")
+        q["input_len_dist"] = f"uniform:low={int(isl * RANGE_RATIO)},high={isl}"
+        q["output_len_dist"] = f"uniform:low={int(osl * RANGE_RATIO)},high={osl}"
     if rounds:
         q["rounds"] = rounds
     if deployment == "aic" or (deployment == "auto" and AUTO_GAP not in row.get(
             "silicon_data_source", "")):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
+    polls = recv_interval(row, model, weights, conc) if engine == "sglang" else 1
+    if polls > 1:
+        q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))
     rel = ac.fitted_release(engine, row.get("backend_version", ""),
                             row.get("silicon_data_source", "")) if versions else None
     if rel:
@@ -203,6 +246,17 @@ def group(row: Mapping[str, str]) -> str:
     return f"{name} (relabelled)" if twice else name
 
 
+def recv_interval(row: Mapping[str, str], model: str, weights: str, conc: int) -> int:
+    """SGLang's ``--scheduler-recv-interval`` in the InferenceX launch script of a sweeps
+    row (:data:`INFERENCEX_RECV`; 1: the script sets none, or the row is not a sweep)."""
+    if collection(row) != "sweeps":
+        return 1
+    rule = INFERENCEX_RECV.get((model, row["system"], weights), 1)
+    if rule == "conc":  # "if [[ $CONC -ge 16 ]]; then SCHEDULER_RECV_INTERVAL=30 else 10"
+        return 30 if conc >= 16 else 10
+    return int(rule)
+
+
 def aic_engine_args(engine: str, gpu: str, isl: int, conc: int) -> tuple[tuple[str, Any], ...]:
     """The engine flags of aiconfigurator 0.12.0's benchmark deployments (see the module
     docstring), as ``engine_args`` pairs."""
@@ -230,7 +284,8 @@ def predict(q: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
-                deployment: str = "auto", versions: bool = True) -> dict[str, Any]:
+                deployment: str = "auto", versions: bool = True,
+                lengths: str = "auto") -> dict[str, Any]:
     """One row's mapping and prediction: ``status`` (``ok`` or ``cannot_express``),
     ``reason``/``detail`` when not ok, the question (``q_*``) and ``pred_*`` figures.
     Never raises for a row kvopt cannot model."""
@@ -238,7 +293,7 @@ def predict_row(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
 
     out: dict[str, Any] = {"id": row.get("id", ""), "status": "ok", "reason": "", "detail": ""}
     try:
-        q = question(row, kv, rounds, deployment, versions)
+        q = question(row, kv, rounds, deployment, versions, lengths)
         out.update({f"q_{k}": v for k, v in q.items()})
         out["engine_version_modeled"] = load_engine(q["engine"]).version_modeled
         out.update(predict(q))
@@ -303,11 +358,13 @@ def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 
 def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 10,
-             deployment: str = "auto", versions: bool = True) -> list[dict[str, Any]]:
+             deployment: str = "auto", versions: bool = True,
+             lengths: str = "auto") -> list[dict[str, Any]]:
     """Per unique row: the data's columns, the mapping, the prediction and the errors."""
     out = []
     for row in unique_rows(rows):
-        rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment, versions)}
+        rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment, versions,
+                                                     lengths)}
         rec["collection"] = collection(row)
         model = rec.get("q_model")
         rec["architecture"] = ("moe" if ac.is_moe(str(model)) else "dense") if model else ""
@@ -322,8 +379,8 @@ def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 
 
 
 def collection(row: Mapping[str, str]) -> str:
-    """Which collection a row comes from: the gap-analysis runs on the engines' defaults, or
-    the benchmark sweeps on aiconfigurator's deployments (by its ``silicon_data_source``)."""
+    """Which collection a row comes from: aiconfigurator's gap-analysis runs on the engines'
+    defaults, or InferenceX's benchmark sweeps (by its ``silicon_data_source``)."""
     return "gap-analysis" if AUTO_GAP in row.get("silicon_data_source", "") else "sweeps"
 
 
@@ -345,15 +402,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deployment", choices=("auto", "aic", "defaults"), default="auto",
                     help="engine flags: by data source (auto), aiconfigurator's benchmark "
                          "deployments (aic) or the engines' defaults")
+    ap.add_argument("--lengths", choices=("auto", "fixed"), default="auto",
+                    help="request lengths: as each collection's benchmark drew them (auto: "
+                         "the sweeps' uniform [0.8 L, L]) or fixed at isl/osl everywhere")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     rows = [r for r in ac.read_csv(DATA) if (not args.engine or r["backend"] == args.engine)
             and (not args.system or r["system"] == args.system)]
-    recs = evaluate(rows, args.kv, args.rounds, args.deployment, not args.no_versions)
+    recs = evaluate(rows, args.kv, args.rounds, args.deployment, not args.no_versions,
+                    args.lengths)
     ok = [r for r in recs if r["status"] == "ok"]
     asked = sum(1 for r in ok if r.get("q_engine_version"))
     print(f"silicon_train: {len(rows)} rows, {len(recs)} unique configurations, "
-          f"{len(ok)} predicted (kv rule {args.kv}, {args.rounds or 'steady-state'} rounds, "
+          f"{len(ok)} predicted (kv rule {args.kv}, {args.lengths} lengths, "
+          f"{args.rounds or 'steady-state'} rounds, "
           f"{args.deployment} deployment; {asked} asked for their engine release's fitted "
           "overhead)\n")
     print(ac.accuracy_table(ok, ("system", "backend"), list(METRICS), args.markdown))

@@ -61,6 +61,11 @@ class EngineProfile:
     # an FP8 weight-only GEMM (FP8 weights, 16-bit math) a native path may fall back on
     fp8_scaling: str = "dynamic"
     fp8_weight_only: bool = True
+    # the scheduler takes in newly arrived requests only every N decode passes (and right
+    # after a pass that prefilled): SGLang --scheduler-recv-interval. 1: every pass. The
+    # flag that sets it ("": the engine has none and polls every pass)
+    admit_interval_steps: int = 1
+    admit_interval_flag: str = ""
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -115,6 +120,12 @@ class EngineProfile:
         if self.fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"fp8_scaling {self.fp8_scaling!r} must be one of "
                              f"{', '.join(FP8_SCALINGS)}")
+        if not 1 <= self.admit_interval_steps <= ADMIT_INTERVAL_MAX:
+            raise ValueError(f"admit_interval_steps {self.admit_interval_steps} must be an "
+                             f"integer in [1, {ADMIT_INTERVAL_MAX}]")
+        if self.admit_interval_steps > 1 and not self.admit_interval_flag:
+            raise ValueError(f"{self.name} polls for requests every pass: it has no admission "
+                             "interval (admit_interval_steps must be 1)")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
@@ -135,6 +146,9 @@ ENGINE_ARGS: dict[str, tuple[type, str]] = {
                         "--mem-fraction-static, TensorRT-LLM free_gpu_memory_fraction)"),
     "request_overhead_ms": (float, "a number >= 0"),
     "step_overhead_ms": (float, "a number >= 0"),
+    "admit_interval_steps": (int, "an integer >= 1 (the scheduler takes in new requests every "
+                             "N decode passes: SGLang --scheduler-recv-interval; engines "
+                             "without such a flag take only 1)"),
     "fp8_scaling": (str, f"one of {', '.join(FP8_SCALINGS)} (how the FP8 checkpoint you "
                     "serve scales activations; it overrides the model's and the engine's)"),
 }
@@ -145,6 +159,7 @@ USER_ARG = "user: --engine-arg"  # the source of a field the user set
 SEQS_MAX = 65_536  # 32x the largest default max_num_seqs of any engine profile
 STEP_TOKENS_MAX = 1_048_576  # tokens one step takes: 128x the largest default (8192)
 OVERHEAD_MS_MAX = 60_000.0  # a minute per step or request
+ADMIT_INTERVAL_MAX = 1_000  # decode passes between polls (SGLang's extend weight is 1000)
 
 
 def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
@@ -161,8 +176,8 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
                              f"use one of: {', '.join(ENGINE_ARGS)}")
         kind, rule = ENGINE_ARGS[key]
         value = _coerce(raw, kind)
-        top = {"max_num_seqs": SEQS_MAX, "max_num_batched_tokens": STEP_TOKENS_MAX}.get(
-            key, math.inf)
+        top = {"max_num_seqs": SEQS_MAX, "max_num_batched_tokens": STEP_TOKENS_MAX,
+               "admit_interval_steps": ADMIT_INTERVAL_MAX}.get(key, math.inf)
         ok = value is not None and (
             (kind is int and 1 <= value <= top) or (kind is bool)
             or (key == "prefill_policy" and value in PREFILL_POLICIES)
@@ -173,6 +188,11 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
             limit = (f" up to {top}" if kind is int else f" up to {OVERHEAD_MS_MAX:g}"
                      if kind is float and key != "memory_fraction" else "")
             raise InputError("--engine-arg", f"{key}={raw}", f"must be {rule}{limit}")
+        if key == "admit_interval_steps" and value > 1 and not profile.admit_interval_flag:
+            raise InputError("--engine-arg", f"{key}={raw}",
+                             f"{profile.name} takes in new requests at every pass and has no "
+                             "admission interval (SGLang's --scheduler-recv-interval does)",
+                             f"drop it or use {key}=1")
         changes[key] = value
     if not changes:
         return profile
@@ -252,6 +272,22 @@ def _sourced_flag(data: dict[str, Any], field: str, default: bool, origin: str,
     return value == "true"
 
 
+def _admit_interval(data: dict[str, Any], origin: str, srcs: dict[str, str]
+                    ) -> tuple[int, str]:
+    """``admit_interval_steps: {value: N, flag: --..., source: ...}`` of a profile (absent: 1
+    and no flag: the engine polls for new requests at every pass)."""
+    node = data.get("admit_interval_steps")
+    if node is None:
+        return 1, ""
+    value = node.get("value") if isinstance(node, dict) else None
+    if (not isinstance(node, dict) or not node.get("source") or not node.get("flag")
+            or isinstance(value, bool) or not isinstance(value, int)):
+        raise CatalogError(f"{origin}: field 'admit_interval_steps' must be a mapping with an "
+                           "integer 'value', the engine's 'flag' and a non-empty 'source'")
+    srcs["admit_interval_steps"] = str(node["source"])
+    return value, str(node["flag"])
+
+
 def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[str, ...]:
     """``fused_elementwise: {value: [...], source: ...}`` of a profile (absent: none)."""
     node = data.get("fused_elementwise")
@@ -315,6 +351,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
                 gpu.architecture not in excluded):
             seqs = num(big.get("max_num_seqs"), "large_gpu.max_num_seqs")
             tokens = num(big.get("max_num_batched_tokens"), "large_gpu.max_num_batched_tokens")
+    admit = _admit_interval(data, origin, srcs)
     try:
         return EngineProfile(
             name=canonical, memory_fraction=num(data.get("memory_fraction"), "memory_fraction"),
@@ -336,6 +373,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
             fused_elementwise=_fusions(data, origin, srcs),
             fp8_scaling=_sourced_choice(data, "fp8_scaling", "dynamic", origin, srcs),
             fp8_weight_only=_sourced_flag(data, "fp8_weight_only", True, origin, srcs),
+            admit_interval_steps=admit[0], admit_interval_flag=admit[1],
             version_modeled=str(data.get("version_modeled", "")),
             fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),

@@ -158,7 +158,9 @@ replica_options = stack(
     click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE",
                  help="Set an engine flag the deployment uses: max_num_batched_tokens, "
                       "max_num_seqs, chunked_prefill, prefill_policy (mixed|prefill_first), "
-                      "memory_fraction, request_overhead_ms, step_overhead_ms. Repeatable."),
+                      "memory_fraction, request_overhead_ms, step_overhead_ms, "
+                      "fp8_scaling, admit_interval_steps (SGLang --scheduler-recv-interval). "
+                      "Repeatable."),
 )
 
 length_options = stack(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.serving.admission import admit_wait_passes
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import Replica
 from kvopt.serving.results import Slo
@@ -39,6 +40,8 @@ class Screen:
         self.lengths = Lengths.of(input_dist, output_dist)
         self.prompt = PromptLaw.of(input_dist)
         self.req_s = np.array([m.req_s for m in ms])
+        self.admit_every = np.array([m.admit_every for m in ms])
+        self.dec_steps = np.array([m.dec_steps for m in ms])
         self.kv_slots = np.array([m.kv_slots for m in ms])
         self.o_mean = np.array([m.o_mean for m in ms])
         self.top = np.minimum(self.curves.lam_div, self._budget_rate())
@@ -67,6 +70,12 @@ class Screen:
         tp = tpot_law(self.st, self.mix, r, lam, t, e, self.lengths)
         var = np.sum(tp.weight * tp.sd**2, axis=1)
         slo_s = slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms is not None else None
-        tt = ttft_law(self.st, self.mix, r, lam, t, self.req_s[r], self.lengths, self.prompt,
+        # time outside the steps: the request overhead, and the wait for the scheduler's
+        # next poll where it skips passes (SteadyBase.admit_wait, as the steady model)
+        shift = self.req_s[r]
+        if np.any(self.admit_every[r] > 1):
+            busy = 1.0 - np.exp(-lam * self.dec_steps[r] * t)
+            shift = shift + busy * admit_wait_passes(self.admit_every[r], lam * t) * t
+        tt = ttft_law(self.st, self.mix, r, lam, t, shift, self.lengths, self.prompt,
                       var, slo_s)
         return Laws(lam=lam, tpot=tp, tpot_p99=tp.p99(), ttft=tt)

@@ -191,11 +191,20 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         left -= len(chosen) * width
         return chosen, hit
 
+    # the scheduler takes arrived requests in at a poll: every pass, or (SGLang
+    # --scheduler-recv-interval) every ``every`` decode passes and right after a pass that
+    # prefilled, and at once when idle; ``since``: decode passes since the last poll
+    every = eng.admit_interval_steps
+    since = every
     while done < n_req and t < max_time_s:
-        while arrivals and arrivals[0][0] <= t:
-            _, i = heapq.heappop(arrivals)
-            base = min(shared, int(inp[i]) - 1) if hits[i] else 0
-            waiting.append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
+        if every > 1 and (running or waiting) and since < every:
+            pass  # not polling this pass: arrivals wait in the server
+        else:
+            since = 0
+            while arrivals and arrivals[0][0] <= t:
+                _, i = heapq.heappop(arrivals)
+                base = min(shared, int(inp[i]) - 1) if hits[i] else 0
+                waiting.append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
         if not running and not waiting:
             if not arrivals:
                 break
@@ -204,9 +213,12 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         if (fast_forward and spec is None
                 and _decode_only(running, waiting, eng.max_num_seqs)
                 and len(running) <= budget):
-            k, dt_total = _fast_forward(running, sc, fp, free, t,
-                                        arrivals[0][0] if arrivals else None)
+            k, dt_total = _fast_forward(
+                running, sc, fp, free, t,
+                arrivals[0][0] if arrivals and every <= 1 else None,
+                max_steps=every - since if every > 1 and arrivals else None)
             if k > 1:
+                since += k - 1
                 for s in running:
                     new_blocks = fp.blocks(s.stored + k) - s.blocks
                     s.blocks += new_blocks
@@ -262,8 +274,9 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         if prefill_now and not chunks:  # no prompt could be scheduled: decode instead
             decoders, preempted = take_decoders()
         if not decoders and not chunks:
-            if arrivals:  # blocked: jump to the next arrival
+            if arrivals:  # blocked: jump to the next arrival (and take it in)
                 t = max(t, arrivals[0][0])
+                since = every
                 continue
             raise InputError("load", load.value, "the engine cannot schedule any request "
                              "(KV pool too small for one prompt chunk)")
@@ -285,6 +298,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         busy_area += dt * len(running)
         t += dt
         steps += 1
+        since = every if chunks else since + 1  # a pass that prefilled: poll at the next
         finished: list[_Seq] = []
         if spec is not None and decoders:
             # accepted draft tokens: j with P(j) = a^j (1 - a) for j < k, a^k for j = k
@@ -329,13 +343,15 @@ def _decode_only(running: list[_Seq], waiting: deque[_Seq], max_seqs: int) -> bo
 
 
 def _fast_forward(running: list[_Seq], sc: StepCost, fp: Footprint, free: int, t: float,
-                  next_arrival: float | None) -> tuple[int, float]:
-    """(k, time of k decode steps) until the next event: a completion, an arrival, or the KV
-    pool running out. Step time is linear in the contexts (attention reads them once), so k
+                  next_arrival: float | None, max_steps: int | None = None
+                  ) -> tuple[int, float]:
+    """(k, time of k decode steps) until the next event: a completion, an arrival (or, for
+    an engine that polls every few passes, ``max_steps``: its next poll), or the KV pool
+    running out. Step time is linear in the contexts (attention reads them once), so k
     steps cost k x the mean of the first and last step."""
     stored = np.fromiter((s.stored for s in running), dtype=np.float64, count=len(running))
     left = min(s.out - s.generated for s in running)
-    k = int(left)
+    k = int(left) if max_steps is None else min(int(left), max_steps)
     if k <= 1:
         return 0, 0.0
     blocks = np.fromiter((s.blocks for s in running), dtype=np.float64, count=len(running))

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.serving.admission import admit_wait_passes
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.steady.draws import D, dist_draws
@@ -32,6 +33,7 @@ class SteadyBase:
         self.sc = sc
         rep = sc.replica
         self.req_s = rep.request_overhead_s  # outside the engine: TTFT and E2E only
+        self.admit_every = rep.engine.admit_interval_steps  # decode passes between polls
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
@@ -74,6 +76,9 @@ class SteadyBase:
         # windowed layers hold at most their window and a fixed state counts whole
         # (Replica.seq_blocks: (I + held) / bs for a model with full attention only)
         blocks_per_seq = rep.seq_blocks(self.i_mean + held) + 0.5 - private / bs
+        # (a windowed model holds at most its window of the prompt, shared or not: the
+        # shared tokens cannot take more than that away; its own output it holds anyway)
+        blocks_per_seq = max(blocks_per_seq, rep.seq_blocks(held) + 0.5)
         shared_blocks = 0.0
         if self.hit > 0 and not prompt_cached:
             # cached blocks are evictable; they are pinned only while some running sequence
@@ -167,6 +172,31 @@ class SteadyBase:
                 - self.draft.overhead_s, 0.0))
         layers = self.sc.replica.model.num_layers
         return np.asarray(np.where(n > 0, self.sc.linear(n) / layers + self.sc.head(n), 0.0))
+
+    def admit_wait(self, lam: Array | float, t: Array | float, *, closed: bool = False,
+                   clients: float = 0.0, cohorts: bool = False) -> Array:
+        """Mean time (s) an arrived request waits for the scheduler to take it in when the
+        engine polls only every few decode passes (:mod:`kvopt.serving.admission`; passes
+        of ``t`` seconds, ``lam`` requests/s). Only while others decode: an idle engine
+        polls at once. Closed loops: the others always decode (one client: never); cohorts
+        of fixed-output requests wait the poll cycle's phase unless the cohort is all the
+        clients (the engine is idle when it comes back). Open loops: when the replica is
+        busy (probability ``1 - exp(-n)``, ``n`` sequences decoding on average)."""
+        lam_a = np.asarray(lam, dtype=np.float64)
+        t_a = np.asarray(t, dtype=np.float64)
+        if self.admit_every <= 1:
+            return np.zeros(np.broadcast(lam_a, t_a).shape)
+        if closed:
+            if clients <= 1.0:
+                return np.zeros(np.broadcast(lam_a, t_a).shape)
+            if cohorts:  # the share of clients in cohorts that come back beside others
+                share = sum(w for g, w in self.cohort_mix(clients) if clients - g >= 1.0)
+                return np.asarray(share * admit_wait_passes(self.admit_every, lam_a * t_a,
+                                                            cohort=True) * t_a)
+            return np.asarray(admit_wait_passes(self.admit_every, lam_a * t_a) * t_a)
+        with np.errstate(over="ignore"):
+            busy = 1.0 - np.exp(-lam_a * self.dec_steps * t_a)
+        return np.asarray(busy * admit_wait_passes(self.admit_every, lam_a * t_a) * t_a)
 
     def cohort_size(self, clients: Array | float) -> Array:
         """Clients of a closed loop of fixed-output requests that move together: those

@@ -80,13 +80,20 @@ class ClosedLoop(Tails):
             c, o_max = run[sel], others_max[sel]
             ttft = (np.broadcast_to(cohort_ttft[sel], t.shape) if cohorts
                     else t if ttft0 is None else ttft0)
+            if cohorts and self.admit_every > 1:  # and the wait for the scheduler's next poll
+                ttft = ttft + np.stack([self.admit_wait(0.0, t[i], closed=True, clients=float(
+                    c[i, 0]), cohorts=True) for i in range(c.shape[0])])
             lam = c / (ttft + dec * t + req)
             if not cohorts:
                 for _ in range(4 if ttft0 is None else 2):
                     # a closed-loop request arrives at a step end and is prefilled in the
-                    # next step with the others that finished in this one (lam t of them)
+                    # next step with the others that finished in this one (lam t of them),
+                    # once the scheduler polls (:meth:`admit_wait`)
                     ttft = self.prefill_done(o_max * dec * t / (dec * t + ttft + req),
                                       np.minimum(self.i_new * (1.0 + lam * t), self.budget))
+                    if self.admit_every > 1:
+                        ttft = ttft + np.where(c > 1.0, self.admit_wait(
+                            lam, t, closed=True, clients=2.0), 0.0)
                     lam = c / (ttft + dec * t + req)
             others = o_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam, np.asarray(ttft)
@@ -134,14 +141,13 @@ class ClosedLoop(Tails):
     def closed(self, clients: int, mode: str = "concurrency", value: float | None = None,
                slots: float | None = None, cohorts: bool | None = None) -> SteadyState:
         """Closed loop of ``clients`` with no think time: requests with a fixed output
-        length move in cohorts (:meth:`cohort_mix`), others are desynchronized. Under a
-        prefill-first scheduler the cohorts merge into one (the decodes wait while any
-        cohort's prompts run, so all finish together): :meth:`synchronized`."""
+        length move in cohorts (:meth:`cohort_mix`), others are desynchronized. Where the
+        cohorts merge into one (:attr:`_one_cohort`): :meth:`synchronized`."""
         cap, limit = self.capacity()
         run = self._running(clients, slots)
         if cohorts is None:
             cohorts = self._cohorts()
-        if cohorts and self.prefill_first:
+        if cohorts and self._one_cohort:
             return self.synchronized(clients, run).state(
                 self, mode, float(value if value is not None else clients), cap, limit)
         lam, t = self._closed_point(run, cohorts=cohorts)
@@ -154,7 +160,7 @@ class ClosedLoop(Tails):
         """Per-request draws of the closed loop :meth:`closed` describes."""
         run = self._running(clients, None)
         cohorts = self._cohorts()
-        if cohorts and self.prefill_first:
+        if cohorts and self._one_cohort:
             return self.synchronized(clients, run)
         lam, t = self._closed_point(run, cohorts=cohorts)
         queue = max(0.0, clients - run) / lam if lam > 0 else 0.0
@@ -171,6 +177,15 @@ class ClosedLoop(Tails):
 
     def _cohorts(self) -> bool:
         return self.out.is_fixed and (self.spec is None or not self.spec.k)
+
+    @property
+    def _one_cohort(self) -> bool:
+        """Whether fixed-output cohorts merge into one: under a prefill-first scheduler
+        (the decodes wait while any cohort's prompts run, so all finish together), and when
+        the scheduler polls only every few passes (cohorts that come back within one poll
+        window are taken in, prefilled and finished together; the simulator shows them
+        merging within a few rounds)."""
+        return self.prefill_first or self.admit_every > 1
 
     def synchronized(self, clients: int, run: float) -> ClosedDraws:
         """A closed loop whose clients move as one cohort (a prefill-first scheduler with

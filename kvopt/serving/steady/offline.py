@@ -5,6 +5,7 @@ beside the decodes)."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ class RunDraws:
     start: Array  # when it was admitted
     o_len: Array
     i_len: Array
+    sent: Array  # when it was sent (0; with ``resend``, when its slot came free)
 
 
 class Offline(ClosedLoop):
@@ -44,7 +46,7 @@ class Offline(ClosedLoop):
         slots = max(1.0, math.floor(min(float(self.max_seqs), self.kv_seqs)))
         return self._run(n, int(min(n, slots)))
 
-    def run_draws(self, n: int, conc: int) -> RunDraws:
+    def run_draws(self, n: int, conc: int, *, resend: bool = False) -> RunDraws:
         """``n`` requests submitted at once, at most ``conc`` in flight: a deterministic
         recurrence over engine steps on stratified lengths. Each step decodes one token for
         every prefilled sequence, and prefills first come, first served with the rest of the
@@ -52,7 +54,10 @@ class Offline(ClosedLoop):
         when a slot frees up, and holds it until its last token. The schedule is counted in
         steps, so all steps are priced in one call at the end: the ramp (prefill-heavy steps
         while the first ``conc`` are admitted), the steady middle and the drain (the batch
-        shrinking) all come out of it."""
+        shrinking) all come out of it. ``resend``: a request beyond the first ``conc`` is
+        sent when a slot comes free (a benchmark client's next one), and the scheduler takes
+        it in at its next poll (:mod:`kvopt.serving.admission`); otherwise all are sent at
+        the start and wait in the scheduler's queue."""
         check_run_steps(n, conc, n * max(self.dec_steps, 1.0) / max(conc, 1)
                         + n * self.i_new / self.budget)  # bounded work (kvopt.limits)
         q = (np.arange(n) + 0.5) / n
@@ -70,14 +75,30 @@ class Offline(ClosedLoop):
         take_at: list[float] = []
         done = admitted = in_flight = decoding = 0
         tokens = 0.0
+        # the scheduler takes requests in at a poll: every pass, or every ``admit_every``
+        # decode passes and right after a pass that prefilled, and at once when idle
+        # (kvopt.serving.admission); ``slots_at``: [step a slot came free, slots] in order
+        every, last_poll = self.admit_every, 0
+        slots_at: deque[list[int]] = deque([[0, conc]])
+        sent_k = np.zeros(n, dtype=np.intp)
         while done < n:
             k = len(dec_at)
             decoding += delta.pop(k, 0)
-            in_flight -= freed.pop(k - 1, 0)
-            while admitted < n and in_flight < conc:
-                admit[admitted] = k
-                admitted += 1
-                in_flight += 1
+            freed_now = freed.pop(k - 1, 0)
+            if freed_now:
+                in_flight -= freed_now
+                slots_at.append([k, freed_now])
+            if (not resend or every <= 1 or in_flight == 0 or k - last_poll >= every
+                    or (k > 0 and take_at[-1] > 0)):
+                last_poll = k
+                while admitted < n and in_flight < conc:
+                    admit[admitted] = k
+                    sent_k[admitted] = slots_at[0][0]
+                    slots_at[0][1] -= 1
+                    if not slots_at[0][1]:
+                        slots_at.popleft()
+                    admitted += 1
+                    in_flight += 1
             room = float(self.free_budget(float(decoding), self.verify))
             avail = float(need[admitted - 1]) - tokens if admitted else 0.0
             if chunked:
@@ -111,7 +132,10 @@ class Offline(ClosedLoop):
         e2e = ends[finish] + self.req_s
         tpot = (e2e - ttft) / np.maximum(o_len - 1.0, 1.0)
         start = np.where(admit > 0, ends[np.maximum(admit - 1, 0)], 0.0)  # admitted
-        return RunDraws(ttft=ttft, tpot=tpot, e2e=e2e, start=start, o_len=o_len, i_len=i_len)
+        sent = np.where(sent_k > 0, ends[np.maximum(sent_k - 1, 0)], 0.0) if resend else (
+            np.zeros(n))
+        return RunDraws(ttft=ttft, tpot=tpot, e2e=e2e, start=start, o_len=o_len, i_len=i_len,
+                        sent=sent)
 
     def _run(self, n: int, conc: int) -> SteadyState:
         """:meth:`run_draws` as a steady state (throughput over the whole run)."""

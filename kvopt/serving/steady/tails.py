@@ -38,6 +38,9 @@ class Tails(Ttft):
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
         ttft_core, resid = self._ttft_core(lam, t, closed=closed, clients=running,
                                            cohorts=cohorts)
+        # the wait for the scheduler to take the request in (it polls every few passes)
+        ttft_core = ttft_core + self.admit_wait(lam, t, closed=closed, clients=running,
+                                                cohorts=cohorts)[:, None]
         dec = self.dec_steps
         n = lam * dec * t
         e2e_core = np.mean(ttft_core, axis=1) + dec * t  # in the engine (slots, Little)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from kvopt.serving.admission import admit_wait_passes
 from kvopt.serving.quadrature import poisson_inverse, poisson_inverse_rows
 from kvopt.serving.special import gammaln
 from kvopt.serving.steady.draws import QUAD, D, running_step_index
@@ -72,8 +73,14 @@ class Ttft(FixedPoint):
             k_behind = g - 1.0 - k_ahead
             n_dec = np.broadcast_to(clients - g, (lam.size, QUAD))
         elif closed:  # desynchronized clients: those that finished in the same step as
-            # its previous request arrive with it, K ~ Poisson(lam t), in random order
-            k_co = poisson_inverse_rows(D.co_arrivals, lam * t)
+            # its previous request arrive with it, K ~ Poisson(lam t), in random order. An
+            # engine that polls only every few passes takes in together what arrived over
+            # the window: those that came before it are ahead, those during its wait behind,
+            # W passes' worth of each (kvopt.serving.admission.admit_wait_passes). (Open
+            # loops keep the step's own co-arrivals: their polls come in quick succession
+            # while prompts keep arriving, and the wait alone matches the simulator better)
+            polled = admit_wait_passes(self.admit_every, lam * t) * t
+            k_co = poisson_inverse_rows(D.co_arrivals, lam * (t + 2.0 * polled))
             k_ahead = np.floor(D.ahead_share * (k_co + 1.0))
             k_behind = k_co - k_ahead
         else:
