@@ -36,7 +36,9 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``--deployment defaults``: the engines' own defaults (the shipped profiles). On top, the
   sweeps' SGLang runs poll for new requests as their InferenceX launch script set
   (``--scheduler-recv-interval``: :data:`INFERENCEX_RECV`, kvopt's
-  ``admit_interval_steps``).
+  ``admit_interval_steps``), and their TensorRT-LLM runs with attention DP balance the
+  ranks' prompts as theirs did (``attention_dp_config``: :data:`INFERENCEX_ADP`, kvopt's
+  ``adp_balance``, ``adp_timeout_iters``, ``adp_wait_iters``).
 * **Model**: ``model_path`` (a Hugging Face id) through kvopt's resolver (ids, aliases; the
   organisation and ``-Instruct`` dropped), then the name without a quantization tag
   (``-FP8``, ``-NVFP4``, ...: ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> Llama-3.1-8B), then the
@@ -130,6 +132,15 @@ INFERENCEX_RECV: dict[tuple[str, str, str], int | str] = {
 }
 # InferenceX's RANDOM_RANGE_RATIO (.github/workflows/benchmark-tmpl.yml, 0.8 from Nov 2025 on)
 RANGE_RATIO = 0.8
+# TensorRT-LLM's attention_dp_config in InferenceX's launch scripts when DP_ATTENTION is
+# true (same repository, on main at the rows' dates): dsr1_fp4_b200_trt.sh (6eecc0e),
+# dsr1_fp8_b200_trt.sh (ec7bafa), dsr1_fp8_h200_trt.sh (b30c339): "batching_wait_iters: 0,
+# enable_balance: true, timeout_iters: 60"; gptoss_fp4_b200_trt.sh (b30c339): "enable_balance:
+# true" (TensorRT-LLM's defaults: timeout 50, batching wait 10).
+INFERENCEX_ADP: dict[str, tuple[tuple[str, Any], ...]] = {
+    "DeepSeek-V3": (("adp_balance", True), ("adp_timeout_iters", 60), ("adp_wait_iters", 0)),
+    "gpt-oss-120b": (("adp_balance", True),),
+}
 RECORDED_TWICE = 4  # the smallest moe_tp = moe_ep of a row recorded with tp x dp = their product
 _MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
 
@@ -201,6 +212,9 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
     polls = recv_interval(row, model, weights, conc) if engine == "sglang" else 1
     if polls > 1:
         q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))
+    if engine == "trtllm" and dp > 1 and collection(row) == "sweeps":
+        q["engine_args"] = (*q.get("engine_args", ()), *INFERENCEX_ADP.get(
+            model, INFERENCEX_ADP["DeepSeek-V3"]))
     rel = ac.fitted_release(engine, row.get("backend_version", ""),
                             row.get("silicon_data_source", "")) if versions else None
     if rel:

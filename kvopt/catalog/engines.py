@@ -66,6 +66,13 @@ class EngineProfile:
     # flag that sets it ("": the engine has none and polls every pass)
     admit_interval_steps: int = 1
     admit_interval_flag: str = ""
+    # attention DP's balancing (TensorRT-LLM attention_dp_config): a prompt waits until
+    # every attention-DP rank has one (then ``adp_wait_iters`` more iterations while every
+    # rank also decodes), or ``adp_timeout_iters`` iterations pass. The flag ("": none)
+    adp_balance: bool = False
+    adp_timeout_iters: int = 50
+    adp_wait_iters: int = 10
+    adp_balance_flag: str = ""
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -126,6 +133,14 @@ class EngineProfile:
         if self.admit_interval_steps > 1 and not self.admit_interval_flag:
             raise ValueError(f"{self.name} polls for requests every pass: it has no admission "
                              "interval (admit_interval_steps must be 1)")
+        if not (1 <= self.adp_timeout_iters <= ADMIT_INTERVAL_MAX
+                and 0 <= self.adp_wait_iters <= ADMIT_INTERVAL_MAX):
+            raise ValueError(f"adp_timeout_iters {self.adp_timeout_iters} must be in [1, "
+                             f"{ADMIT_INTERVAL_MAX}] and adp_wait_iters {self.adp_wait_iters} "
+                             f"in [0, {ADMIT_INTERVAL_MAX}]")
+        if self.adp_balance and not self.adp_balance_flag:
+            raise ValueError(f"{self.name} has no attention-DP balancing (adp_balance must be "
+                             "false)")
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
@@ -149,6 +164,10 @@ ENGINE_ARGS: dict[str, tuple[type, str]] = {
     "admit_interval_steps": (int, "an integer >= 1 (the scheduler takes in new requests every "
                              "N decode passes: SGLang --scheduler-recv-interval; engines "
                              "without such a flag take only 1)"),
+    "adp_balance": (bool, "true or false (TensorRT-LLM attention_dp_config.enable_balance: "
+                    "with attention DP, a prompt waits until every rank has one)"),
+    "adp_timeout_iters": (int, "an integer >= 1 (attention_dp_config.timeout_iters)"),
+    "adp_wait_iters": (int, "an integer >= 0 (attention_dp_config.batching_wait_iters)"),
     "fp8_scaling": (str, f"one of {', '.join(FP8_SCALINGS)} (how the FP8 checkpoint you "
                     "serve scales activations; it overrides the model's and the engine's)"),
 }
@@ -177,9 +196,11 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
         kind, rule = ENGINE_ARGS[key]
         value = _coerce(raw, kind)
         top = {"max_num_seqs": SEQS_MAX, "max_num_batched_tokens": STEP_TOKENS_MAX,
-               "admit_interval_steps": ADMIT_INTERVAL_MAX}.get(key, math.inf)
+               "admit_interval_steps": ADMIT_INTERVAL_MAX, "adp_timeout_iters":
+               ADMIT_INTERVAL_MAX, "adp_wait_iters": ADMIT_INTERVAL_MAX}.get(key, math.inf)
+        low = 0 if key == "adp_wait_iters" else 1
         ok = value is not None and (
-            (kind is int and 1 <= value <= top) or (kind is bool)
+            (kind is int and low <= value <= top) or (kind is bool)
             or (key == "prefill_policy" and value in PREFILL_POLICIES)
             or (key == "fp8_scaling" and value in FP8_SCALINGS)
             or (key == "memory_fraction" and 0 < value <= 1)
@@ -188,6 +209,10 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
             limit = (f" up to {top}" if kind is int else f" up to {OVERHEAD_MS_MAX:g}"
                      if kind is float and key != "memory_fraction" else "")
             raise InputError("--engine-arg", f"{key}={raw}", f"must be {rule}{limit}")
+        if key.startswith("adp_") and value is not None and not profile.adp_balance_flag:
+            raise InputError("--engine-arg", f"{key}={raw}",
+                             f"{profile.name} has no attention-DP balancing (TensorRT-LLM's "
+                             "attention_dp_config has)", "drop it")
         if key == "admit_interval_steps" and value > 1 and not profile.admit_interval_flag:
             raise InputError("--engine-arg", f"{key}={raw}",
                              f"{profile.name} takes in new requests at every pass and has no "
@@ -288,6 +313,26 @@ def _admit_interval(data: dict[str, Any], origin: str, srcs: dict[str, str]
     return value, str(node["flag"])
 
 
+def _adp_balance(data: dict[str, Any], origin: str, srcs: dict[str, str]
+                 ) -> dict[str, Any]:
+    """``attention_dp_balance: {enable_balance, timeout_iters, batching_wait_iters, flag,
+    source}`` of a profile (absent: the engine has no such balancing)."""
+    node = data.get("attention_dp_balance")
+    if node is None:
+        return {}
+    keys = ("enable_balance", "timeout_iters", "batching_wait_iters")
+    if (not isinstance(node, dict) or not node.get("source") or not node.get("flag")
+            or not isinstance(node.get("enable_balance"), bool)
+            or not all(isinstance(node.get(k), int) and not isinstance(node.get(k), bool)
+                       for k in keys[1:])):
+        raise CatalogError(f"{origin}: field 'attention_dp_balance' must be a mapping with "
+                           f"{', '.join(keys)} (a boolean and two integers), the engine's "
+                           "'flag' and a non-empty 'source'")
+    srcs["attention_dp_balance"] = str(node["source"])
+    return {"adp_balance": node["enable_balance"], "adp_timeout_iters": node["timeout_iters"],
+            "adp_wait_iters": node["batching_wait_iters"], "adp_balance_flag": str(node["flag"])}
+
+
 def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[str, ...]:
     """``fused_elementwise: {value: [...], source: ...}`` of a profile (absent: none)."""
     node = data.get("fused_elementwise")
@@ -374,6 +419,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
             fp8_scaling=_sourced_choice(data, "fp8_scaling", "dynamic", origin, srcs),
             fp8_weight_only=_sourced_flag(data, "fp8_weight_only", True, origin, srcs),
             admit_interval_steps=admit[0], admit_interval_flag=admit[1],
+            **_adp_balance(data, origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),

@@ -159,8 +159,9 @@ replica_options = stack(
                  help="Set an engine flag the deployment uses: max_num_batched_tokens, "
                       "max_num_seqs, chunked_prefill, prefill_policy (mixed|prefill_first), "
                       "memory_fraction, request_overhead_ms, step_overhead_ms, "
-                      "fp8_scaling, admit_interval_steps (SGLang --scheduler-recv-interval). "
-                      "Repeatable."),
+                      "fp8_scaling, admit_interval_steps (SGLang --scheduler-recv-interval), "
+                      "adp_balance, adp_timeout_iters, adp_wait_iters (TensorRT-LLM "
+                      "attention_dp_config). Repeatable."),
 )
 
 length_options = stack(

@@ -106,6 +106,11 @@ def engine_detail(e: EngineProfile) -> dict[str, Any]:
                              for t, b, k in e.allreduce_rules] or "own kernels at every size",
         "fused_elementwise": list(e.fused_elementwise) or "none (each its own launch)",
         "fp8_scaling": e.fp8_scaling, "fp8_weight_only": e.fp8_weight_only,
+        "admit_interval_steps": (f"{e.admit_interval_steps} ({e.admit_interval_flag})"
+                                 if e.admit_interval_flag else "1 (polls every pass)"),
+        "attention_dp_balance": ({"enabled": e.adp_balance, "timeout_iters": e.adp_timeout_iters,
+                                  "wait_iters": e.adp_wait_iters, "flag": e.adp_balance_flag}
+                                 if e.adp_balance_flag else "none"),
         "sources": dict(e.sources),
     }
 

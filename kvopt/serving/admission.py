@@ -22,6 +22,8 @@ window wait ``(N - 1) / 2`` passes and the others none::
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import numpy.typing as npt
 
@@ -43,3 +45,63 @@ def admit_wait_passes(every: int | Array, arrivals_per_pass: Array | float, *,
     if cohort:
         return np.asarray(np.broadcast_to((n - 1.0) / 2.0, np.broadcast(n, r).shape).copy())
     return np.asarray(n * (n - 1.0) / 2.0 / (n + np.exp(np.minimum(r, 700.0))))
+
+
+def balance_wait_passes(ranks: int, timeout: int, wait: int, arrivals_per_pass: Array | float,
+                        *, cohort: bool = False) -> Array:
+    """Mean passes a prompt is held by attention-DP balancing (TensorRT-LLM
+    ``attention_dp_config.enable_balance``): the engine holds the prompts until every one of
+    its ``ranks`` has one (then ``wait`` more passes while every rank decodes) or
+    ``timeout`` passes have gone by since the last release, and then releases them all.
+
+    From a release, each rank gets prompts at ``r = arrivals_per_pass / ranks`` per pass
+    (Poisson): its first at ``X_i ~ Exp(r)``; the hold ends at ``L = max X_i + wait`` when that
+    comes before ``timeout``, else at ``timeout``. Rank i's prompts in the hold wait
+    ``(L - X_i) + r (L - X_i)^2 / 2`` passes in all (its first, then those after it), of
+    ``1 + r (L - X_i)`` prompts (none when ``X_i >= L``). Holds that end early are averaged on
+    fixed draws of the ``X_i`` given ``max X_i < timeout`` (the last rank's first prompt
+    ends the hold: prompts do not land uniformly in it); those that run to the timeout, per
+    rank on a grid of ``X_i`` (the ranks independent). A prompt's mean wait is the ratio of
+    the expected sums, less half a pass (prompts arrive at pass boundaries). ``cohort``:
+    the prompts come as a cohort spread over every rank, held ``wait`` passes."""
+    shape = np.shape(arrivals_per_pass)
+    if ranks <= 1:
+        return np.zeros(shape)
+    if cohort:
+        return np.full(shape, float(wait))
+    r = np.maximum(np.ravel(np.asarray(arrivals_per_pass, dtype=np.float64)), 1e-12) / ranks
+    T = float(timeout)
+    with np.errstate(over="ignore", under="ignore"):
+        early = (-np.expm1(-r * T)) ** ranks  # P(max X_i < timeout)
+    # holds that end early: draws given max X_i < timeout
+    u_top, u_rest = _hold_draws(ranks)
+    q = u_top[None, :] * early[:, None]  # quantiles of the largest, within P(M < T)
+    top = -np.log1p(-(q ** (1.0 / ranks))) / r[:, None]
+    below = -np.expm1(-r[:, None] * top)  # CDF of one X at the largest
+    rest = -np.log1p(-u_rest[None, :, :] * below[:, :, None]) / r[:, None, None]
+    x = np.concatenate([top[:, :, None], rest], axis=2)
+    hold = np.minimum(top + wait, T)[:, :, None]
+    held = np.maximum(hold - x, 0.0)
+    rr = r[:, None, None]
+    num_e = (held + rr * held**2 / 2.0).sum(axis=2).mean(axis=1)
+    den_e = ((x < hold) + rr * held).sum(axis=2).mean(axis=1)
+    # holds that run to the timeout: each rank's first prompt at X < T (a grid), then more
+    g = (np.arange(timeout) + 0.5)[None, :]
+    dens = r[:, None] * np.exp(-r[:, None] * g)  # density of X on the grid (dx = 1)
+    num_t = ranks * (dens * ((T - g) + r[:, None] * (T - g) ** 2 / 2.0)).sum(axis=1)
+    den_t = ranks * (dens * (1.0 + r[:, None] * (T - g))).sum(axis=1)
+    num = early * num_e + (1.0 - early) * num_t
+    den = early * den_e + (1.0 - early) * den_t
+    out = np.maximum(num / np.maximum(den, 1e-300) - 0.5, 0.0)
+    return np.asarray(out.reshape(shape))
+
+
+_DRAWS = 256
+
+
+@cache
+def _hold_draws(ranks: int) -> tuple[Array, Array]:
+    """Fixed uniforms: stratified ones for the largest first arrival (as a quantile of the
+    early holds) and the others' (conditionally below it), (draws,) and (draws, ranks - 1)."""
+    rng = np.random.default_rng(20260505)
+    return (np.arange(_DRAWS) + 0.5) / _DRAWS, rng.random((_DRAWS, ranks - 1))

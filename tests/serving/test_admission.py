@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kvopt import api, build
 from kvopt.catalog.engines import load_engine, with_args
 from kvopt.errors import InputError
-from kvopt.serving.admission import admit_wait_passes
+from kvopt.serving.admission import admit_wait_passes, balance_wait_passes
 from kvopt.serving.lengths import parse_dist
 from kvopt.serving.load import Load
 from kvopt.serving.sim.simulator import simulate
@@ -106,3 +106,54 @@ def test_polling_never_shortens_ttft(every: int, rps: float) -> None:
     # which a request waiting outside its slot lowers a little)
     assert polled.latency.ttft_ms >= plain.latency.ttft_ms - 1e-9
     assert polled.latency.tpot_ms == pytest.approx(plain.latency.tpot_ms, rel=1e-6)
+
+
+def test_balance_law_hand_computed() -> None:
+    # one rank, or a cohort spread over every rank (held the batching wait only)
+    assert float(balance_wait_passes(1, 60, 0, 0.5)) == 0.0
+    assert float(balance_wait_passes(8, 60, 3, 0.5, cohort=True)) == 3.0
+    # prompts so rare that every hold runs to the timeout: L = 60 every time, and a
+    # prompt of each rank waits on average E[L^2] / (2 E[L]) - 1/2 = 60 / 2 - 0.5 = 29.5
+    assert float(balance_wait_passes(8, 60, 0, 1e-6)) == pytest.approx(29.5, abs=0.01)
+    # prompts on every rank every pass: released at once
+    assert float(balance_wait_passes(8, 60, 0, 800.0)) < 0.01
+
+
+@given(r1=st.floats(1e-4, 20.0), r2=st.floats(1e-4, 20.0), ranks=st.integers(2, 16))
+@settings(max_examples=30, deadline=None)
+def test_balance_law_bounded_and_falls_with_arrivals(r1: float, r2: float,
+                                                     ranks: int) -> None:
+    lo, hi = sorted((r1, r2))
+    w_lo = float(balance_wait_passes(ranks, 60, 0, lo))
+    w_hi = float(balance_wait_passes(ranks, 60, 0, hi))
+    assert 0.0 <= w_hi <= w_lo + 0.05 <= 30.0
+
+
+def test_balance_flag_only_on_tensorrt_llm() -> None:
+    trt = load_engine("trtllm")
+    assert not trt.adp_balance and (trt.adp_timeout_iters, trt.adp_wait_iters) == (50, 10)
+    on = with_args(trt, {"adp_balance": "true", "adp_timeout_iters": 60,
+                         "adp_wait_iters": 0})
+    assert on.adp_balance and on.adp_timeout_iters == 60 and on.adp_wait_iters == 0
+    for engine in ("vllm", "sglang"):
+        with pytest.raises(InputError, match="no attention-DP balancing"):
+            with_args(load_engine(engine), {"adp_balance": True})
+    with pytest.raises(InputError, match="adp_timeout_iters"):
+        with_args(trt, {"adp_timeout_iters": 0})
+
+
+def test_balance_benchmark_run_agrees_with_the_simulator() -> None:
+    """Attention DP over 8 ranks with TensorRT-LLM's balancing as InferenceX launches it:
+    a 10-round benchmark run of spread lengths, estimate against simulator."""
+    kw = dict(model="Qwen3-235B-A22B", gpu="H200", tp=1, dp=8, ep=8, weights="fp8",
+              engine="trtllm", concurrency=64, rounds=10, **UNIFORM)
+    args = {"adp_timeout_iters": 60, "adp_wait_iters": 0}
+    off = api.estimate(**kw, engine_args={**args, "adp_balance": False})
+    e = api.estimate(**kw, engine_args={**args, "adp_balance": True})
+    s = api.simulate(**kw, engine_args={**args, "adp_balance": True}, num_requests=640)
+    assert e.latency.ttft_ms > 2.0 * off.latency.ttft_ms  # prompts held for the ranks
+    assert e.latency.ttft_ms == pytest.approx(s.latency.ttft_ms, rel=0.15)
+    # (no balancing without attention DP)
+    tp8 = dict(kw, tp=8, dp=1)
+    assert api.estimate(**tp8, engine_args={**args, "adp_balance": True}).latency.ttft_ms == (
+        api.estimate(**tp8).latency.ttft_ms)

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.serving.admission import admit_wait_passes
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.replica import Replica
 from kvopt.serving.results import Slo
@@ -40,7 +39,8 @@ class Screen:
         self.lengths = Lengths.of(input_dist, output_dist)
         self.prompt = PromptLaw.of(input_dist)
         self.req_s = np.array([m.req_s for m in ms])
-        self.admit_every = np.array([m.admit_every for m in ms])
+        self.models = ms
+        self.late = np.array([m.admits_late for m in ms])
         self.dec_steps = np.array([m.dec_steps for m in ms])
         self.kv_slots = np.array([m.kv_slots for m in ms])
         self.o_mean = np.array([m.o_mean for m in ms])
@@ -73,9 +73,13 @@ class Screen:
         # time outside the steps: the request overhead, and the wait for the scheduler's
         # next poll where it skips passes (SteadyBase.admit_wait, as the steady model)
         shift = self.req_s[r]
-        if np.any(self.admit_every[r] > 1):
+        if np.any(self.late[r]):
+            waits = np.zeros(r.size)
+            for i in np.unique(r[self.late[r]]):
+                sel = r == i
+                waits[sel] = self.models[int(i)].wait_passes(lam[sel] * t[sel])
             busy = 1.0 - np.exp(-lam * self.dec_steps[r] * t)
-            shift = shift + busy * admit_wait_passes(self.admit_every[r], lam * t) * t
+            shift = shift + busy * waits * t
         tt = ttft_law(self.st, self.mix, r, lam, t, shift, self.lengths, self.prompt,
                       var, slo_s)
         return Laws(lam=lam, tpot=tp, tpot_p99=tp.p99(), ttft=tt)

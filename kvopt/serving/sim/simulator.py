@@ -193,32 +193,68 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
 
     # the scheduler takes arrived requests in at a poll: every pass, or (SGLang
     # --scheduler-recv-interval) every ``every`` decode passes and right after a pass that
-    # prefilled, and at once when idle; ``since``: decode passes since the last poll
+    # prefilled, and at once when idle; ``since``: decode passes since the last poll.
+    # TensorRT-LLM's attention-DP balancing holds the prompts it took in (``inbox``) until
+    # every rank has one (then ``wait_it`` passes more while all ranks decode) or
+    # ``timeout`` passes went by (``held``): kvopt.serving.admission
     every = eng.admit_interval_steps
     since = every
+    adp = eng.adp_balance and replica.dp > 1
+    dp = replica.dp if adp else 1
+    timeout, wait_it, held, batching = eng.adp_timeout_iters, eng.adp_wait_iters, 0, 0
+    rank = np.arange(n_req) % dp  # a closed-loop client's next request: its previous's rank
+    inbox: list[_Seq] = []
     while done < n_req and t < max_time_s:
-        if every > 1 and (running or waiting) and since < every:
+        if every > 1 and (running or waiting or inbox) and since < every:
             pass  # not polling this pass: arrivals wait in the server
         else:
             since = 0
             while arrivals and arrivals[0][0] <= t:
                 _, i = heapq.heappop(arrivals)
                 base = min(shared, int(inp[i]) - 1) if hits[i] else 0
-                waiting.append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
+                (inbox if adp else waiting).append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
+                if adp and load.mode != "concurrency":  # the rank with the fewest requests
+                    per = np.bincount([rank[q.idx] for q in (*running, *waiting, *inbox[:-1])],
+                                      minlength=dp)
+                    rank[i] = int(np.argmin(per))
+        if adp:  # TensorRT-LLM's _balance_adp_requests, once per pass
+            have = np.bincount([rank[q.idx] for q in inbox], minlength=dp) > 0
+            decoding = np.bincount([rank[q.idx] for q in running], minlength=dp) > 0
+            release = False
+            if have.all():
+                held = 0
+                if decoding.all() and batching < wait_it:
+                    batching += 1
+                else:
+                    batching, release = 0, True
+            else:
+                held += 1
+                if held >= timeout or not decoding.all():
+                    held, release = 0, True
+            if release and inbox:
+                waiting.extend(inbox)
+                inbox = []
         if not running and not waiting:
-            if not arrivals:
+            if not arrivals and not inbox:
                 break
-            t = arrivals[0][0]
+            if arrivals and not inbox:
+                t = arrivals[0][0]
             continue
         if (fast_forward and spec is None
                 and _decode_only(running, waiting, eng.max_num_seqs)
                 and len(running) <= budget):
+            bound = (every - since if every > 1 and arrivals
+                     else max(timeout - held, 1) if adp else None)
             k, dt_total = _fast_forward(
                 running, sc, fp, free, t,
                 arrivals[0][0] if arrivals and every <= 1 else None,
-                max_steps=every - since if every > 1 and arrivals else None)
+                max_steps=bound)
+            if adp and inbox:
+                k = 0  # prompts held: each pass may release them
             if k > 1:
                 since += k - 1
+                if adp:
+                    held += k - 1
                 for s in running:
                     new_blocks = fp.blocks(s.stored + k) - s.blocks
                     s.blocks += new_blocks
@@ -329,6 +365,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             done += 1
             if load.mode == "concurrency" and next_req < n_req:
                 arrival[next_req] = t
+                rank[next_req] = rank[s.idx]
                 heapq.heappush(arrivals, (t + req, next_req))
                 next_req += 1
     return SimResult(arrival, first_sched, first_tok, finish, inp, out, steps, preemptions,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.serving.admission import admit_wait_passes
+from kvopt.serving.admission import admit_wait_passes, balance_wait_passes
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.steady.draws import D, dist_draws
@@ -34,6 +34,9 @@ class SteadyBase:
         rep = sc.replica
         self.req_s = rep.request_overhead_s  # outside the engine: TTFT and E2E only
         self.admit_every = rep.engine.admit_interval_steps  # decode passes between polls
+        # attention-DP balancing holds prompts until every rank has one (TensorRT-LLM)
+        self.adp = rep.engine.adp_balance and rep.dp > 1
+        self.dp = rep.dp
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
@@ -173,30 +176,56 @@ class SteadyBase:
         layers = self.sc.replica.model.num_layers
         return np.asarray(np.where(n > 0, self.sc.linear(n) / layers + self.sc.head(n), 0.0))
 
+    @property
+    def admits_late(self) -> bool:
+        """Whether an arrived request may wait for the scheduler to take it in (it polls
+        every few passes, or attention-DP balancing holds prompts)."""
+        return self.admit_every > 1 or self.adp
+
+    def wait_passes(self, arrivals_per_pass: Array | float, cohort: bool = False,
+                    cohort_size: float = 0.0) -> Array:
+        """Mean passes an arrived request waits to be taken in (:mod:`kvopt.serving.admission`):
+        the scheduler's next poll, or attention-DP balancing's hold (a cohort smaller than
+        the ranks leaves some rank without a prompt: it is held to the timeout, half of it
+        on average)."""
+        w = admit_wait_passes(self.admit_every, arrivals_per_pass, cohort=cohort)
+        if self.adp:
+            eng = self.sc.replica.engine
+            if cohort and cohort_size < self.dp:
+                w = w + (eng.adp_timeout_iters - 1.0) / 2.0
+            else:
+                w = w + balance_wait_passes(self.dp, eng.adp_timeout_iters,
+                                            eng.adp_wait_iters, arrivals_per_pass,
+                                            cohort=cohort)
+        return np.asarray(w)
+
     def admit_wait(self, lam: Array | float, t: Array | float, *, closed: bool = False,
                    clients: float = 0.0, cohorts: bool = False) -> Array:
-        """Mean time (s) an arrived request waits for the scheduler to take it in when the
-        engine polls only every few decode passes (:mod:`kvopt.serving.admission`; passes
-        of ``t`` seconds, ``lam`` requests/s). Only while others decode: an idle engine
-        polls at once. Closed loops: the others always decode (one client: never); cohorts
-        of fixed-output requests wait the poll cycle's phase unless the cohort is all the
-        clients (the engine is idle when it comes back). Open loops: when the replica is
-        busy (probability ``1 - exp(-n)``, ``n`` sequences decoding on average)."""
+        """Mean time (s) an arrived request waits for the scheduler to take it in
+        (:meth:`wait_passes`; passes of ``t`` seconds, ``lam`` requests/s). Only while others
+        decode: an idle engine takes it at once. Closed loops: the others always decode (one
+        client: never); cohorts of fixed-output requests wait as a cohort unless the cohort
+        is all the clients (the engine is idle when it comes back). Open loops: when the
+        replica is busy (probability ``1 - exp(-n)``, ``n`` sequences decoding on average)."""
         lam_a = np.asarray(lam, dtype=np.float64)
         t_a = np.asarray(t, dtype=np.float64)
-        if self.admit_every <= 1:
-            return np.zeros(np.broadcast(lam_a, t_a).shape)
+        zero = np.zeros(np.broadcast(lam_a, t_a).shape)
+        if not self.admits_late:
+            return zero
         if closed:
             if clients <= 1.0:
-                return np.zeros(np.broadcast(lam_a, t_a).shape)
-            if cohorts:  # the share of clients in cohorts that come back beside others
-                share = sum(w for g, w in self.cohort_mix(clients) if clients - g >= 1.0)
-                return np.asarray(share * admit_wait_passes(self.admit_every, lam_a * t_a,
-                                                            cohort=True) * t_a)
-            return np.asarray(admit_wait_passes(self.admit_every, lam_a * t_a) * t_a)
+                return zero
+            if cohorts:  # the cohorts that come back beside others decoding
+                out = zero
+                for g, w in self.cohort_mix(clients):
+                    if clients - g >= 1.0:
+                        out = out + w * self.wait_passes(lam_a * t_a, cohort=True,
+                                                         cohort_size=g) * t_a
+                return np.asarray(out)
+            return np.asarray(self.wait_passes(lam_a * t_a) * t_a)
         with np.errstate(over="ignore"):
             busy = 1.0 - np.exp(-lam_a * self.dec_steps * t_a)
-        return np.asarray(busy * admit_wait_passes(self.admit_every, lam_a * t_a) * t_a)
+        return np.asarray(busy * self.wait_passes(lam_a * t_a) * t_a)
 
     def cohort_size(self, clients: Array | float) -> Array:
         """Clients of a closed loop of fixed-output requests that move together: those

@@ -80,7 +80,7 @@ class ClosedLoop(Tails):
             c, o_max = run[sel], others_max[sel]
             ttft = (np.broadcast_to(cohort_ttft[sel], t.shape) if cohorts
                     else t if ttft0 is None else ttft0)
-            if cohorts and self.admit_every > 1:  # and the wait for the scheduler's next poll
+            if cohorts and self.admits_late:  # and the wait for the scheduler to take it in
                 ttft = ttft + np.stack([self.admit_wait(0.0, t[i], closed=True, clients=float(
                     c[i, 0]), cohorts=True) for i in range(c.shape[0])])
             lam = c / (ttft + dec * t + req)
@@ -91,7 +91,7 @@ class ClosedLoop(Tails):
                     # once the scheduler polls (:meth:`admit_wait`)
                     ttft = self.prefill_done(o_max * dec * t / (dec * t + ttft + req),
                                       np.minimum(self.i_new * (1.0 + lam * t), self.budget))
-                    if self.admit_every > 1:
+                    if self.admits_late:
                         ttft = ttft + np.where(c > 1.0, self.admit_wait(
                             lam, t, closed=True, clients=2.0), 0.0)
                     lam = c / (ttft + dec * t + req)

@@ -70,33 +70,58 @@ class Offline(ClosedLoop):
         first = np.zeros(n, dtype=np.intp)  # step that ends each prefill
         admit = np.zeros(n, dtype=np.intp)  # step that starts it
         delta: dict[int, int] = {}  # change in the sequences decoding at each step
-        freed: dict[int, int] = {}  # slots freed after each step
+        freed: dict[int, list[int]] = {}  # ranks of the slots freed after each step
         dec_at: list[float] = []
         take_at: list[float] = []
         done = admitted = in_flight = decoding = 0
         tokens = 0.0
         # the scheduler takes requests in at a poll: every pass, or every ``admit_every``
-        # decode passes and right after a pass that prefilled, and at once when idle
-        # (kvopt.serving.admission); ``slots_at``: [step a slot came free, slots] in order
+        # decode passes and right after a pass that prefilled, and at once when idle; with
+        # attention-DP balancing, when every rank has a prompt (then ``wait_it`` passes
+        # more while all decode) or ``timeout`` passes went by (kvopt.serving.admission).
+        # A client's next request goes to its previous one's rank (its freed slot);
+        # ``slots_at``: (step a slot came free, its rank) in order
         every, last_poll = self.admit_every, 0
-        slots_at: deque[list[int]] = deque([[0, conc]])
+        adp = resend and self.adp
+        dp = self.dp if adp else 1
+        eng = self.sc.replica.engine
+        timeout, wait_it, held, batching = eng.adp_timeout_iters, eng.adp_wait_iters, 0, 0
+        slots_at: deque[tuple[int, int]] = deque((0, j % dp) for j in range(conc))
+        pend = np.bincount(np.arange(conc) % dp, minlength=dp)
+        rank_of = np.zeros(n, dtype=np.intp)
         sent_k = np.zeros(n, dtype=np.intp)
         while done < n:
             k = len(dec_at)
             decoding += delta.pop(k, 0)
-            freed_now = freed.pop(k - 1, 0)
+            freed_now = freed.pop(k - 1, [])
             if freed_now:
-                in_flight -= freed_now
-                slots_at.append([k, freed_now])
-            if (not resend or every <= 1 or in_flight == 0 or k - last_poll >= every
-                    or (k > 0 and take_at[-1] > 0)):
+                in_flight -= len(freed_now)
+                slots_at.extend((k, r) for r in freed_now)
+                np.add.at(pend, freed_now, 1)
+            take_in = (not resend or every <= 1 or in_flight == 0 or k - last_poll >= every
+                       or (k > 0 and take_at[-1] > 0))
+            if adp and take_in:  # TensorRT-LLM's _balance_adp_requests
+                all_gen = decoding >= dp
+                if (pend > 0).all():
+                    held = 0
+                    if all_gen and batching < wait_it:
+                        batching += 1
+                        take_in = False
+                    else:
+                        batching = 0
+                else:
+                    held += 1
+                    if held >= timeout or not all_gen:
+                        held = 0
+                    else:
+                        take_in = False
+            if take_in:
                 last_poll = k
                 while admitted < n and in_flight < conc:
                     admit[admitted] = k
-                    sent_k[admitted] = slots_at[0][0]
-                    slots_at[0][1] -= 1
-                    if not slots_at[0][1]:
-                        slots_at.popleft()
+                    sent_k[admitted], rank = slots_at.popleft()
+                    rank_of[admitted] = rank
+                    pend[rank] -= 1
                     admitted += 1
                     in_flight += 1
             room = float(self.free_budget(float(decoding), self.verify))
@@ -116,7 +141,7 @@ class Offline(ClosedLoop):
                 if steps_j:  # it decodes in steps k + 1 .. k + steps_j
                     delta[k + 1] = delta.get(k + 1, 0) + 1
                     delta[k + 1 + steps_j] = delta.get(k + 1 + steps_j, 0) - 1
-                freed[k + steps_j] = freed.get(k + steps_j, 0) + 1
+                freed.setdefault(k + steps_j, []).append(int(rank_of[j]))
             done = now
         # decode steps after the last prefill: the batch shrinks as requests finish
         finish = first + nd  # step of each last token
