@@ -1,4 +1,4 @@
-"""How long an arrived request waits for the scheduler to take it in, when the engine polls
+"""How long an arrived request waits for the scheduler to take it in. When the engine polls
 for new requests only every N decode passes (SGLang ``--scheduler-recv-interval N``: a
 decode pass weighs 1 and a pass that prefilled weighs more than N, so the scheduler polls
 every N decode passes and right after any pass that prefilled; an idle engine polls at once).
@@ -18,6 +18,9 @@ window wait ``(N - 1) / 2`` passes and the others none::
     W = N (N - 1) / 2 / (N + e^r) passes
 
 (``(N - 1) / 2 x N / (N + 1)`` at light load; it falls to 0 as arrivals come every pass).
+
+TensorRT-LLM's attention-DP balancing (``attention_dp_config.enable_balance``) holds the
+prompts it took in until every rank has one, or a timeout: :func:`balance_wait_passes`.
 """
 
 from __future__ import annotations

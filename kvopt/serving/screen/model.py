@@ -70,8 +70,9 @@ class Screen:
         tp = tpot_law(self.st, self.mix, r, lam, t, e, self.lengths)
         var = np.sum(tp.weight * tp.sd**2, axis=1)
         slo_s = slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms is not None else None
-        # time outside the steps: the request overhead, and the wait for the scheduler's
-        # next poll where it skips passes (SteadyBase.admit_wait, as the steady model)
+        # time outside the steps: the request overhead, and the wait to be taken in (a
+        # poll every few passes, attention-DP balancing: SteadyBase.wait_passes, as the
+        # steady model's open loops)
         shift = self.req_s[r]
         if np.any(self.late[r]):
             waits = np.zeros(r.size)

@@ -56,8 +56,9 @@ class Offline(ClosedLoop):
         while the first ``conc`` are admitted), the steady middle and the drain (the batch
         shrinking) all come out of it. ``resend``: a request beyond the first ``conc`` is
         sent when a slot comes free (a benchmark client's next one), and the scheduler takes
-        it in at its next poll (:mod:`kvopt.serving.admission`); otherwise all are sent at
-        the start and wait in the scheduler's queue."""
+        it in at its next poll, or when attention-DP balancing releases it
+        (:mod:`kvopt.serving.admission`); otherwise all are sent at the start and wait in
+        the scheduler's queue."""
         check_run_steps(n, conc, n * max(self.dec_steps, 1.0) / max(conc, 1)
                         + n * self.i_new / self.budget)  # bounded work (kvopt.limits)
         q = (np.arange(n) + 0.5) / n

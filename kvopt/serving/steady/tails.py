@@ -38,7 +38,8 @@ class Tails(Ttft):
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
         ttft_core, resid = self._ttft_core(lam, t, closed=closed, clients=running,
                                            cohorts=cohorts)
-        # the wait for the scheduler to take the request in (it polls every few passes)
+        # the wait for the scheduler to take the request in (a poll every few passes, or
+        # attention-DP balancing: :meth:`admit_wait`)
         ttft_core = ttft_core + self.admit_wait(lam, t, closed=closed, clients=running,
                                                 cohorts=cohorts)[:, None]
         dec = self.dec_steps
