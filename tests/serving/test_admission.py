@@ -81,6 +81,20 @@ def test_closed_loop_agrees_with_the_simulator(load: dict[str, int]) -> None:
     assert polled[2] == pytest.approx(polled[3], rel=0.05)
 
 
+def test_poisson_load_agrees_with_the_simulator() -> None:
+    """An open loop at moderate load (5 requests/s on one H100: about 10 sequences
+    decoding, a fifth of its capacity): the wait while others decode, W passes of the law
+    (near saturation the estimate runs 20-70% above the simulator, whose polls chain
+    through bursts of prefills)."""
+    kw = dict(model="Llama-3.1-8B", gpu="H100-SXM", engine="sglang", rps=5, **UNIFORM,
+              engine_args={"admit_interval_steps": 30, "prefill_policy": "mixed"})
+    plain = api.estimate(**{**kw, "engine_args": {"prefill_policy": "mixed"}})
+    e = api.estimate(**kw)
+    s = api.simulate(**kw, num_requests=3000)
+    assert e.latency.ttft_ms > 1.5 * plain.latency.ttft_ms
+    assert e.latency.ttft_ms == pytest.approx(s.latency.ttft_ms, rel=0.10)
+
+
 def test_simulator_waits_for_the_poll() -> None:
     """The simulator's scheduler takes a request in at its next poll: at 32 clients
     (spread lengths) the mean wait before scheduling is about W passes."""
