@@ -88,9 +88,9 @@ class Offline(ClosedLoop):
         eng = self.sc.replica.engine
         timeout, wait_it, held, batching = eng.adp_timeout_iters, eng.adp_wait_iters, 0, 0
         slots_at: deque[tuple[int, int]] = deque((0, j % dp) for j in range(conc))
-        pend = np.bincount(np.arange(conc) % dp, minlength=dp)
-        rank_of = np.zeros(n, dtype=np.intp)
-        sent_k = np.zeros(n, dtype=np.intp)
+        pend = [len(range(r, conc, dp)) for r in range(dp)]  # slots waiting, per rank
+        rank_of = [0] * n
+        sent_at = [0] * n
         while done < n:
             k = len(dec_at)
             decoding += delta.pop(k, 0)
@@ -98,12 +98,14 @@ class Offline(ClosedLoop):
             if freed_now:
                 in_flight -= len(freed_now)
                 slots_at.extend((k, r) for r in freed_now)
-                np.add.at(pend, freed_now, 1)
+                if adp:
+                    for r in freed_now:
+                        pend[r] += 1
             take_in = (not resend or every <= 1 or in_flight == 0 or k - last_poll >= every
                        or (k > 0 and take_at[-1] > 0))
             if adp and take_in:  # TensorRT-LLM's _balance_adp_requests
                 all_gen = decoding >= dp
-                if (pend > 0).all():
+                if min(pend) > 0:
                     held = 0
                     if all_gen and batching < wait_it:
                         batching += 1
@@ -120,7 +122,7 @@ class Offline(ClosedLoop):
                 last_poll = k
                 while admitted < n and in_flight < conc:
                     admit[admitted] = k
-                    sent_k[admitted], rank = slots_at.popleft()
+                    sent_at[admitted], rank = slots_at.popleft()
                     rank_of[admitted] = rank
                     pend[rank] -= 1
                     admitted += 1
@@ -142,7 +144,7 @@ class Offline(ClosedLoop):
                 if steps_j:  # it decodes in steps k + 1 .. k + steps_j
                     delta[k + 1] = delta.get(k + 1, 0) + 1
                     delta[k + 1 + steps_j] = delta.get(k + 1 + steps_j, 0) - 1
-                freed.setdefault(k + steps_j, []).append(int(rank_of[j]))
+                freed.setdefault(k + steps_j, []).append(rank_of[j])
             done = now
         # decode steps after the last prefill: the batch shrinks as requests finish
         finish = first + nd  # step of each last token
@@ -158,6 +160,7 @@ class Offline(ClosedLoop):
         e2e = ends[finish] + self.req_s
         tpot = (e2e - ttft) / np.maximum(o_len - 1.0, 1.0)
         start = np.where(admit > 0, ends[np.maximum(admit - 1, 0)], 0.0)  # admitted
+        sent_k = np.asarray(sent_at, dtype=np.intp)
         sent = np.where(sent_k > 0, ends[np.maximum(sent_k - 1, 0)], 0.0) if resend else (
             np.zeros(n))
         return RunDraws(ttft=ttft, tpot=tpot, e2e=e2e, start=start, o_len=o_len, i_len=i_len,
