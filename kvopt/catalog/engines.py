@@ -209,7 +209,7 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
             limit = (f" up to {top}" if kind is int else f" up to {OVERHEAD_MS_MAX:g}"
                      if kind is float and key != "memory_fraction" else "")
             raise InputError("--engine-arg", f"{key}={raw}", f"must be {rule}{limit}")
-        if key.startswith("adp_") and value is not None and not profile.adp_balance_flag:
+        if key.startswith("adp_") and not profile.adp_balance_flag:
             raise InputError("--engine-arg", f"{key}={raw}",
                              f"{profile.name} has no attention-DP balancing (TensorRT-LLM's "
                              "attention_dp_config has)", "drop it")

@@ -25,6 +25,7 @@ prompts it took in until every rank has one, or a timeout: :func:`balance_wait_p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -108,3 +109,32 @@ def _hold_draws(ranks: int) -> tuple[Array, Array]:
     early holds) and the others' (conditionally below it), (draws,) and (draws, ranks - 1)."""
     rng = np.random.default_rng(20260505)
     return (np.arange(_DRAWS) + 0.5) / _DRAWS, rng.random((_DRAWS, ranks - 1))
+
+
+@dataclass
+class BalanceHold:
+    """TensorRT-LLM's attention-DP balancing, pass by pass (``PyExecutor._balance_adp_requests``
+    with ``enable_balance``): the state of its two counters, shared by the estimate's
+    benchmark recurrence and the simulator."""
+
+    timeout: int
+    wait: int
+    held: int = 0  # passes since the last release without a prompt on every rank
+    batching: int = 0  # passes held with a prompt on every rank
+
+    def release(self, every_rank_has_prompt: bool, every_rank_decodes: bool) -> bool:
+        """Whether this pass releases the held prompts: when every rank has one (after
+        ``wait`` passes while every rank decodes), else after ``timeout`` passes or when some
+        rank has nothing to decode."""
+        if every_rank_has_prompt:
+            self.held = 0
+            if every_rank_decodes and self.batching < self.wait:
+                self.batching += 1
+                return False
+            self.batching = 0
+            return True
+        self.held += 1
+        if self.held >= self.timeout or not every_rank_decodes:
+            self.held = 0
+            return True
+        return False

@@ -41,7 +41,6 @@ class Screen:
         self.req_s = np.array([m.req_s for m in ms])
         self.models = ms
         self.late = np.array([m.admits_late for m in ms])
-        self.dec_steps = np.array([m.dec_steps for m in ms])
         self.kv_slots = np.array([m.kv_slots for m in ms])
         self.o_mean = np.array([m.o_mean for m in ms])
         self.top = np.minimum(self.curves.lam_div, self._budget_rate())
@@ -71,16 +70,12 @@ class Screen:
         var = np.sum(tp.weight * tp.sd**2, axis=1)
         slo_s = slo.ttft_p99_ms / 1e3 if slo.ttft_p99_ms is not None else None
         # time outside the steps: the request overhead, and the wait to be taken in (a
-        # poll every few passes, attention-DP balancing: SteadyBase.wait_passes, as the
-        # steady model's open loops)
-        shift = self.req_s[r]
-        if np.any(self.late[r]):
-            waits = np.zeros(r.size)
-            for i in np.unique(r[self.late[r]]):
-                sel = r == i
-                waits[sel] = self.models[int(i)].wait_passes(lam[sel] * t[sel])
-            busy = 1.0 - np.exp(-lam * self.dec_steps[r] * t)
-            shift = shift + busy * waits * t
+        # poll every few passes, attention-DP balancing: the steady model's open-loop
+        # SteadyBase.admit_wait)
+        shift = self.req_s[r]  # (a copy: indexed by an array)
+        for i in np.unique(r[self.late[r]]):
+            sel = r == i
+            shift[sel] += self.models[int(i)].admit_wait(lam[sel], t[sel])
         tt = ttft_law(self.st, self.mix, r, lam, t, shift, self.lengths, self.prompt,
                       var, slo_s)
         return Laws(lam=lam, tpot=tp, tpot_p99=tp.p99(), ttft=tt)

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.errors import InputError
+from kvopt.serving.admission import BalanceHold
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
@@ -195,13 +196,12 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     # --scheduler-recv-interval) every ``every`` decode passes and right after a pass that
     # prefilled, and at once when idle; ``since``: decode passes since the last poll.
     # TensorRT-LLM's attention-DP balancing holds the prompts it took in (``inbox``) until
-    # every rank has one (then ``wait_it`` passes more while all ranks decode) or
-    # ``timeout`` passes went by (``held``): kvopt.serving.admission
+    # it releases them (kvopt.serving.admission.BalanceHold)
     every = eng.admit_interval_steps
     since = every
     adp = eng.adp_balance and replica.dp > 1
     dp = replica.dp if adp else 1
-    timeout, wait_it, held, batching = eng.adp_timeout_iters, eng.adp_wait_iters, 0, 0
+    hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
     rank = np.arange(n_req) % dp  # a closed-loop client's next request: its previous's rank
     inbox: list[_Seq] = []
     while done < n_req and t < max_time_s:
@@ -217,21 +217,10 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     per = np.bincount([rank[q.idx] for q in (*running, *waiting, *inbox[:-1])],
                                       minlength=dp)
                     rank[i] = int(np.argmin(per))
-        if adp:  # TensorRT-LLM's _balance_adp_requests, once per pass
+        if adp:  # once per pass
             have = np.bincount([rank[q.idx] for q in inbox], minlength=dp) > 0
             decoding = np.bincount([rank[q.idx] for q in running], minlength=dp) > 0
-            release = False
-            if have.all():
-                held = 0
-                if decoding.all() and batching < wait_it:
-                    batching += 1
-                else:
-                    batching, release = 0, True
-            else:
-                held += 1
-                if held >= timeout or not decoding.all():
-                    held, release = 0, True
-            if release and inbox:
+            if hold.release(bool(have.all()), bool(decoding.all())) and inbox:
                 waiting.extend(inbox)
                 inbox = []
         if not running and not waiting:
@@ -244,7 +233,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 and _decode_only(running, waiting, eng.max_num_seqs)
                 and len(running) <= budget):
             bound = (every - since if every > 1 and arrivals
-                     else max(timeout - held, 1) if adp else None)
+                     else max(hold.timeout - hold.held, 1) if adp else None)
             k, dt_total = _fast_forward(
                 running, sc, fp, free, t,
                 arrivals[0][0] if arrivals and every <= 1 else None,
@@ -254,7 +243,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             if k > 1:
                 since += k - 1
                 if adp:
-                    held += k - 1
+                    hold.held += k - 1
                 for s in running:
                     new_blocks = fp.blocks(s.stored + k) - s.blocks
                     s.blocks += new_blocks

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.limits import check_run_steps
+from kvopt.serving.admission import BalanceHold
 from kvopt.serving.steady.closed import ClosedLoop
 from kvopt.serving.steady.draws import SEED, dist_draws, stats
 from kvopt.serving.steady.state import SteadyState
@@ -78,15 +79,14 @@ class Offline(ClosedLoop):
         tokens = 0.0
         # the scheduler takes requests in at a poll: every pass, or every ``admit_every``
         # decode passes and right after a pass that prefilled, and at once when idle; with
-        # attention-DP balancing, when every rank has a prompt (then ``wait_it`` passes
-        # more while all decode) or ``timeout`` passes went by (kvopt.serving.admission).
+        # attention-DP balancing, when it releases them (BalanceHold).
         # A client's next request goes to its previous one's rank (its freed slot);
         # ``slots_at``: (step a slot came free, its rank) in order
         every, last_poll = self.admit_every, 0
         adp = resend and self.adp
         dp = self.dp if adp else 1
         eng = self.sc.replica.engine
-        timeout, wait_it, held, batching = eng.adp_timeout_iters, eng.adp_wait_iters, 0, 0
+        hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
         slots_at: deque[tuple[int, int]] = deque((0, j % dp) for j in range(conc))
         pend = [len(range(r, conc, dp)) for r in range(dp)]  # slots waiting, per rank
         rank_of = [0] * n
@@ -103,21 +103,8 @@ class Offline(ClosedLoop):
                         pend[r] += 1
             take_in = (not resend or every <= 1 or in_flight == 0 or k - last_poll >= every
                        or (k > 0 and take_at[-1] > 0))
-            if adp and take_in:  # TensorRT-LLM's _balance_adp_requests
-                all_gen = decoding >= dp
-                if min(pend) > 0:
-                    held = 0
-                    if all_gen and batching < wait_it:
-                        batching += 1
-                        take_in = False
-                    else:
-                        batching = 0
-                else:
-                    held += 1
-                    if held >= timeout or not all_gen:
-                        held = 0
-                    else:
-                        take_in = False
+            if adp and take_in:
+                take_in = hold.release(min(pend) > 0, decoding >= dp)
             if take_in:
                 last_poll = k
                 while admitted < n and in_flight < conc:
