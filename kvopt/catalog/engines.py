@@ -9,6 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from kvopt.catalog.engine_admission import (
+    ADMIT_INTERVAL_MAX,
+    admit_interval,
+    adp_balance,
+    batch_wait,
+    check_admission,
+)
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import FP8_SCALINGS
 from kvopt.catalog.paths import models_dir
@@ -73,6 +80,13 @@ class EngineProfile:
     adp_timeout_iters: int = 50
     adp_wait_iters: int = 10
     adp_balance_flag: str = ""
+    # batch waiting (TensorRT-LLM batch_wait_timeout_iters, batch_wait_max_tokens_ratio):
+    # while requests decode, prompts are held until they and the decodes make up the ratio
+    # of max_num_tokens, or the timeout in held passes; on when both are > 0 and attention
+    # DP is off. The flag ("": the engine has none)
+    batch_wait_timeout_iters: int = 0
+    batch_wait_max_tokens_ratio: float = 0.0
+    batch_wait_flag: str = ""
     version_modeled: str = ""
     fitted_version: str = ""  # the version whose fitted overheads apply ("": none fitted)
     sources: tuple[tuple[str, str], ...] = ()
@@ -102,6 +116,12 @@ class EngineProfile:
                 "chunked prefill enabled")
 
     @property
+    def batch_waits(self) -> bool:
+        """Whether batch waiting is on (both knobs above 0; the engine still skips it under
+        attention DP)."""
+        return self.batch_wait_timeout_iters > 0 and self.batch_wait_max_tokens_ratio > 0.0
+
+    @property
     def step_tokens(self) -> int:
         """Most prompt tokens one forward pass processes."""
         if self.physical_batch_tokens:
@@ -127,20 +147,7 @@ class EngineProfile:
         if self.fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"fp8_scaling {self.fp8_scaling!r} must be one of "
                              f"{', '.join(FP8_SCALINGS)}")
-        if not 1 <= self.admit_interval_steps <= ADMIT_INTERVAL_MAX:
-            raise ValueError(f"admit_interval_steps {self.admit_interval_steps} must be an "
-                             f"integer in [1, {ADMIT_INTERVAL_MAX}]")
-        if self.admit_interval_steps > 1 and not self.admit_interval_flag:
-            raise ValueError(f"{self.name} polls for requests every pass: it has no admission "
-                             "interval (admit_interval_steps must be 1)")
-        if not (1 <= self.adp_timeout_iters <= ADMIT_INTERVAL_MAX
-                and 0 <= self.adp_wait_iters <= ADMIT_INTERVAL_MAX):
-            raise ValueError(f"adp_timeout_iters {self.adp_timeout_iters} must be in [1, "
-                             f"{ADMIT_INTERVAL_MAX}] and adp_wait_iters {self.adp_wait_iters} "
-                             f"in [0, {ADMIT_INTERVAL_MAX}]")
-        if self.adp_balance and not self.adp_balance_flag:
-            raise ValueError(f"{self.name} has no attention-DP balancing (adp_balance must be "
-                             "false)")
+        check_admission(self)
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
 
@@ -168,6 +175,11 @@ ENGINE_ARGS: dict[str, tuple[type, str]] = {
                     "with attention DP, a prompt waits until every rank has one)"),
     "adp_timeout_iters": (int, "an integer >= 1 (attention_dp_config.timeout_iters)"),
     "adp_wait_iters": (int, "an integer >= 0 (attention_dp_config.batching_wait_iters)"),
+    "batch_wait_timeout_iters": (int, "an integer >= 0 (TensorRT-LLM batch_wait_timeout_iters: "
+                                 "passes a prompt may be held while others decode; 0: off)"),
+    "batch_wait_max_tokens_ratio": (float, "a number in [0, 1] (TensorRT-LLM "
+                                    "batch_wait_max_tokens_ratio: prompts are held until "
+                                    "this share of max_num_tokens waits; 0: off)"),
     "fp8_scaling": (str, f"one of {', '.join(FP8_SCALINGS)} (how the FP8 checkpoint you "
                     "serve scales activations; it overrides the model's and the engine's)"),
 }
@@ -178,7 +190,6 @@ USER_ARG = "user: --engine-arg"  # the source of a field the user set
 SEQS_MAX = 65_536  # 32x the largest default max_num_seqs of any engine profile
 STEP_TOKENS_MAX = 1_048_576  # tokens one step takes: 128x the largest default (8192)
 OVERHEAD_MS_MAX = 60_000.0  # a minute per step or request
-ADMIT_INTERVAL_MAX = 1_000  # decode passes between polls (SGLang's extend weight is 1000)
 
 
 def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
@@ -197,22 +208,29 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
         value = _coerce(raw, kind)
         top = {"max_num_seqs": SEQS_MAX, "max_num_batched_tokens": STEP_TOKENS_MAX,
                "admit_interval_steps": ADMIT_INTERVAL_MAX, "adp_timeout_iters":
-               ADMIT_INTERVAL_MAX, "adp_wait_iters": ADMIT_INTERVAL_MAX}.get(key, math.inf)
-        low = 0 if key == "adp_wait_iters" else 1
+               ADMIT_INTERVAL_MAX, "adp_wait_iters": ADMIT_INTERVAL_MAX,
+               "batch_wait_timeout_iters": ADMIT_INTERVAL_MAX}.get(key, math.inf)
+        low = 0 if key in ("adp_wait_iters", "batch_wait_timeout_iters") else 1
         ok = value is not None and (
             (kind is int and low <= value <= top) or (kind is bool)
             or (key == "prefill_policy" and value in PREFILL_POLICIES)
             or (key == "fp8_scaling" and value in FP8_SCALINGS)
             or (key == "memory_fraction" and 0 < value <= 1)
-            or (kind is float and key != "memory_fraction" and 0 <= value <= OVERHEAD_MS_MAX))
+            or (key == "batch_wait_max_tokens_ratio" and 0 <= value <= 1)
+            or (key.endswith("_ms") and 0 <= value <= OVERHEAD_MS_MAX))
         if not ok:
             limit = (f" up to {top}" if kind is int else f" up to {OVERHEAD_MS_MAX:g}"
-                     if kind is float and key != "memory_fraction" else "")
+                     if key.endswith("_ms") else "")
             raise InputError("--engine-arg", f"{key}={raw}", f"must be {rule}{limit}")
         if key.startswith("adp_") and not profile.adp_balance_flag:
             raise InputError("--engine-arg", f"{key}={raw}",
                              f"{profile.name} has no attention-DP balancing (TensorRT-LLM's "
                              "attention_dp_config has)", "drop it")
+        if key.startswith("batch_wait_") and value and not profile.batch_wait_flag:
+            raise InputError("--engine-arg", f"{key}={raw}",
+                             f"{profile.name} has no batch waiting (TensorRT-LLM's "
+                             "batch_wait_timeout_iters and batch_wait_max_tokens_ratio are)",
+                             "drop it")
         if key == "admit_interval_steps" and value > 1 and not profile.admit_interval_flag:
             raise InputError("--engine-arg", f"{key}={raw}",
                              f"{profile.name} takes in new requests at every pass and has no "
@@ -297,42 +315,6 @@ def _sourced_flag(data: dict[str, Any], field: str, default: bool, origin: str,
     return value == "true"
 
 
-def _admit_interval(data: dict[str, Any], origin: str, srcs: dict[str, str]
-                    ) -> tuple[int, str]:
-    """``admit_interval_steps: {value: N, flag: --..., source: ...}`` of a profile (absent: 1
-    and no flag: the engine polls for new requests at every pass)."""
-    node = data.get("admit_interval_steps")
-    if node is None:
-        return 1, ""
-    value = node.get("value") if isinstance(node, dict) else None
-    if (not isinstance(node, dict) or not node.get("source") or not node.get("flag")
-            or isinstance(value, bool) or not isinstance(value, int)):
-        raise CatalogError(f"{origin}: field 'admit_interval_steps' must be a mapping with an "
-                           "integer 'value', the engine's 'flag' and a non-empty 'source'")
-    srcs["admit_interval_steps"] = str(node["source"])
-    return value, str(node["flag"])
-
-
-def _adp_balance(data: dict[str, Any], origin: str, srcs: dict[str, str]
-                 ) -> dict[str, Any]:
-    """``attention_dp_balance: {enable_balance, timeout_iters, batching_wait_iters, flag,
-    source}`` of a profile (absent: the engine has no such balancing)."""
-    node = data.get("attention_dp_balance")
-    if node is None:
-        return {}
-    keys = ("enable_balance", "timeout_iters", "batching_wait_iters")
-    if (not isinstance(node, dict) or not node.get("source") or not node.get("flag")
-            or not isinstance(node.get("enable_balance"), bool)
-            or not all(isinstance(node.get(k), int) and not isinstance(node.get(k), bool)
-                       for k in keys[1:])):
-        raise CatalogError(f"{origin}: field 'attention_dp_balance' must be a mapping with "
-                           f"{', '.join(keys)} (a boolean and two integers), the engine's "
-                           "'flag' and a non-empty 'source'")
-    srcs["attention_dp_balance"] = str(node["source"])
-    return {"adp_balance": node["enable_balance"], "adp_timeout_iters": node["timeout_iters"],
-            "adp_wait_iters": node["batching_wait_iters"], "adp_balance_flag": str(node["flag"])}
-
-
 def _fusions(data: dict[str, Any], origin: str, srcs: dict[str, str]) -> tuple[str, ...]:
     """``fused_elementwise: {value: [...], source: ...}`` of a profile (absent: none)."""
     node = data.get("fused_elementwise")
@@ -396,7 +378,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
                 gpu.architecture not in excluded):
             seqs = num(big.get("max_num_seqs"), "large_gpu.max_num_seqs")
             tokens = num(big.get("max_num_batched_tokens"), "large_gpu.max_num_batched_tokens")
-    admit = _admit_interval(data, origin, srcs)
+    admit = admit_interval(data, origin, srcs)
     try:
         return EngineProfile(
             name=canonical, memory_fraction=num(data.get("memory_fraction"), "memory_fraction"),
@@ -419,7 +401,7 @@ def load_engine(name: str, gpu: GpuSpec | None = None,
             fp8_scaling=_sourced_choice(data, "fp8_scaling", "dynamic", origin, srcs),
             fp8_weight_only=_sourced_flag(data, "fp8_weight_only", True, origin, srcs),
             admit_interval_steps=admit[0], admit_interval_flag=admit[1],
-            **_adp_balance(data, origin, srcs),
+            **adp_balance(data, origin, srcs), **batch_wait(data, origin, srcs),
             version_modeled=str(data.get("version_modeled", "")),
             fitted_version=fitted_version,
             sources=tuple(sorted(srcs.items())),

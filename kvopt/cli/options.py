@@ -161,7 +161,8 @@ replica_options = stack(
                       "memory_fraction, request_overhead_ms, step_overhead_ms, "
                       "fp8_scaling, admit_interval_steps (SGLang --scheduler-recv-interval), "
                       "adp_balance, adp_timeout_iters, adp_wait_iters (TensorRT-LLM "
-                      "attention_dp_config). Repeatable."),
+                      "attention_dp_config), batch_wait_timeout_iters, "
+                      "batch_wait_max_tokens_ratio (TensorRT-LLM batch waiting). Repeatable."),
 )
 
 length_options = stack(

@@ -111,6 +111,9 @@ def engine_detail(e: EngineProfile) -> dict[str, Any]:
         "attention_dp_balance": ({"enabled": e.adp_balance, "timeout_iters": e.adp_timeout_iters,
                                   "wait_iters": e.adp_wait_iters, "flag": e.adp_balance_flag}
                                  if e.adp_balance_flag else "none"),
+        "batch_wait": ({"timeout_iters": e.batch_wait_timeout_iters,
+                        "max_tokens_ratio": e.batch_wait_max_tokens_ratio,
+                        "flag": e.batch_wait_flag} if e.batch_wait_flag else "none"),
         "sources": dict(e.sources),
     }
 

@@ -20,7 +20,9 @@ window wait ``(N - 1) / 2`` passes and the others none::
 (``(N - 1) / 2 x N / (N + 1)`` at light load; it falls to 0 as arrivals come every pass).
 
 TensorRT-LLM's attention-DP balancing (``attention_dp_config.enable_balance``) holds the
-prompts it took in until every rank has one, or a timeout: :func:`balance_wait_passes`.
+prompts it took in until every rank has one, or a timeout: :func:`balance_wait_passes`; its
+batch waiting (``batch_wait_timeout_iters``, ``batch_wait_max_tokens_ratio``) holds prompts
+while others decode until enough prompt tokens wait, or a timeout: :func:`batch_wait_passes`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
+
+from kvopt.serving.special import gammaln
 
 Array = npt.NDArray[np.float64]
 
@@ -100,6 +104,45 @@ def balance_wait_passes(ranks: int, timeout: int, wait: int, arrivals_per_pass: 
     return np.asarray(out.reshape(shape))
 
 
+def batch_wait_passes(timeout: int, needed: Array | float, arrivals_per_pass: Array | float,
+                      *, cohort: bool = False, cohort_size: float = 1.0) -> Array:
+    """Mean passes a prompt is held by TensorRT-LLM's batch waiting (``PyExecutor``, with
+    ``batch_wait_timeout_iters`` = ``timeout`` and ``batch_wait_max_tokens_ratio`` > 0):
+    while requests decode, the scheduled prompts are held back until their prompt tokens and
+    the decoding requests reach the ratio of ``max_num_tokens`` (``needed`` prompts of the
+    mean length do) or ``timeout`` passes have been held, and are then released together.
+
+    The first prompt after a release starts a hold; the others arrive at ``r`` per pass
+    (Poisson) and the hold ends at ``L = min(timeout, S_m)``, ``S_m`` the ``m = needed - 1``-th
+    of them (none needed: no hold). Prompts in the hold wait ``int_0^L (1 + N(t)) dt`` passes
+    in all, ``sum_{j < m} (1 + j) P(N(T) > j) / r``, over ``1 + E min(N(T), m)`` prompts; the
+    later ones arrive at pass boundaries (half a pass less each). ``cohort``: the prompts come
+    together, ``cohort_size`` of them: held the whole timeout unless they are enough."""
+    need = np.asarray(needed, dtype=np.float64)
+    r = np.asarray(arrivals_per_pass, dtype=np.float64)
+    shape = np.broadcast(need, r).shape
+    T = float(timeout)
+    if timeout <= 0:
+        return np.zeros(shape)
+    if cohort:
+        return np.asarray(np.where(np.broadcast_to(need, shape) > cohort_size, T, 0.0))
+    m = np.ravel(np.broadcast_to(np.ceil(need) - 1.0, shape))
+    x = np.maximum(np.ravel(np.broadcast_to(r, shape)), 1e-12) * T  # arrivals in a hold
+    top = int(min(max(float(np.max(x + 12.0 * np.sqrt(x))) + 30.0, 2.0), float(_POISSON_MAX)))
+    j = np.arange(top + 1, dtype=np.float64)
+    with np.errstate(divide="ignore", under="ignore"):
+        pmf = np.exp(j[None, :] * np.log(x)[:, None] - x[:, None] - gammaln(j + 1.0)[None, :])
+    surv = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]  # P(N(T) >= j)
+    above = surv[:, 1:]  # P(N(T) > j), j = 0 .. top - 1
+    jj = j[None, :-1]
+    inside = jj < m[:, None]
+    held = T * np.sum(np.where(inside, (1.0 + jj) * above / x[:, None], 0.0), axis=1)
+    count = 1.0 + np.sum(np.where(inside, above, 0.0), axis=1)
+    out = np.where(m >= 1.0, np.maximum((held - 0.5 * (count - 1.0)) / count, 0.0), 0.0)
+    return np.asarray(out.reshape(shape))
+
+
+_POISSON_MAX = 20_000  # terms of the Poisson sums (a hold of 1,000 passes at 15 arrivals each)
 _DRAWS = 256
 
 
@@ -138,3 +181,27 @@ class BalanceHold:
             self.held = 0
             return True
         return False
+
+
+@dataclass
+class BatchWait:
+    """TensorRT-LLM's batch waiting, pass by pass (``PyExecutor``: the scheduled prompts are
+    dropped from a pass that also decodes while the held-pass counter is below ``timeout``
+    and the pass's tokens, prompts in full plus one per decoding request, are below
+    ``threshold``; a release resets the counter). Shared by the estimate's benchmark
+    recurrence and the simulator."""
+
+    timeout: int
+    threshold: float
+    held: int = 0
+
+    def release(self, tokens: float, decoding: bool) -> bool:
+        """Whether this pass runs the prompts it scheduled (``tokens``: theirs and the
+        decodes'; ``decoding``: the pass also decodes)."""
+        if not decoding:
+            return True
+        if self.held < self.timeout and tokens < self.threshold:
+            self.held += 1
+            return False
+        self.held = 0
+        return True

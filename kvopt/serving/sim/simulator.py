@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.errors import InputError
-from kvopt.serving.admission import BalanceHold
+from kvopt.serving.admission import BalanceHold, BatchWait
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
@@ -204,6 +204,10 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
     rank = np.arange(n_req) % dp  # a closed-loop client's next request: its previous's rank
     inbox: list[_Seq] = []
+    # batch waiting (TensorRT-LLM): the prompts a pass would start are held while it decodes
+    bw = eng.batch_waits and replica.dp == 1
+    bw_hold = BatchWait(eng.batch_wait_timeout_iters,
+                        eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens)
     while done < n_req and t < max_time_s:
         if every > 1 and (running or waiting or inbox) and since < every:
             pass  # not polling this pass: arrivals wait in the server
@@ -275,6 +279,10 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     s.blocks += nb
                     chunks.append((s, c))
                     left -= c
+        if bw and waiting and decoders and len(running) < eng.max_num_seqs:
+            whole = _prompts_within(waiting, eng.max_num_seqs - len(running), left)
+            if not bw_hold.release(whole + len(decoders), True):
+                left = 0  # held: this pass only decodes
         while (waiting and left > 0 and len(running) < eng.max_num_seqs
                and not preempted):
             s = waiting[0]
@@ -359,6 +367,17 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 next_req += 1
     return SimResult(arrival, first_sched, first_tok, finish, inp, out, steps, preemptions,
                      busy_area / t if t > 0 else 0.0, t, req)
+
+
+def _prompts_within(waiting: deque[_Seq], seats: int, room: int) -> float:
+    """Whole-prompt tokens of the waiting prompts a pass would start (first come, first
+    served, within ``seats`` and the token ``room``; at least the first)."""
+    total = 0
+    for k, s in enumerate(waiting):
+        if k >= seats or (k and total + s.prefill_left > room):
+            break
+        total += s.base + s.prefill_left
+    return float(total)
 
 
 def _decode_only(running: list[_Seq], waiting: deque[_Seq], max_seqs: int) -> bool:

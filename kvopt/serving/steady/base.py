@@ -12,7 +12,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from kvopt.serving.admission import admit_wait_passes, balance_wait_passes
+from kvopt.serving.admission import admit_wait_passes, balance_wait_passes, batch_wait_passes
 from kvopt.serving.features import PrefixCache, SpecDecode
 from kvopt.serving.lengths import LengthDist
 from kvopt.serving.steady.draws import D, dist_draws
@@ -37,6 +37,8 @@ class SteadyBase:
         # attention-DP balancing holds prompts until every rank has one (TensorRT-LLM)
         self.adp = rep.engine.adp_balance and rep.dp > 1
         self.dp = rep.dp
+        # batch waiting holds prompts while others decode (TensorRT-LLM, without attention DP)
+        self.bw = rep.engine.batch_waits and rep.dp == 1
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
@@ -179,15 +181,16 @@ class SteadyBase:
     @property
     def admits_late(self) -> bool:
         """Whether an arrived request may wait for the scheduler to take it in (it polls
-        every few passes, or attention-DP balancing holds prompts)."""
-        return self.admit_every > 1 or self.adp
+        every few passes, attention-DP balancing or batch waiting holds prompts)."""
+        return self.admit_every > 1 or self.adp or self.bw
 
     def wait_passes(self, arrivals_per_pass: Array | float, cohort: bool = False,
                     cohort_size: float = 0.0) -> Array:
         """Mean passes an arrived request waits to be taken in (:mod:`kvopt.serving.admission`):
         the scheduler's next poll, or attention-DP balancing's hold (a cohort smaller than
         the ranks leaves some rank without a prompt: it is held to the timeout, half of it
-        on average)."""
+        on average), or batch waiting's (prompts of the mean length, counted whole, needed
+        beside the requests decoding, ``arrivals_per_pass`` times the decode passes of one)."""
         w = admit_wait_passes(self.admit_every, arrivals_per_pass, cohort=cohort)
         if self.adp:
             eng = self.sc.replica.engine
@@ -197,6 +200,13 @@ class SteadyBase:
                 w = w + balance_wait_passes(self.dp, eng.adp_timeout_iters,
                                             eng.adp_wait_iters, arrivals_per_pass,
                                             cohort=cohort)
+        if self.bw:
+            eng = self.sc.replica.engine
+            room = (eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens
+                    - np.asarray(arrivals_per_pass) * self.dec_steps)
+            needed = np.where(room > 0.0, np.ceil(room / max(self.i_mean, 1.0)), 0.0)
+            w = w + batch_wait_passes(eng.batch_wait_timeout_iters, needed, arrivals_per_pass,
+                                      cohort=cohort, cohort_size=cohort_size)
         return np.asarray(w)
 
     def admit_wait(self, lam: Array | float, t: Array | float, *, closed: bool = False,

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kvopt.limits import check_run_steps
-from kvopt.serving.admission import BalanceHold
+from kvopt.serving.admission import BalanceHold, BatchWait
 from kvopt.serving.steady.closed import ClosedLoop
 from kvopt.serving.steady.draws import SEED, dist_draws, stats
 from kvopt.serving.steady.state import SteadyState
@@ -57,7 +57,7 @@ class Offline(ClosedLoop):
         while the first ``conc`` are admitted), the steady middle and the drain (the batch
         shrinking) all come out of it. ``resend``: a request beyond the first ``conc`` is
         sent when a slot comes free (a benchmark client's next one), and the scheduler takes
-        it in at its next poll, or when attention-DP balancing releases it
+        it in at its next poll, or when attention-DP balancing or batch waiting releases it
         (:mod:`kvopt.serving.admission`); otherwise all are sent at the start and wait in
         the scheduler's queue."""
         check_run_steps(n, conc, n * max(self.dec_steps, 1.0) / max(conc, 1)
@@ -87,6 +87,12 @@ class Offline(ClosedLoop):
         dp = self.dp if adp else 1
         eng = self.sc.replica.engine
         hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
+        # batch waiting: the prompts taken in now are held while others decode (BatchWait;
+        # their tokens counted whole)
+        bw = self.bw
+        bw_hold = BatchWait(eng.batch_wait_timeout_iters,
+                            eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens)
+        whole = self.i_mean / max(self.i_new, 1e-12)
         slots_at: deque[tuple[int, int]] = deque((0, j % dp) for j in range(conc))
         pend = [len(range(r, conc, dp)) for r in range(dp)]  # slots waiting, per rank
         rank_of = [0] * n
@@ -105,6 +111,11 @@ class Offline(ClosedLoop):
                        or (k > 0 and take_at[-1] > 0))
             if adp and take_in:
                 take_in = hold.release(min(pend) > 0, decoding >= dp)
+            if bw and take_in and admitted < n and in_flight < conc:
+                last = admitted + min(n - admitted, conc - in_flight) - 1
+                new = float(need[last]) - (float(need[admitted - 1]) if admitted else 0.0)
+                take_in = bw_hold.release(min(new * whole, float(self.budget)) + decoding,
+                                          decoding > 0)
             if take_in:
                 last_poll = k
                 while admitted < n and in_flight < conc:
