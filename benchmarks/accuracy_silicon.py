@@ -26,18 +26,21 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   recipe's perf.yaml); aiconfigurator 0.12.0's ``generator/sflow.py`` uses
   ``MULTI_ROUND`` (default 20) rounds with one warmup round. ``--rounds 0``: the steady
   state.
-* **Deployment** (``--deployment aic``, default): the engine flags aiconfigurator 0.12.0's
-  benchmark generator sets (``aiconfigurator/generator/rule_plugin/benchmark/*.rule``):
-  vLLM ``max_num_batched_tokens = C + isl + 1500`` and ``max_num_seqs = C``; TensorRT-LLM
+* **Deployment** (``--deployment auto``, default): the gap-analysis runs keep the engines'
+  defaults (the shipped profiles); the sweeps get their InferenceX launch script's flags where
+  :mod:`inferencex` has them (TensorRT-LLM's token budget and batch waiting:
+  :func:`inferencex.trt_args`), else the flags aiconfigurator 0.12.0's benchmark generator
+  sets (``aiconfigurator/generator/rule_plugin/benchmark/*.rule``): vLLM
+  ``max_num_batched_tokens = C + isl + 1500`` and ``max_num_seqs = C``; TensorRT-LLM
   ``max_num_tokens = C + isl + 1500`` rounded up to a multiple of 32 tokens and
   ``max_batch_size = C``; SGLang ``--enable-mixed-chunk`` (decodes ride with prefill
   batches: ``prefill_policy=mixed``), ``max_prefill_tokens = isl + 1500`` (the step budget
   is the smaller of it and the profile's chunked-prefill size) and ``max_batch_size = C``.
-  ``--deployment defaults``: the engines' own defaults (the shipped profiles). On top, the
-  sweeps' SGLang runs poll for new requests as their InferenceX launch script set
-  (``--scheduler-recv-interval``: :data:`INFERENCEX_RECV`, kvopt's
+  ``--deployment aic``: aiconfigurator's flags on every row; ``defaults``: the engines' own
+  defaults on every row. On top, the sweeps' SGLang runs poll for new requests as their
+  launch script set (``--scheduler-recv-interval``: :data:`inferencex.RECV`, kvopt's
   ``admit_interval_steps``), and their TensorRT-LLM runs with attention DP balance the
-  ranks' prompts as theirs did (``attention_dp_config``: :data:`INFERENCEX_ADP`, kvopt's
+  ranks' prompts as theirs did (``attention_dp_config``: :data:`inferencex.ADP`, kvopt's
   ``adp_balance``, ``adp_timeout_iters``, ``adp_wait_iters``).
 * **Model**: ``model_path`` (a Hugging Face id) through kvopt's resolver (ids, aliases; the
   organisation and ``-Instruct`` dropped), then the name without a quantization tag
@@ -49,7 +52,9 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``gb300`` before its card: *GPU not in catalog*).
 * **Engine**: ``backend`` -> the shipped profile of the same name (vllm, sglang, trtllm),
   whatever the ``backend_version`` (each row's CSV output carries the version the profile
-  models next to the measured one); asked with ``engine_version`` = the row's release
+  models next to the measured one; a TensorRT-LLM sweep that records none ran the image
+  InferenceX's config named at its date, :data:`inferencex.TRT_IMAGES`); asked with
+  ``engine_version`` = the row's release
   (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has
   overheads fitted at or below it (``--no-versions``: never).
 * **Weights**: ``precision`` (blank = the checkpoint's bf16; ``fp8`` with ``fp8`` or
@@ -101,6 +106,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import accuracy_common as ac
+import inferencex as ix
 
 DATA = ac.DATA / "silicon_train.csv"
 AUTO_GAP = "aic-auto-gap-analysis"  # the collection whose runs used the engines' defaults
@@ -114,33 +120,6 @@ METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
            "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
 ORDER = (ac.DISAGG, ac.MODEL, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS, ac.FIT,
          ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT, ac.KVOPT_ERROR, ac.UNREADABLE)
-# SGLang's --scheduler-recv-interval in SemiAnalysis InferenceX's launch scripts
-# (github.com/SemiAnalysisAI/InferenceX, benchmarks/[single_node/]<model>_<precision>_<gpu>.sh
-# on main at the rows' dates): "conc" = 30 at 16 clients or more, else 10 (dsr1_fp4_b200.sh,
-# dsr1_fp8_b200.sh TP 8, dsr1_fp4_b300.sh, qwen3.5_{bf16,fp4,fp8}_b200.sh,
-# qwen3.5_{bf16,fp4}_b300.sh); 10 in qwen3.5_fp8_b300.sh; the H200 and GLM-5 scripts set
-# none (SGLang's default 1). Keyed by (catalog model, system, kvopt weights).
-INFERENCEX_RECV: dict[tuple[str, str, str], int | str] = {
-    ("DeepSeek-V3", "b200_sxm", "fp4"): "conc", ("DeepSeek-V3", "b200_sxm", "fp8"): "conc",
-    ("DeepSeek-V3", "b300_sxm", "fp4"): "conc",
-    ("Qwen3.5-397B-A17B", "b200_sxm", "bf16"): "conc",
-    ("Qwen3.5-397B-A17B", "b200_sxm", "fp4"): "conc",
-    ("Qwen3.5-397B-A17B", "b200_sxm", "fp8"): "conc",
-    ("Qwen3.5-397B-A17B", "b300_sxm", "bf16"): "conc",
-    ("Qwen3.5-397B-A17B", "b300_sxm", "fp4"): "conc",
-    ("Qwen3.5-397B-A17B", "b300_sxm", "fp8"): 10,
-}
-# InferenceX's RANDOM_RANGE_RATIO (.github/workflows/benchmark-tmpl.yml, 0.8 from Nov 2025 on)
-RANGE_RATIO = 0.8
-# TensorRT-LLM's attention_dp_config in InferenceX's launch scripts when DP_ATTENTION is
-# true (same repository, on main at the rows' dates): dsr1_fp4_b200_trt.sh (6eecc0e),
-# dsr1_fp8_b200_trt.sh (ec7bafa), dsr1_fp8_h200_trt.sh (b30c339): "batching_wait_iters: 0,
-# enable_balance: true, timeout_iters: 60"; gptoss_fp4_b200_trt.sh (b30c339): "enable_balance:
-# true" (TensorRT-LLM's defaults: timeout 50, batching wait 10).
-INFERENCEX_ADP: dict[str, tuple[tuple[str, Any], ...]] = {
-    "DeepSeek-V3": (("adp_balance", True), ("adp_timeout_iters", 60), ("adp_wait_iters", 0)),
-    "gpt-oss-120b": (("adp_balance", True),),
-}
 RECORDED_TWICE = 4  # the smallest moe_tp = moe_ep of a row recorded with tp x dp = their product
 _MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
 
@@ -199,23 +178,27 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
          "input_len": isl, "output_len": int(ac.number(row["osl"])), "concurrency": conc}
     if (ep, dp, pp) != (1, 1, 1):
         q.update(ep=ep, dp=dp, pp=pp)
-    if lengths == "auto" and collection(row) == "sweeps":  # sa-bench's random lengths
-        osl = q.pop("output_len")
+    sweep = collection(row) == "sweeps"
+    osl = int(ac.number(row["osl"]))
+    if lengths == "auto" and sweep:  # sa-bench's random lengths
+        q.pop("output_len")
         q.pop("input_len")
-        q["input_len_dist"] = f"uniform:low={int(isl * RANGE_RATIO)},high={isl}"
-        q["output_len_dist"] = f"uniform:low={int(osl * RANGE_RATIO)},high={osl}"
+        q["input_len_dist"] = f"uniform:low={int(isl * ix.RANGE_RATIO)},high={isl}"
+        q["output_len_dist"] = f"uniform:low={int(osl * ix.RANGE_RATIO)},high={osl}"
     if rounds:
         q["rounds"] = rounds
-    if deployment == "aic" or (deployment == "auto" and AUTO_GAP not in row.get(
-            "silicon_data_source", "")):
+    script = (ix.trt_args(row, model, weights, conc=conc, isl=isl, osl=osl, tp=tp, dp=dp)
+              if engine == "trtllm" and sweep and deployment == "auto" else None)
+    if script:  # the sweep's own launch script, where kvopt knows it
+        q["engine_args"] = script
+    elif deployment == "aic" or (deployment == "auto" and sweep):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
-    polls = recv_interval(row, model, weights, conc) if engine == "sglang" else 1
-    if polls > 1:
+    polls = ix.recv_interval(row["system"], model, weights, conc) if sweep else 1
+    if engine == "sglang" and polls > 1:
         q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))
-    if engine == "trtllm" and dp > 1 and collection(row) == "sweeps":
-        q["engine_args"] = (*q.get("engine_args", ()), *INFERENCEX_ADP.get(
-            model, INFERENCEX_ADP["DeepSeek-V3"]))
-    rel = ac.fitted_release(engine, row.get("backend_version", ""),
+    if engine == "trtllm" and dp > 1 and sweep:
+        q["engine_args"] = (*q.get("engine_args", ()), *ix.ADP.get(model, ix.ADP["DeepSeek-V3"]))
+    rel = ac.fitted_release(engine, version(row, model, weights),
                             row.get("silicon_data_source", "")) if versions else None
     if rel:
         q["engine_version"] = rel
@@ -260,15 +243,18 @@ def group(row: Mapping[str, str]) -> str:
     return f"{name} (relabelled)" if twice else name
 
 
-def recv_interval(row: Mapping[str, str], model: str, weights: str, conc: int) -> int:
-    """SGLang's ``--scheduler-recv-interval`` in the InferenceX launch script of a sweeps
-    row (:data:`INFERENCEX_RECV`; 1: the script sets none, or the row is not a sweep)."""
-    if collection(row) != "sweeps":
-        return 1
-    rule = INFERENCEX_RECV.get((model, row["system"], weights), 1)
-    if rule == "conc":  # "if [[ $CONC -ge 16 ]]; then SCHEDULER_RECV_INTERVAL=30 else 10"
-        return 30 if conc >= 16 else 10
-    return int(rule)
+def version(row: Mapping[str, str], model: str = "", weights: str = "") -> str:
+    """The engine version a row ran: its ``backend_version``, else (a TensorRT-LLM sweep) the
+    image InferenceX ran it on (:func:`inferencex.trt_image`)."""
+    recorded = row.get("backend_version", "").strip()
+    if recorded.lower() not in ("", "nan") or row.get("backend") != "trtllm":
+        return recorded
+    if not model:
+        model = ac.catalog_model(row["model_path"]) or ""
+        weights = _weights(row)
+        if model and _checkpoint_weights(model) == "mxfp4" and weights == "fp4":
+            weights = "mxfp4"
+    return ix.trt_image(row, model, weights) if collection(row) == "sweeps" else ""
 
 
 def aic_engine_args(engine: str, gpu: str, isl: int, conc: int) -> tuple[tuple[str, Any], ...]:
@@ -380,6 +366,10 @@ def evaluate(rows: Sequence[Mapping[str, str]], kv: str = "auto", rounds: int = 
         rec: dict[str, Any] = {**row, **predict_row(row, kv, rounds, deployment, versions,
                                                      lengths)}
         rec["collection"] = collection(row)
+        try:  # the version recorded, else the image's (TensorRT-LLM sweeps)
+            rec["version_ran"] = version(row)
+        except ac.Inexpressible:
+            rec["version_ran"] = row.get("backend_version", "")
         model = rec.get("q_model")
         rec["architecture"] = ("moe" if ac.is_moe(str(model)) else "dense") if model else ""
         try:
@@ -433,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.deployment} deployment; {asked} asked for their engine release's fitted "
           "overhead)\n")
     print(ac.accuracy_table(ok, ("system", "backend"), list(METRICS), args.markdown))
-    print("\nBy collection and engine release (the same rows):\n")
-    print(ac.accuracy_table(ok, ("collection", "backend", "backend_version"), list(METRICS),
+    print("\nBy collection and engine version (recorded, else the image InferenceX ran; the "
+          "same rows):\n")
+    print(ac.accuracy_table(ok, ("collection", "backend", "version_ran"), list(METRICS),
                             args.markdown))
     print("\nBy parallelism (tp: tensor parallelism only; ep: experts over EP ranks of one TP "
           "group; dp+ep: attention data parallelism):\n")

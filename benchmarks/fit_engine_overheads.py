@@ -12,11 +12,12 @@ end-to-end time), one number per release, **only** on the training measurements:
 
 * ``benchmarks/data/silicon_train.csv`` (the train half of aiconfigurator 0.12.0's silicon
   sample): every row ``accuracy_silicon.py`` can express, as it asks it (benchmark runs of
-  10 rounds per client with aiconfigurator's benchmark deployment flags), repeats counted
+  10 rounds per client with the deployment flags it gives each collection), repeats counted
   once;
 * ``benchmarks/data/vllm_serving_train.csv`` (vLLM 0.15.1, open loop): its stage rows.
 
-A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0);
+A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0;
+a TensorRT-LLM sweep that records none: its InferenceX image's, ``accuracy_silicon.version``);
 rows whose version is the tag of the NVIDIA Dynamo runtime image they ran (``ai-dynamo/
 *-runtime``: Dynamo's version, not the engine's), nightly builds and unversioned rows are not
 fitted. A
@@ -68,7 +69,7 @@ Row = dict[str, Any]
 
 def _release(row: dict[str, str]) -> str:
     """The engine release of a silicon row (:func:`accuracy_common.release`)."""
-    return ac.release(row.get("backend_version", ""), row.get("silicon_data_source", ""))
+    return ac.release(sil.version(row), row.get("silicon_data_source", ""))
 
 
 def silicon_rows() -> list[Row]:

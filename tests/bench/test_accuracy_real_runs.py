@@ -195,3 +195,42 @@ def test_rows_ask_for_their_engine_release() -> None:
            "batch_size": "8", "tp_size": "4", "silicon_data_source": ""}
     assert silicon.question(row)["engine_version"] == "0.5.9"
     assert "engine_version" not in silicon.question(row, versions=False)
+
+
+def _trt_sweep(**over: str) -> dict[str, str]:
+    row = {"mode": "agg", "model_path": "meta-llama/Llama-3.1-70B",
+           "system": "h200_sxm", "backend": "trtllm", "backend_version": "",
+           "precision": "fp8", "gemm_quant_mode": "", "moe_quant_mode": "", "isl": "1024",
+           "osl": "1024", "batch_size": "16", "tp_size": "2", "attention_dp_size": "",
+           "silicon_data_source": "source_file=2026-04-06.csv; model=Llama-3.1-70B; "
+           "measured=2025-10-29T00:00:00.000Z; wip=False"}
+    row.update(over)
+    return row
+
+
+def test_sweeps_ask_with_their_launch_scripts() -> None:
+    """A TensorRT-LLM sweep gets its InferenceX script's token budget and batch waiting, and
+    the release of the image it ran when it records none; other rows keep theirs."""
+    q = silicon.question(_trt_sweep())
+    args = dict(q["engine_args"])
+    # 70b_fp8_h200_trt_slurm.sh: --max_num_tokens 16384; 1k/1k at TP < 8: 20 passes, 0.9
+    assert args["max_num_batched_tokens"] == 16384
+    assert (args["batch_wait_timeout_iters"], args["batch_wait_max_tokens_ratio"]) == (20, 0.9)
+    assert q["engine_version"] == "1.1.0"  # its image, release:1.1.0rc2.post2
+    assert "batch_wait_timeout_iters" not in dict(silicon.question(
+        _trt_sweep(tp_size="8"))["engine_args"])
+    # DeepSeek-R1 FP8 on B200 after ec7bafa (2026-01-29): (64 + 1024 + 64 + 63) // 64 * 64
+    # = 1152 tokens, floored at 8192; 1k/1k at 64 clients or more: 40 passes, 0.8
+    dsr1 = _trt_sweep(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm",
+                      batch_size="64", tp_size="8", moe_ep_size="8", moe_tp_size="1",
+                      backend_version="1.2.0rc6.post2", silicon_data_source=(
+                          "db-dump/2026-04-27; config_id=1; measured=2026-02-10T00:00:00Z"))
+    args = dict(silicon.question(dsr1)["engine_args"])
+    assert args["max_num_batched_tokens"] == 8192
+    assert args["batch_wait_timeout_iters"] == 40
+    before = dict(dsr1, silicon_data_source="x; measured=2025-11-02T00:00:00Z")
+    assert dict(silicon.question(before)["engine_args"])["max_num_batched_tokens"] == 1152
+    # a gap-analysis row keeps the engine's defaults and its recorded version
+    gap = _trt_sweep(backend_version="1.0.0rc3", silicon_data_source="aic-auto-gap-analysis")
+    assert "engine_args" not in silicon.question(gap)
+    assert silicon.version(gap) == "1.0.0rc3"
