@@ -28,9 +28,11 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   state.
 * **Deployment** (``--deployment auto``, default): the gap-analysis runs keep the engines'
   defaults (the shipped profiles); the sweeps get their InferenceX launch script's flags where
-  :mod:`inferencex` has them (TensorRT-LLM's token budget and batch waiting:
-  :func:`inferencex.trt_args`), else the flags aiconfigurator 0.12.0's benchmark generator
-  sets (``aiconfigurator/generator/rule_plugin/benchmark/*.rule``): vLLM
+  :mod:`inferencex` has them (token budgets, running caps, TensorRT-LLM's batch waiting,
+  SGLang's prefill-first batches and the KV dtype: :func:`inferencex.trt_args`,
+  :func:`inferencex.sglang_args`, :func:`inferencex.vllm_args`), else the flags
+  aiconfigurator 0.12.0's benchmark generator sets
+  (``aiconfigurator/generator/rule_plugin/benchmark/*.rule``): vLLM
   ``max_num_batched_tokens = C + isl + 1500`` and ``max_num_seqs = C``; TensorRT-LLM
   ``max_num_tokens = C + isl + 1500`` rounded up to a multiple of 32 tokens and
   ``max_batch_size = C``; SGLang ``--enable-mixed-chunk`` (decodes ride with prefill
@@ -63,8 +65,9 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   mode of another family is *weight precision kvopt has no dtype for*. A checkpoint released
   in MXFP4 (gpt-oss, whose MoE aiconfigurator records as ``nvfp4``) runs its own mxfp4; all
   three blank: the checkpoint's own format (its quantization_config, else bf16).
-* **KV cache dtype** (not recorded): ``--kv auto`` (default) = fp8 for TensorRT-LLM running
-  an fp8/fp4 checkpoint, bf16 otherwise; ``--kv bf16``/``--kv fp8`` everywhere.
+* **KV cache dtype** (not recorded): ``--kv auto`` (default) = a sweep's launch script's where
+  :mod:`inferencex` knows it, else fp8 for TensorRT-LLM running an fp8/fp4 checkpoint, bf16
+  otherwise; ``--kv bf16``/``--kv fp8`` everywhere.
 * **Parallelism** (:func:`layout`): ``tp_size`` (attention TP), ``attention_dp_size``,
   ``moe_ep_size`` and ``pp_size`` (blank or 0 = 1) become kvopt's ``tp``, ``dp``, ``ep``,
   ``pp``; kvopt's experts are sliced ``moe_tp = tp x dp / ep`` ways, so a row whose
@@ -187,10 +190,12 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
         q["output_len_dist"] = f"uniform:low={int(osl * ix.RANGE_RATIO)},high={osl}"
     if rounds:
         q["rounds"] = rounds
-    script = (ix.trt_args(row, model, weights, conc=conc, isl=isl, osl=osl, tp=tp, dp=dp)
-              if engine == "trtllm" and sweep and deployment == "auto" else None)
+    script = launch_script(row, engine, model, weights, conc=conc, isl=isl, osl=osl, tp=tp,
+                           dp=dp) if sweep and deployment == "auto" else None
     if script:  # the sweep's own launch script, where kvopt knows it
-        q["engine_args"] = script
+        q["engine_args"] = script[0]
+        if kv == "auto":
+            q["kv_dtype"] = script[1]
     elif deployment == "aic" or (deployment == "auto" and sweep):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
     polls = ix.recv_interval(row["system"], model, weights, conc) if sweep else 1
@@ -241,6 +246,19 @@ def group(row: Mapping[str, str]) -> str:
     _, ep, dp, pp, _, twice = layout(row)
     name = "pp" if pp > 1 else "dp+ep" if dp > 1 else "ep" if ep > 1 else "tp"
     return f"{name} (relabelled)" if twice else name
+
+
+def launch_script(row: Mapping[str, str], engine: str, model: str, weights: str, *,
+                  conc: int, isl: int, osl: int, tp: int, dp: int
+                  ) -> tuple[tuple[tuple[str, Any], ...], str] | None:
+    """A sweep's InferenceX launch flags and KV dtype (:mod:`inferencex`; None: unknown)."""
+    if engine == "trtllm":
+        return ix.trt_args(row, model, weights, conc=conc, isl=isl, osl=osl, tp=tp, dp=dp)
+    if engine == "sglang":
+        return ix.sglang_args(row, model, weights, conc=conc, isl=isl, osl=osl, tp=tp)
+    if engine == "vllm" and dp == 1:
+        return ix.vllm_args(row, model, weights, conc=conc, isl=isl)
+    return None
 
 
 def version(row: Mapping[str, str], model: str = "", weights: str = "") -> str:

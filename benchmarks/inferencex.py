@@ -80,9 +80,10 @@ def trt_image(row: Mapping[str, str], model: str, weights: str) -> str:
 
 
 def trt_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, isl: int,
-             osl: int, tp: int, dp: int) -> tuple[tuple[str, Any], ...] | None:
+             osl: int, tp: int, dp: int) -> tuple[tuple[tuple[str, Any], ...], str] | None:
     """The token budget and batch waiting of a TensorRT-LLM launch script, as ``engine_args``
-    pairs (None: kvopt does not know the script; the caller keeps its own).
+    pairs, and its KV dtype (None: kvopt does not know the script; the caller keeps its own).
+    Every script sets ``kv_cache_config.dtype: fp8`` but gpt-oss on H200's (``auto``).
 
     * ``70b_fp{8,4}_{h200,b200}_trt_slurm.sh`` (1b563c8, 2025-09-18; removed 2582bce,
       2025-10-29): ``--max_num_tokens 16384``; ``batch_wait_max_tokens_ratio: 0.9,
@@ -100,7 +101,7 @@ def trt_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, isl
                                             ("max_num_seqs", per_rank))
         if isl == osl == 1024 and tp < 8:
             out += (("batch_wait_timeout_iters", 20), ("batch_wait_max_tokens_ratio", 0.9))
-        return out
+        return out, "fp8"
     if model == "DeepSeek-V3":
         tokens = (conc + isl + 64 + 63) // 64 * 64
         if day >= "2026-01-21":
@@ -109,7 +110,97 @@ def trt_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, isl
         if (row["system"] == "b200_sxm" and weights == "fp8" and day >= "2026-01-29"
                 and isl == osl == 1024 and conc >= 64 and dp == 1):
             out += (("batch_wait_timeout_iters", 40), ("batch_wait_max_tokens_ratio", 0.8))
-        return out
+        return out, "fp8"
     if model == "gpt-oss-120b":
-        return (("max_num_batched_tokens", 20000), ("max_num_seqs", per_rank))
+        return ((("max_num_batched_tokens", 20000), ("max_num_seqs", per_rank)),
+                "fp8" if row["system"] == "b200_sxm" else "bf16")
+    return None
+
+
+def sglang_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, isl: int,
+                osl: int, tp: int) -> tuple[tuple[tuple[str, Any], ...], str] | None:
+    """The flags of an SGLang launch script as ``engine_args`` pairs, and its KV dtype (None:
+    kvopt does not know the script). No script passes ``--enable-mixed-chunk`` (SGLang's
+    default, a batch of prompts runs alone: ``prefill_policy=prefill_first``). The step
+    budget is the smaller of ``--chunked-prefill-size`` and ``--max-prefill-tokens`` (SGLang's
+    default 16384); ``--max-running-requests`` caps the running requests; ``--kv-cache-dtype
+    fp8_e4m3`` or none (bf16). Scripts (``benchmarks/[single_node/]<name>.sh`` at the row's
+    date):
+
+    * ``dsr1_fp4_{b200,b300}.sh`` (ad4f6a4 on): 16384, 256 running, FP8 KV.
+    * ``dsr1_fp8_b200.sh`` (ad4f6a4 on): TP 8 32768 and 128 running; TP 4 (1d29967,
+      2026-01-13 on) 8192 and 32; FP8 KV.
+    * ``dsr1_fp8_h200.sh`` (41aff0a, 2026-03-06 on): 32768, 512 running at 1k/1k else 256.
+    * ``qwen3.5_bf16_b200.sh``: none until 9dc87a6 (2026-02-20), then 32768 and 128;
+      ``qwen3.5_{fp8,fp4}_b200.sh``, ``qwen3.5_bf16_b300.sh``: 32768, 128 (FP8 KV for fp8
+      and fp4); ``qwen3.5_fp8_b300.sh`` (c0f62a2): 16384, ``$CONC`` running, FP8 KV;
+      ``qwen3.5_fp8_h200.sh`` (f65d6b4): 16384, 128 running, FP8 KV.
+    * ``glm5_nvfp4_b200.sh`` (d43805f): chunked 131072 (prefill 16384), ``$CONC`` running;
+      ``glm5_fp8_b300.sh`` (6c66a00): 32768, ``$CONC``, FP8 KV; ``glm5_fp8_h200.sh``: none.
+    """
+    day, system = measured(row), row["system"]
+    tokens, running, kv = 16384, 0, "bf16"
+    if model == "DeepSeek-V3" and weights == "fp4" and system in ("b200_sxm", "b300_sxm"):
+        running, kv = 256, "fp8"
+    elif model == "DeepSeek-V3" and weights == "fp8" and system == "b200_sxm":
+        tokens, running, kv = (8192, 32, "fp8") if tp == 4 else (32768, 128, "fp8")
+    elif model == "DeepSeek-V3" and weights == "fp8" and system == "h200_sxm":
+        if day < "2026-03-06":
+            return None
+        tokens, running = 32768, 512 if isl == osl == 1024 else 256
+    elif model == "Qwen3.5-397B-A17B" and system in ("b200_sxm", "b300_sxm"):
+        if weights == "bf16" and system == "b200_sxm" and day < "2026-02-20":
+            return (("prefill_policy", "prefill_first"),), kv  # a bare launch
+        tokens, running = 32768, 128
+        kv = "fp8" if weights in ("fp8", "fp4") and system == "b200_sxm" else "bf16"
+        if system == "b300_sxm" and weights == "fp8":
+            tokens, running, kv = 16384, conc, "fp8"
+    elif model == "Qwen3.5-397B-A17B" and system == "h200_sxm" and weights == "fp8":
+        running, kv = 128, "fp8"
+    elif model == "GLM-5" and system == "b200_sxm" and weights == "fp4":
+        running = conc
+    elif model == "GLM-5" and system == "b300_sxm" and weights == "fp8":
+        tokens, running, kv = 32768, conc, "fp8"
+    elif model == "GLM-5" and system == "h200_sxm":
+        return (("prefill_policy", "prefill_first"),), kv
+    else:
+        return None
+    out: tuple[tuple[str, Any], ...] = (("prefill_policy", "prefill_first"),
+                                        ("max_num_batched_tokens", tokens))
+    if running:
+        out += (("max_num_seqs", running),)
+    return out, kv
+
+
+def vllm_args(row: Mapping[str, str], model: str, weights: str, *, conc: int,
+              isl: int) -> tuple[tuple[tuple[str, Any], ...], str] | None:
+    """The flags of a vLLM launch script as ``engine_args`` pairs, and its KV dtype (None:
+    kvopt does not know the script; a script that passes no token budget leaves vLLM's).
+
+    * ``70b_fp8_{h100,h200,b200}_*.sh``, ``70b_fp4_b200_docker.sh`` (state at 9596d23,
+      2025-10-29): ``max-num-batched-tokens: 8192``, ``kv-cache-dtype: fp8``,
+      ``--max-num-seqs $CONC`` (B200: 512).
+    * ``gptoss_fp4_{h100,h200,b200}*.sh``: ``max-num-batched-tokens: 8192``, ``--max-num-seqs
+      $CONC`` (B200: 512); B200 ``kv-cache-dtype: fp8`` from 25506e8 (2025-12-05).
+    * ``minimaxm2.5_fp8_{b200,b300}.sh`` (bddbf40, 2026-04-03 on; B300 from its start) and
+      ``minimaxm2.5_fp4_*.sh``: ``--kv-cache-dtype fp8 --max-num-batched-tokens $((ISL * 2))``;
+      earlier B200 and the H100/H200 scripts: neither (H100 ``--max-num-seqs 256``).
+    * ``kimik2.5_*.sh``: ``--max-num-seqs $CONC``; ``kimik2.5_fp4_b200.sh`` from 6c3aceb
+      (2026-04-20) also ``--kv-cache-dtype fp8 --max-num-batched-tokens $((ISL * 2))``.
+    """
+    day, system = measured(row), row["system"]
+    if model in ("Llama-3.1-70B", "gpt-oss-120b"):
+        seqs = 512 if system == "b200_sxm" else conc
+        kv = "fp8" if model == "Llama-3.1-70B" or (
+            system == "b200_sxm" and day >= "2025-12-05") else "bf16"
+        return (("max_num_batched_tokens", 8192), ("max_num_seqs", seqs)), kv
+    if model == "MiniMax-M2":
+        if weights == "fp4" or system == "b300_sxm" or (
+                system == "b200_sxm" and day >= "2026-04-03"):
+            return (("max_num_batched_tokens", 2 * isl),), "fp8"
+        return ((("max_num_seqs", 256),) if system == "h100_sxm" else ()), "bf16"
+    if model == "Kimi-K2.5":
+        if weights == "fp4" and system == "b200_sxm" and day >= "2026-04-20":
+            return (("max_num_batched_tokens", 2 * isl), ("max_num_seqs", conc)), "fp8"
+        return (("max_num_seqs", conc),), "bf16"
     return None

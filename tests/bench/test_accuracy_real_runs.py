@@ -234,3 +234,23 @@ def test_sweeps_ask_with_their_launch_scripts() -> None:
     gap = _trt_sweep(backend_version="1.0.0rc3", silicon_data_source="aic-auto-gap-analysis")
     assert "engine_args" not in silicon.question(gap)
     assert silicon.version(gap) == "1.0.0rc3"
+
+
+def test_sglang_and_vllm_sweeps_ask_with_their_launch_scripts() -> None:
+    """SGLang sweeps run prefill-first batches (no script passes --enable-mixed-chunk) with
+    their scripts' budgets, running caps and KV dtype; vLLM's likewise."""
+    dsr1 = _trt_sweep(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", backend="sglang",
+                      backend_version="0.5.9", batch_size="32", tp_size="8", moe_tp_size="8",
+                      silicon_data_source="x; measured=2026-03-01T00:00:00Z")
+    q = silicon.question(dsr1)
+    args = dict(q["engine_args"])
+    # dsr1_fp8_b200.sh at TP 8: 32768 / 32768, 128 running, fp8_e4m3 KV, recv interval 30
+    assert (args["prefill_policy"], args["max_num_batched_tokens"], args["max_num_seqs"],
+            args["admit_interval_steps"]) == ("prefill_first", 32768, 128, 30)
+    assert q["kv_dtype"] == "fp8"
+    assert silicon.question(dsr1, kv="bf16")["kv_dtype"] == "bf16"  # --kv overrides
+    llama = _trt_sweep(backend="vllm", system="b200_sxm", tp_size="4")
+    q = silicon.question(llama)
+    # 70b_fp8_b200_docker.sh: max-num-batched-tokens 8192, kv fp8, --max-num-seqs 512
+    assert dict(q["engine_args"]) == {"max_num_batched_tokens": 8192, "max_num_seqs": 512}
+    assert q["kv_dtype"] == "fp8"
