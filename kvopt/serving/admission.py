@@ -132,12 +132,19 @@ def batch_wait_passes(timeout: int, needed: Array | float, arrivals_per_pass: Ar
     j = np.arange(top + 1, dtype=np.float64)
     with np.errstate(divide="ignore", under="ignore"):
         pmf = np.exp(j[None, :] * np.log(x)[:, None] - x[:, None] - gammaln(j + 1.0)[None, :])
-    surv = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]  # P(N(T) >= j)
+    # P(N(T) >= j): summed from above (exact in the tail), or from below where the sums
+    # stop short of the mass (a hold of more than ~19,000 arrivals)
+    surv = np.where((x + 12.0 * np.sqrt(x) + 30.0 > top)[:, None],
+                    1.0 - np.cumsum(pmf, axis=1) + pmf, np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1])
     above = surv[:, 1:]  # P(N(T) > j), j = 0 .. top - 1
     jj = j[None, :-1]
     inside = jj < m[:, None]
     held = T * np.sum(np.where(inside, (1.0 + jj) * above / x[:, None], 0.0), axis=1)
     count = 1.0 + np.sum(np.where(inside, above, 0.0), axis=1)
+    # a threshold beyond the sums' reach holds to the timeout: T (1 + x / 2) over 1 + x
+    beyond = m > top
+    held = np.where(beyond, T * (1.0 + x / 2.0), held)
+    count = np.where(beyond, 1.0 + x, count)
     out = np.where(m >= 1.0, np.maximum((held - 0.5 * (count - 1.0)) / count, 0.0), 0.0)
     return np.asarray(out.reshape(shape))
 

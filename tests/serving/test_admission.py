@@ -198,6 +198,10 @@ def test_batch_wait_law_hand_computed() -> None:
     assert float(batch_wait_passes(2, 2, 1.0)) == pytest.approx(0.5 * p / (1.0 + p))
     # off (timeout 0)
     assert float(batch_wait_passes(0, 100, 0.3)) == 0.0
+    # no reachable threshold: held to the timeout, 1,000 passes at 30 arrivals each: the
+    # first waits 1000, the 30,000 others 1000 - t - 1/2 on average, (1000 (1 + 15,000)
+    # - 15,000) / 30,001 = 499.517 passes (beyond the Poisson sums' reach, in closed form)
+    assert float(batch_wait_passes(1000, 1e9, 30.0)) == pytest.approx(14_986_000 / 30_001)
 
 
 @pytest.mark.parametrize(("timeout", "needed", "rate"),
@@ -251,3 +255,18 @@ def test_batch_wait_agrees_with_the_simulator(conc: int) -> None:
     steady = api.estimate(**kw, engine_args=BATCH_WAIT)
     long_run = api.simulate(**kw, engine_args=BATCH_WAIT, num_requests=40 * conc)
     assert steady.latency.ttft_ms == pytest.approx(long_run.latency.ttft_ms, rel=0.15)
+
+
+@settings(max_examples=6, deadline=None)
+@given(timeout=st.integers(1, 100), ratio=st.floats(0.05, 1.0),
+       load=st.one_of(st.builds(lambda c: {"concurrency": c}, st.integers(2, 256)),
+                      st.builds(lambda r: {"rps": r}, st.floats(0.5, 25.0))))
+def test_batch_wait_never_shortens_ttft(timeout: int, ratio: float,
+                                        load: dict[str, float]) -> None:
+    kw = dict(model="Llama-3.1-8B", gpu="H100-SXM", engine="trtllm", input_len=1024,
+              output_len=256, **load)
+    plain = api.estimate(**kw)
+    held = api.estimate(**kw, engine_args={"batch_wait_timeout_iters": timeout,
+                                           "batch_wait_max_tokens_ratio": ratio})
+    assume(not plain.load.saturated)
+    assert held.latency.ttft_ms >= plain.latency.ttft_ms - 1e-9
