@@ -270,3 +270,17 @@ def test_batch_wait_never_shortens_ttft(timeout: int, ratio: float,
                                            "batch_wait_max_tokens_ratio": ratio})
     assume(not plain.load.saturated)
     assert held.latency.ttft_ms >= plain.latency.ttft_ms - 1e-9
+
+
+def test_balance_releases_when_some_rank_has_nothing_to_decode() -> None:
+    """Fewer closed-loop clients than attention-DP ranks leave some rank with nothing to
+    decode, and TensorRT-LLM then releases every hold: the steady closed loop waits nothing
+    (as the simulator: 4 clients on 8 ranks)."""
+    kw = dict(model="Qwen3-235B-A22B", gpu="H200", tp=1, dp=8, ep=8, weights="fp8",
+              engine="trtllm", concurrency=4, **UNIFORM)
+    args = {"adp_timeout_iters": 60, "adp_wait_iters": 0}
+    on = api.estimate(**kw, engine_args={**args, "adp_balance": True})
+    off = api.estimate(**kw, engine_args={**args, "adp_balance": False})
+    assert on.latency.ttft_ms == pytest.approx(off.latency.ttft_ms, rel=1e-9)
+    s = api.simulate(**kw, engine_args={**args, "adp_balance": True}, num_requests=160)
+    assert on.latency.ttft_ms == pytest.approx(s.latency.ttft_ms, rel=0.10)

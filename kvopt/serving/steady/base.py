@@ -185,21 +185,24 @@ class SteadyBase:
         return self.admit_every > 1 or self.adp or self.bw
 
     def wait_passes(self, arrivals_per_pass: Array | float, cohort: bool = False,
-                    cohort_size: float = 0.0) -> Array:
+                    cohort_size: float = 0.0, clients: Array | float = math.inf) -> Array:
         """Mean passes an arrived request waits to be taken in (:mod:`kvopt.serving.admission`):
         the scheduler's next poll, or attention-DP balancing's hold (a cohort smaller than
         the ranks leaves some rank without a prompt: it is held to the timeout, half of it
-        on average), or batch waiting's (prompts of the mean length, counted whole, needed
-        beside the requests decoding, ``arrivals_per_pass`` times the decode passes of one)."""
+        on average; fewer closed-loop ``clients`` than ranks leave some rank with nothing to
+        decode, which releases every hold), or batch waiting's (prompts of the mean length,
+        counted whole, needed beside the requests decoding, ``arrivals_per_pass`` times the
+        decode passes of one)."""
         w = admit_wait_passes(self.admit_every, arrivals_per_pass, cohort=cohort)
         if self.adp:
             eng = self.sc.replica.engine
             if cohort and cohort_size < self.dp:
-                w = w + (eng.adp_timeout_iters - 1.0) / 2.0
+                held = np.asarray((eng.adp_timeout_iters - 1.0) / 2.0)
             else:
-                w = w + balance_wait_passes(self.dp, eng.adp_timeout_iters,
-                                            eng.adp_wait_iters, arrivals_per_pass,
-                                            cohort=cohort)
+                held = balance_wait_passes(self.dp, eng.adp_timeout_iters,
+                                           eng.adp_wait_iters, arrivals_per_pass,
+                                           cohort=cohort)
+            w = w + np.where(np.asarray(clients) >= self.dp, held, 0.0)
         if self.bw:
             eng = self.sc.replica.engine
             room = (eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens
@@ -210,7 +213,7 @@ class SteadyBase:
         return np.asarray(w)
 
     def admit_wait(self, lam: Array | float, t: Array | float, *, closed: bool = False,
-                   clients: float = 0.0, cohorts: bool = False) -> Array:
+                   clients: Array | float = 0.0, cohorts: bool = False) -> Array:
         """Mean time (s) an arrived request waits for the scheduler to take it in
         (:meth:`wait_passes`; passes of ``t`` seconds, ``lam`` requests/s). Only while others
         decode: an idle engine takes it at once. Closed loops: the others always decode (one
@@ -223,16 +226,18 @@ class SteadyBase:
         if not self.admits_late:
             return zero
         if closed:
-            if clients <= 1.0:
+            c = np.asarray(clients, dtype=np.float64)
+            if np.all(c <= 1.0):
                 return zero
             if cohorts:  # the cohorts that come back beside others decoding
                 out = zero
-                for g, w in self.cohort_mix(clients):
-                    if clients - g >= 1.0:
+                for g, w in self.cohort_mix(float(clients)):
+                    if float(clients) - g >= 1.0:
                         out = out + w * self.wait_passes(lam_a * t_a, cohort=True,
-                                                         cohort_size=g) * t_a
+                                                         cohort_size=g, clients=c) * t_a
                 return np.asarray(out)
-            return np.asarray(self.wait_passes(lam_a * t_a) * t_a)
+            return np.asarray(np.where(c > 1.0, self.wait_passes(lam_a * t_a, clients=c)
+                                       * t_a, 0.0))
         with np.errstate(over="ignore"):
             busy = 1.0 - np.exp(-lam_a * self.dec_steps * t_a)
         return np.asarray(busy * self.wait_passes(lam_a * t_a) * t_a)

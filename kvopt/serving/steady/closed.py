@@ -92,8 +92,7 @@ class ClosedLoop(Tails):
                     ttft = self.prefill_done(o_max * dec * t / (dec * t + ttft + req),
                                       np.minimum(self.i_new * (1.0 + lam * t), self.budget))
                     if self.admits_late:
-                        ttft = ttft + np.where(c > 1.0, self.admit_wait(
-                            lam, t, closed=True, clients=2.0), 0.0)
+                        ttft = ttft + self.admit_wait(lam, t, closed=True, clients=c)
                     lam = c / (ttft + dec * t + req)
             others = o_max * dec * t / (ttft + dec * t + req)
             return self.step_seen(lam, t, others) - t, lam, np.asarray(ttft)

@@ -78,7 +78,8 @@ class Ttft(FixedPoint):
             # W passes' worth of each (kvopt.serving.admission.admit_wait_passes). (Open
             # loops keep the step's own co-arrivals: their polls come in quick succession
             # while prompts keep arriving, and the wait alone matches the simulator better)
-            polled = self.wait_passes(lam * t) * t if self.admits_late else np.zeros_like(t)
+            polled = (self.wait_passes(lam * t, clients=clients) * t if self.admits_late
+                      else np.zeros_like(t))
             k_co = poisson_inverse_rows(D.co_arrivals, lam * (t + 2.0 * polled))
             k_ahead = np.floor(D.ahead_share * (k_co + 1.0))
             k_behind = k_co - k_ahead
