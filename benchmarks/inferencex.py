@@ -132,8 +132,9 @@ def sglang_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, 
       2026-01-13 on) 8192 and 32; FP8 KV.
     * ``dsr1_fp8_h200.sh`` (41aff0a, 2026-03-06 on): 32768, 512 running at 1k/1k else 256.
     * ``qwen3.5_bf16_b200.sh``: none until 9dc87a6 (2026-02-20), then 32768 and 128;
-      ``qwen3.5_{fp8,fp4}_b200.sh``, ``qwen3.5_bf16_b300.sh``: 32768, 128 (FP8 KV for fp8
-      and fp4); ``qwen3.5_fp8_b300.sh`` (c0f62a2): 16384, ``$CONC`` running, FP8 KV;
+      ``qwen3.5_{fp8,fp4}_b200.sh``, ``qwen3.5_{bf16,fp4}_b300.sh`` (32274d6, 8acbd08):
+      32768, 128 (FP8 KV for fp8 and fp4); ``qwen3.5_fp8_b300.sh`` (c0f62a2): 16384,
+      ``$CONC`` running, FP8 KV;
       ``qwen3.5_fp8_h200.sh`` (f65d6b4): 16384, 128 running, FP8 KV.
     * ``glm5_nvfp4_b200.sh`` (d43805f): chunked 131072 (prefill 16384), ``$CONC`` running;
       ``glm5_fp8_b300.sh`` (6c66a00): 32768, ``$CONC``, FP8 KV; ``glm5_fp8_h200.sh``: none.
@@ -152,7 +153,7 @@ def sglang_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, 
         if weights == "bf16" and system == "b200_sxm" and day < "2026-02-20":
             return (("prefill_policy", "prefill_first"),), kv  # a bare launch
         tokens, running = 32768, 128
-        kv = "fp8" if weights in ("fp8", "fp4") and system == "b200_sxm" else "bf16"
+        kv = "fp8" if weights in ("fp8", "fp4") else "bf16"
         if system == "b300_sxm" and weights == "fp8":
             tokens, running, kv = 16384, conc, "fp8"
     elif model == "Qwen3.5-397B-A17B" and system == "h200_sxm" and weights == "fp8":
