@@ -83,7 +83,9 @@ def trt_args(row: Mapping[str, str], model: str, weights: str, *, conc: int, isl
              osl: int, tp: int, dp: int) -> tuple[tuple[tuple[str, Any], ...], str] | None:
     """The token budget and batch waiting of a TensorRT-LLM launch script, as ``engine_args``
     pairs, and its KV dtype (None: kvopt does not know the script; the caller keeps its own).
-    Every script sets ``kv_cache_config.dtype: fp8`` but gpt-oss on H200's (``auto``).
+    Every script sets ``kv_cache_config.dtype: fp8`` but gpt-oss on H200's (``auto``). The
+    running cap is the rank's clients (the scripts pass ``--max_batch_size`` of at least
+    that, or none: TensorRT-LLM's 2048; a closed loop never runs more).
 
     * ``70b_fp{8,4}_{h200,b200}_trt_slurm.sh`` (1b563c8, 2025-09-18; removed 2582bce,
       2025-10-29): ``--max_num_tokens 16384``; ``batch_wait_max_tokens_ratio: 0.9,
