@@ -122,6 +122,11 @@ class EngineProfile:
         return self.batch_wait_timeout_iters > 0 and self.batch_wait_max_tokens_ratio > 0.0
 
     @property
+    def batch_wait_tokens(self) -> float:
+        """The tokens (prompts in full, one per decoding request) that end a batch wait."""
+        return self.batch_wait_max_tokens_ratio * self.max_num_batched_tokens
+
+    @property
     def step_tokens(self) -> int:
         """Most prompt tokens one forward pass processes."""
         if self.physical_batch_tokens:

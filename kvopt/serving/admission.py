@@ -29,11 +29,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from kvopt.serving.special import gammaln
+
+if TYPE_CHECKING:
+    from kvopt.catalog.engines import EngineProfile
 
 Array = npt.NDArray[np.float64]
 
@@ -172,6 +176,11 @@ class BalanceHold:
     held: int = 0  # passes since the last release without a prompt on every rank
     batching: int = 0  # passes held with a prompt on every rank
 
+    @classmethod
+    def of(cls, eng: EngineProfile) -> BalanceHold:
+        """The counters of ``eng``'s attention_dp_config, at rest."""
+        return cls(eng.adp_timeout_iters, eng.adp_wait_iters)
+
     def release(self, every_rank_has_prompt: bool, every_rank_decodes: bool) -> bool:
         """Whether this pass releases the held prompts: when every rank has one (after
         ``wait`` passes while every rank decodes), else after ``timeout`` passes or when some
@@ -201,6 +210,11 @@ class BatchWait:
     timeout: int
     threshold: float
     held: int = 0
+
+    @classmethod
+    def of(cls, eng: EngineProfile) -> BatchWait:
+        """The counter of ``eng``'s batch waiting, at rest."""
+        return cls(eng.batch_wait_timeout_iters, eng.batch_wait_tokens)
 
     def release(self, tokens: float, decoding: bool) -> bool:
         """Whether this pass runs the prompts it scheduled (``tokens``: theirs and the

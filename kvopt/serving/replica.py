@@ -143,6 +143,16 @@ class Replica:
         return self.tp * self.dp * self.pp
 
     @property
+    def balances_ranks(self) -> bool:
+        """Whether attention-DP balancing holds prompts (TensorRT-LLM, with attention DP)."""
+        return self.engine.adp_balance and self.dp > 1
+
+    @property
+    def batch_waits(self) -> bool:
+        """Whether batch waiting holds prompts (TensorRT-LLM skips it under attention DP)."""
+        return self.engine.batch_waits and self.dp == 1
+
+    @property
     def request_overhead_s(self) -> float:
         """Time per request outside the engine steps (see EngineProfile)."""
         return self.engine.request_overhead_ms / MS_PER_S

@@ -199,15 +199,14 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     # it releases them (kvopt.serving.admission.BalanceHold)
     every = eng.admit_interval_steps
     since = every
-    adp = eng.adp_balance and replica.dp > 1
+    adp = replica.balances_ranks
     dp = replica.dp if adp else 1
-    hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
+    hold = BalanceHold.of(eng)
     rank = np.arange(n_req) % dp  # a closed-loop client's next request: its previous's rank
     inbox: list[_Seq] = []
     # batch waiting (TensorRT-LLM): the prompts a pass would start are held while it decodes
-    bw = eng.batch_waits and replica.dp == 1
-    bw_hold = BatchWait(eng.batch_wait_timeout_iters,
-                        eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens)
+    bw = replica.batch_waits
+    bw_hold = BatchWait.of(eng)
     while done < n_req and t < max_time_s:
         if every > 1 and (running or waiting or inbox) and since < every:
             pass  # not polling this pass: arrivals wait in the server

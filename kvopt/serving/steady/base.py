@@ -35,10 +35,10 @@ class SteadyBase:
         self.req_s = rep.request_overhead_s  # outside the engine: TTFT and E2E only
         self.admit_every = rep.engine.admit_interval_steps  # decode passes between polls
         # attention-DP balancing holds prompts until every rank has one (TensorRT-LLM)
-        self.adp = rep.engine.adp_balance and rep.dp > 1
+        self.adp = rep.balances_ranks
         self.dp = rep.dp
         # batch waiting holds prompts while others decode (TensorRT-LLM, without attention DP)
-        self.bw = rep.engine.batch_waits and rep.dp == 1
+        self.bw = rep.batch_waits
         self.i_mean = input_dist.mean
         self.i_m2 = input_dist.second_moment
         self.i_var = max(self.i_m2 - self.i_mean**2, 0.0)
@@ -205,8 +205,7 @@ class SteadyBase:
             w = w + np.where(np.asarray(clients) >= self.dp, held, 0.0)
         if self.bw:
             eng = self.sc.replica.engine
-            room = (eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens
-                    - np.asarray(arrivals_per_pass) * self.dec_steps)
+            room = eng.batch_wait_tokens - np.asarray(arrivals_per_pass) * self.dec_steps
             needed = np.where(room > 0.0, np.ceil(room / max(self.i_mean, 1.0)), 0.0)
             w = w + batch_wait_passes(eng.batch_wait_timeout_iters, needed, arrivals_per_pass,
                                       cohort=cohort, cohort_size=cohort_size)

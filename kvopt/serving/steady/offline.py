@@ -86,12 +86,11 @@ class Offline(ClosedLoop):
         adp = resend and self.adp
         dp = self.dp if adp else 1
         eng = self.sc.replica.engine
-        hold = BalanceHold(eng.adp_timeout_iters, eng.adp_wait_iters)
+        hold = BalanceHold.of(eng)
         # batch waiting: the prompts taken in now are held while others decode (BatchWait;
         # their tokens counted whole)
         bw = self.bw
-        bw_hold = BatchWait(eng.batch_wait_timeout_iters,
-                            eng.batch_wait_max_tokens_ratio * eng.max_num_batched_tokens)
+        bw_hold = BatchWait.of(eng)
         whole = self.i_mean / max(self.i_new, 1e-12)
         slots_at: deque[tuple[int, int]] = deque((0, j % dp) for j in range(conc))
         pend = [len(range(r, conc, dp)) for r in range(dp)]  # slots waiting, per rank
