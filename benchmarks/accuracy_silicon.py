@@ -145,6 +145,19 @@ def _checkpoint_weights(model: str) -> str:
     return load_model(model).default_weights
 
 
+def row_weights(row: Mapping[str, str], model: str) -> str:
+    """kvopt's weight dtype for a row of catalog ``model`` (:func:`_weights`; a checkpoint
+    released in MXFP4, recorded as (nv)fp4, runs its own; all blank: the checkpoint's own)."""
+    weights = _weights(row)
+    own = _checkpoint_weights(model)
+    if own == "mxfp4" and weights == "fp4":  # gpt-oss: its MXFP4 MoE, recorded as (nv)fp4
+        return own
+    if not any(row.get(k, "").strip() for k in ("precision", "gemm_quant_mode",
+                                                "moe_quant_mode")):
+        return own  # blank: the checkpoint as released
+    return weights
+
+
 def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
              deployment: str = "auto", versions: bool = True,
              lengths: str = "auto") -> dict[str, Any]:
@@ -166,13 +179,7 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
     engine = ENGINES.get(row["backend"])
     if engine is None:
         raise ac.Inexpressible(ac.ENGINE, row["backend"])
-    weights = _weights(row)
-    own = _checkpoint_weights(model)
-    if own == "mxfp4" and weights == "fp4":  # gpt-oss: its MXFP4 MoE, recorded as (nv)fp4
-        weights = own
-    elif not any(row.get(k, "").strip() for k in ("precision", "gemm_quant_mode",
-                                                  "moe_quant_mode")):
-        weights = own  # blank: the checkpoint as released
+    weights = row_weights(row, model)
     isl = int(ac.number(row["isl"]))
     conc = concurrency(row)
     per_rank = -(-conc // dp)  # each attention-DP rank's clients (its max batch)
@@ -269,9 +276,7 @@ def version(row: Mapping[str, str], model: str = "", weights: str = "") -> str:
         return recorded
     if not model:
         model = ac.catalog_model(row["model_path"]) or ""
-        weights = _weights(row)
-        if model and _checkpoint_weights(model) == "mxfp4" and weights == "fp4":
-            weights = "mxfp4"
+        weights = row_weights(row, model) if model else _weights(row)
     return ix.trt_image(row, model, weights) if collection(row) == "sweeps" else ""
 
 
