@@ -54,8 +54,8 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``gb300`` before its card: *GPU not in catalog*).
 * **Engine**: ``backend`` -> the shipped profile of the same name (vllm, sglang, trtllm),
   whatever the ``backend_version`` (each row's CSV output carries the version the profile
-  models next to the measured one; a TensorRT-LLM sweep that records none ran the image
-  InferenceX's config named at its date, :data:`inferencex.TRT_IMAGES`); asked with
+  models next to the measured one; a TensorRT-LLM or vLLM sweep that records none ran the
+  image InferenceX's config named at its date, :data:`inferencex.IMAGES`); asked with
   ``engine_version`` = the row's release
   (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has
   overheads fitted at or below it (``--no-versions``: never).
@@ -269,15 +269,15 @@ def launch_script(row: Mapping[str, str], engine: str, model: str, weights: str,
 
 
 def version(row: Mapping[str, str], model: str = "", weights: str = "") -> str:
-    """The engine version a row ran: its ``backend_version``, else (a TensorRT-LLM sweep) the
-    image InferenceX ran it on (:func:`inferencex.trt_image`)."""
+    """The engine version a row ran: its ``backend_version``, else (a TensorRT-LLM or vLLM
+    sweep) the image InferenceX ran it on (:func:`inferencex.image`)."""
     recorded = row.get("backend_version", "").strip()
-    if recorded.lower() not in ("", "nan") or row.get("backend") != "trtllm":
+    if recorded.lower() not in ("", "nan") or row.get("backend") not in ix.IMAGES:
         return recorded
     if not model:
         model = ac.catalog_model(row["model_path"]) or ""
         weights = row_weights(row, model) if model else _weights(row)
-    return ix.trt_image(row, model, weights) if collection(row) == "sweeps" else ""
+    return ix.image(row, model, weights) if collection(row) == "sweeps" else ""
 
 
 def aic_engine_args(engine: str, gpu: str, isl: int, conc: int) -> tuple[tuple[str, Any], ...]:

@@ -16,20 +16,20 @@ end-to-end time), one number per release, **only** on the training measurements:
   once;
 * ``benchmarks/data/vllm_serving_train.csv`` (vLLM 0.15.1, open loop): its stage rows.
 
-A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0;
-a TensorRT-LLM sweep that records none: its InferenceX image's, ``accuracy_silicon.version``);
-rows whose version is the tag of the NVIDIA Dynamo runtime image they ran (``ai-dynamo/
-*-runtime``: Dynamo's version, not the engine's), nightly builds and unversioned rows are not
-fitted. A
-release is fitted when it has at least ``--min-configs`` configurations across at least two
-models. Its per-step overhead (host scheduling, sampling and detokenization between GPU
-passes: it lengthens every step, so it shows in TPOT) starts at the profile's and moves twice
-by the median TPOT residual; its per-request overhead is then the one that minimizes the
-median relative TTFT error, averaged over the release's closed- and open-loop runs (each kind
-once; predicted without one); see :func:`_fit`. Each is kept only when it lowers the release's
-median TTFT + TPOT error without raising that of its closed-loop or open-loop runs (the step
-overhead, which must also lower the median TPOT error, judged together with the request
-overhead that would ship with it).
+A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0; a
+TensorRT-LLM or vLLM sweep that records none: its InferenceX image's,
+``accuracy_silicon.version``); rows whose version is the tag of the NVIDIA Dynamo runtime
+image they ran (``ai-dynamo/*-runtime``: Dynamo's version, not the engine's), nightly builds
+and unversioned rows are not fitted. A release is fitted when it has at least
+``--min-configs`` configurations across at least two models. Its per-step overhead (host
+scheduling, sampling and detokenization between GPU passes: it lengthens every step, so it
+shows in TPOT) starts at the profile's and moves twice by the median TPOT residual; its
+per-request overhead is then the one that minimizes the median relative TTFT error, averaged
+over the release's closed- and open-loop runs (each kind once; predicted without one); see
+:func:`_fit`. Each is kept only when it lowers the release's median TTFT + TPOT error
+without raising that of its closed-loop or open-loop runs (the step overhead, which must
+also lower the median TPOT error, judged together with the request overhead that would ship
+with it).
 
 The file names no default release (``default: null``): kvopt applies a fit only when asked
 for that release (``--engine-version``, ``engine_version=``), since a constant fitted on

@@ -37,10 +37,10 @@ ADP: dict[str, tuple[tuple[str, Any], ...]] = {
     "DeepSeek-V3": (("adp_balance", True), ("adp_timeout_iters", 60), ("adp_wait_iters", 0)),
     "gpt-oss-120b": (("adp_balance", True),),
 }
-# TensorRT-LLM images of the rows that record no version, (first day, image tag) in order:
-# 70b-tmpl.yml, dsr1-tmpl.yml and gptoss-tmpl.yml at 9596d23 (2025-10-29; unchanged to
-# 17d5e20, 2025-11-03), then nvidia-master.yaml (dsr1-fp8-b200-trt: 1.2.0rc6.post2 from
-# ec7bafa, 2026-01-29; dsr1-fp4-b200-trt: from 6eecc0e, 2026-02-03; gptoss-fp4-b200-trt:
+# Container images of the rows that record no engine version, (first day, image tag) in order.
+# TensorRT-LLM: 70b-tmpl.yml, dsr1-tmpl.yml and gptoss-tmpl.yml at 9596d23 (2025-10-29;
+# unchanged to 17d5e20, 2025-11-03), then nvidia-master.yaml (dsr1-fp8-b200-trt: 1.2.0rc6.post2
+# from ec7bafa, 2026-01-29; dsr1-fp4-b200-trt: from 6eecc0e, 2026-02-03; gptoss-fp4-b200-trt:
 # 1.2.0rc2 from 06667a5, 2025-12-02). gpt-oss on H200 ran ``release:gpt-oss-dev`` (no release).
 TRT_IMAGES: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {
     ("Llama-3.1-70B", "h200_sxm", "fp8"): (("2025-09-18", "1.1.0rc2.post2"),),
@@ -54,6 +54,24 @@ TRT_IMAGES: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {
     ("gpt-oss-120b", "b200_sxm", "mxfp4"): (("2025-10-29", "1.2.0rc0.post1"),
                                             ("2025-12-02", "1.2.0rc2")),
 }
+# vLLM (``vllm/vllm-openai``): 70b-tmpl.yml ``v0.10.2`` on every NVIDIA lane from a157a04
+# (2025-09-15) until Llama-70B left (2582bce, 2025-10-29); gptoss-tmpl.yml ``v0.10.2`` from
+# 77f238d (2025-09-15), kept by nvidia-master.yaml (17d5e20, 2025-11-03), ``v0.11.0`` from
+# 7103d66 (2025-11-04), ``v0.11.2`` from 25506e8 (2025-12-05 21:49 UTC: runs dated that day
+# are ambiguous, so it counts from the next day).
+_LLAMA_VLLM = (("2025-09-15", "0.10.2"),)
+_GPTOSS_VLLM = (("2025-09-15", "0.10.2"), ("2025-11-04", "0.11.0"), ("2025-12-05", ""),
+                ("2025-12-06", "0.11.2"))
+VLLM_IMAGES: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {
+    ("Llama-3.1-70B", "h100_sxm", "fp8"): _LLAMA_VLLM,
+    ("Llama-3.1-70B", "h200_sxm", "fp8"): _LLAMA_VLLM,
+    ("Llama-3.1-70B", "b200_sxm", "fp8"): _LLAMA_VLLM,
+    ("Llama-3.1-70B", "b200_sxm", "fp4"): _LLAMA_VLLM,
+    ("gpt-oss-120b", "h100_sxm", "mxfp4"): _GPTOSS_VLLM,
+    ("gpt-oss-120b", "h200_sxm", "mxfp4"): _GPTOSS_VLLM,
+    ("gpt-oss-120b", "b200_sxm", "mxfp4"): _GPTOSS_VLLM,
+}
+IMAGES = {"trtllm": TRT_IMAGES, "vllm": VLLM_IMAGES}
 
 
 def measured(row: Mapping[str, str]) -> str:
@@ -70,10 +88,10 @@ def recv_interval(system: str, model: str, weights: str, conc: int) -> int:
     return int(rule)
 
 
-def trt_image(row: Mapping[str, str], model: str, weights: str) -> str:
-    """The TensorRT-LLM image tag a row ran (:data:`TRT_IMAGES`; "" when unknown)."""
+def image(row: Mapping[str, str], model: str, weights: str) -> str:
+    """The engine image tag a row ran (:data:`IMAGES` by its ``backend``; "" when unknown)."""
     day, tag = measured(row), ""
-    for first, image in TRT_IMAGES.get((model, row["system"], weights), ()):
+    for first, image in IMAGES.get(row["backend"], {}).get((model, row["system"], weights), ()):
         if day and day >= first:
             tag = image
     return tag

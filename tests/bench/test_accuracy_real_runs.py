@@ -236,6 +236,24 @@ def test_sweeps_ask_with_their_launch_scripts() -> None:
     assert silicon.version(gap) == "1.0.0rc3"
 
 
+def test_unversioned_vllm_sweeps_take_their_image() -> None:
+    """A vLLM sweep that records no version ran the image InferenceX's template or config
+    named on its day (vllm/vllm-openai:v0.10.2 for Llama-70B; gpt-oss moved to v0.11.0 on
+    2025-11-04 and v0.11.2 late on 2025-12-05, a day left ambiguous)."""
+    llama = _trt_sweep(backend="vllm", backend_version="")
+    assert silicon.version(llama) == "0.10.2"
+    oss = _trt_sweep(backend="vllm", backend_version="", model_path="openai/gpt-oss-120b",
+                     precision="", system="b200_sxm")
+    day = "x; measured={}T00:00:00Z".format
+    assert silicon.version(dict(oss, silicon_data_source=day("2025-11-02"))) == "0.10.2"
+    assert silicon.version(dict(oss, silicon_data_source=day("2025-11-20"))) == "0.11.0"
+    assert silicon.version(dict(oss, silicon_data_source=day("2025-12-05"))) == ""
+    assert silicon.version(dict(oss, silicon_data_source=day("2025-12-10"))) == "0.11.2"
+    assert silicon.version(dict(llama, backend_version="0.12.0")) == "0.12.0"  # recorded
+    # SGLang images are not tabulated: an unversioned SGLang sweep stays unversioned
+    assert silicon.version(dict(llama, backend="sglang")) == ""
+
+
 def test_sglang_and_vllm_sweeps_ask_with_their_launch_scripts() -> None:
     """SGLang sweeps run prefill-first batches (no script passes --enable-mixed-chunk) with
     their scripts' budgets, running caps and KV dtype; vLLM's likewise."""
