@@ -42,7 +42,8 @@ def _workload_and_space(kw: dict[str, Any], gpus: Any) -> tuple[Any, Any]:
                      kv_offload_gib=kw.get("kv_offload_gib") or 0.0,
                      ep_options=kw.get("ep_options", (1,)), dp_options=kw.get("dp_options", (1,)),
                      pp_options=kw.get("pp_options", (1,)), parallel=kw.get("parallel"),
-                     engine_version=kw.get("engine_version"))
+                     engine_version=kw.get("engine_version"),
+                     engine_args=kw.get("engine_args"))
     return w, sp
 
 
@@ -51,8 +52,8 @@ _PLAN_DEFAULTS: dict[str, Any] = {
     "slo_ttft_p99_ms": None, "slo_tpot_p99_ms": None, "slo_e2e_p99_ms": None,
     "redundancy": 0, "max_quality_loss_pct": None, "tp_options": choices.TP_OPTIONS,
     "precisions": choices.PRECISIONS, "batches": choices.PLAN_BATCHES,
-    "engine": choices.DEFAULT_ENGINE, "engine_version": None, "prices": None, "profiles": (),
-    "capacity": choices.DEFAULT_CAPACITY}
+    "engine": choices.DEFAULT_ENGINE, "engine_version": None, "engine_args": None,
+    "prices": None, "profiles": (), "capacity": choices.DEFAULT_CAPACITY}
 
 
 def plan(*, model: str, rps: float, input_len: int | None = None,
@@ -63,7 +64,7 @@ def plan(*, model: str, rps: float, input_len: int | None = None,
          max_quality_loss_pct: float | None = None, gpus: Any = choices.PLAN_GPUS,
          tp_options: Any = choices.TP_OPTIONS, precisions: Any = choices.PRECISIONS,
          batches: Any = choices.PLAN_BATCHES, engine: str = choices.DEFAULT_ENGINE,
-         engine_version: str | None = None,
+         engine_version: str | None = None, engine_args: Any = None,
          prices: dict[str, float] | None = None, profiles: Sequence[str] = (),
          capacity: str = choices.DEFAULT_CAPACITY, goal: str = "cost",
          ep_options: Any = (1,), dp_options: Any = (1,), pp_options: Any = (1,),
@@ -78,7 +79,9 @@ def plan(*, model: str, rps: float, input_len: int | None = None,
     as a MILP to a proven gap; layouts beyond TP cross ``tp_options`` with ``ep_options``,
     ``dp_options`` and ``pp_options``, or are the ``parallel`` list (``"tp8,tp4ep8dp2"``);
     ``explain`` adds the cost of tightening each SLO; ``engine_version``: the engine
-    release whose fitted overheads the candidates run with;
+    release whose fitted overheads the candidates run with; ``engine_args``: engine flags
+    every candidate runs with (``{"batch_wait_timeout_iters": 20}`` or ``KEY=VALUE`` texts;
+    not ``max_num_seqs``, the plan's own choice);
     ``kv_offload_gib``: GiB of host memory per replica for a CPU tier of the KV cache,
     written on each fleet entry for the exports (LMCache, vLLM offloading, k8s);
     ``images_per_request`` images of ``image_size`` per request (vision-language models)."""
@@ -196,6 +199,7 @@ def pareto(*, model: str, rps: float, input_len: int | None = None,
            parallel: Any = None,
            precisions: Any = choices.PRECISIONS, batches: Any = choices.PARETO_BATCHES,
            engine: str = choices.DEFAULT_ENGINE, engine_version: str | None = None,
+           engine_args: Any = None,
            prices: dict[str, float] | None = None, profiles: Sequence[str] = (),
            objectives: Any = choices.DEFAULT_PARETO_OBJECTIVES,
            budget_usd_h: float | None = None, max_replicas: int = 16,
@@ -209,7 +213,7 @@ def pareto(*, model: str, rps: float, input_len: int | None = None,
     max batch: NSGA-II checked against the exact front, or the exact front itself. The
     front holds fleets costing at most ``cost_cap_multiple`` x the cheapest feasible one
     (and the budget); its knee is the point a reviewer would pick (the rules are in
-    ``ParetoResult.report()``).
+    ``ParetoResult.report()``); ``engine_args`` as in :func:`plan`.
     :class:`InfeasiblePlanError` says which constraint empties it."""
     from kvopt.errors import InputError
     from kvopt.pareto.exact import emptying_constraints
@@ -239,7 +243,8 @@ def pareto(*, model: str, rps: float, input_len: int | None = None,
     sp = build.space(gpus=gpus, tp_options=tp_options, precisions=_precisions(model, precisions),
                      batches=batches, engine=engine, prices=prices, profiles=profiles,
                      ep_options=ep_options, dp_options=dp_options, pp_options=pp_options,
-                     parallel=parallel, engine_version=engine_version)
+                     parallel=parallel, engine_version=engine_version,
+                     engine_args=engine_args)
     res = run(w, sp, objs, method=method, max_replicas=max_replicas,
               budget_usd_h=budget_usd_h, pop=pop, gens=gens, seed=seed, progress=progress,
               mixed=fleet == "mixed", disagg=fleet == "disagg", table_builder=table_builder,

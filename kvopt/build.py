@@ -127,6 +127,9 @@ def engine_args(pairs: TextOr | dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+_engine_args = engine_args  # for space(), whose keyword has the same name
+
+
 def replica(*, model: str, gpu: str | GpuSpec, tp: int = 1, weights: str | None = None,
             kv_dtype: str | None = None, engine: str | EngineProfile = choices.DEFAULT_ENGINE,
             profile: str | None = None, engine_args: dict[str, Any] | None = None,
@@ -206,7 +209,8 @@ def space(*, gpus: TextOr = choices.PLAN_GPUS, tp_options: TextOr = choices.TP_O
           profiles: Sequence[str] = (), capacity: str = choices.DEFAULT_CAPACITY,
           regions: tuple[Region, ...] = (), kv_offload_gib: float = 0.0,
           ep_options: TextOr = (1,), dp_options: TextOr = (1,), pp_options: TextOr = (1,),
-          parallel: TextOr | None = None, engine_version: str | None = None) -> Space:
+          parallel: TextOr | None = None, engine_version: str | None = None,
+          engine_args: TextOr | dict[str, Any] | None = None) -> Space:
     """What to consider: GPUs (ids or a group word), TP degrees, (weights, KV) precision
     pairs, max-batch levels, engine, $/GPU-hour overrides, calibration profiles and how
     goodputs are found (:data:`kvopt.choices.CAPACITY_METHODS`); ``kv_offload_gib``: a CPU
@@ -214,7 +218,8 @@ def space(*, gpus: TextOr = choices.PLAN_GPUS, tp_options: TextOr = choices.TP_O
     beyond TP: the cross product of ``tp_options`` with ``ep_options``, ``dp_options`` and
     ``pp_options`` (those whose EP divides tp x dp), or the ``parallel`` list itself
     (``"tp8,tp4ep8dp2"``); ``engine_version``: the release whose fitted overheads the
-    candidates run with."""
+    candidates run with; ``engine_args``: engine flags every candidate runs with
+    (:func:`engine_args`; the max batch stays the plan's choice)."""
     from kvopt.space import Space
 
     tps = ints(tp_options, "tp_options", limits.TP)
@@ -224,7 +229,8 @@ def space(*, gpus: TextOr = choices.PLAN_GPUS, tp_options: TextOr = choices.TP_O
                  capacity=choice("capacity", capacity, choices.CAPACITY_METHODS),
                  regions=regions, kv_offload_gib=kv_offload_gib,
                  layouts=layouts(tps, ep_options, dp_options, pp_options, parallel),
-                 engine_version=None if engine_version is None else str(engine_version))
+                 engine_version=None if engine_version is None else str(engine_version),
+                 engine_args=tuple(sorted(_engine_args(engine_args).items())))
 
 
 def ints(values: TextOr, field: str, rng: limits.Range) -> tuple[int, ...]:

@@ -139,7 +139,7 @@ def _replicas(workload: Workload, space: Space
     floor and space: a plan evaluates the same replicas for each SLO it tries."""
     key = (workload.model, workload.max_quality_loss_pct, workload.images, space.gpus,
            space.parallel_layouts, space.precisions, space.batches, space.engine,
-           space.engine_version, space.prices_usd_h, space.calibrations)
+           space.engine_version, space.engine_args, space.prices_usd_h, space.calibrations)
     hit = _REPLICAS.get(key)
     if hit is None:
         hit = _REPLICAS.put(key, _build_replicas(workload, space))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kvopt.catalog.gpus import load_gpu
 from kvopt.choices import (
@@ -97,6 +97,9 @@ class Space:
     # (models/engine_overheads.yaml: the greatest fitted release at or below it); None: the
     # engine profile's own figures. A GPU with a calibrated profile keeps the profile's
     engine_version: str | None = None
+    # engine flags every candidate runs with (kvopt.catalog.engines.ENGINE_ARGS, sorted
+    # (key, value) pairs; not max_num_seqs, which is the candidates' own max batch)
+    engine_args: tuple[tuple[str, Any], ...] = ()
     # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
     _calibrated: dict[str, tuple[GpuSpec, EngineProfile]] = field(
         init=False, repr=False, compare=False, default_factory=dict)
@@ -120,6 +123,8 @@ class Space:
             from kvopt.catalog.engine_versions import overrides
 
             overrides(self.engine, self.engine_version)
+        if self.engine_args:
+            self._check_engine_args()
         if self.calibrations:
             ids = {load_gpu(g).id for g in self.gpus}
             for c in self.calibrations:
@@ -138,6 +143,23 @@ class Space:
                                      "give one profile per GPU")
                 self._calibrated[c.gpu] = c.apply()
 
+    def _check_engine_args(self) -> None:
+        """Refuse engine flags the engine does not take (one line naming the flag) before
+        any candidate is built; the max batch is the plan's own choice."""
+        from kvopt.catalog.engines import load_engine, typed_args, with_args
+
+        keys = [k for k, _ in self.engine_args]
+        if "max_num_seqs" in keys:
+            value = dict(self.engine_args)["max_num_seqs"]
+            raise InputError("--engine-arg", f"max_num_seqs={value}", "the plan chooses each "
+                             "candidate's max batch", "give the levels with --batches")
+        if len(set(keys)) < len(keys):
+            raise InputError("--engine-arg", ",".join(keys), "a flag is given twice",
+                             "give each flag once")
+        with_args(load_engine(self.engine, load_gpu(self.gpus[0])), dict(self.engine_args))
+        typed = typed_args(dict(self.engine_args))  # "20" from the command line -> 20
+        object.__setattr__(self, "engine_args", tuple(sorted(typed.items())))
+
     @property
     def parallel_layouts(self) -> tuple[Parallel, ...]:
         """The replica layouts to consider: ``layouts``, else TP over ``tps``."""
@@ -147,16 +169,21 @@ class Space:
         """(GPU, engine) to build ``gpu``'s replicas with: the calibrated pair when a
         profile covers it, else the catalog's (with the overheads fitted for
         :attr:`engine_version` when one is given)."""
-        if self._calibrated:
-            hw = self._calibrated.get(load_gpu(gpu).id)
-            if hw is not None:
-                return hw
-        if self.engine_version is not None:  # the release's fitted overheads
+        hw: tuple[GpuSpec | str, EngineProfile | str] = (gpu, self.engine)
+        if self._calibrated and load_gpu(gpu).id in self._calibrated:
+            hw = self._calibrated[load_gpu(gpu).id]
+        elif self.engine_version is not None:  # the release's fitted overheads
             from kvopt.catalog.engines import load_engine
 
             g = load_gpu(gpu)
-            return g, load_engine(self.engine, g, self.engine_version)
-        return gpu, self.engine
+            hw = g, load_engine(self.engine, g, self.engine_version)
+        if self.engine_args:  # the user's flags on top
+            from kvopt.catalog.engines import load_engine, with_args
+
+            g = load_gpu(hw[0]) if isinstance(hw[0], str) else hw[0]
+            eng = load_engine(hw[1], g) if isinstance(hw[1], str) else hw[1]
+            hw = g, with_args(eng, dict(self.engine_args))
+        return hw
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -154,6 +154,7 @@ def test_fleet_schema_keys_are_the_keys_the_reader_reads(tmp_path: Path) -> None
            "availability": {"H100-SXM": 4}, "prices_usd_h": {"H100-SXM": 2.5},
            "regions": {"us": {"prices_usd_h": {"H100-SXM": 3.0}, "availability": {"L40S": 2}}},
            "profiles": ["p.yaml"], "capacity": "exact", "engine_version": "0.19.0",
+           "engine_args": {"max_num_batched_tokens": 4096},
            "eps": [1, 2], "dps": [1, 2], "pps": [1, 2], "parallel": ["tp2pp2"],
            "workloads": [{**FLEET_BASE["workloads"][0], "name": "b"}],
            "demand": {"hours": 1, "scale": [0.5, 1.0]}, "payments": ["on_demand", "spot"],
@@ -215,8 +216,8 @@ def _keys(value: Any, schema: dict[str, Any], node: Any, where: str,
 def written_plan(tmp_path_factory: pytest.TempPathFactory,
                  request: pytest.FixtureRequest) -> dict[str, Any]:
     """A plan as `kvopt plan --output` writes it (with a calibration profile, or an engine
-    release's fitted overheads instead, the SLO sweep and a CPU KV tier, so every optional
-    block is filled)."""
+    release's fitted overheads instead, an engine flag, the SLO sweep and a CPU KV tier, so
+    every optional block is filled)."""
     from click.testing import CliRunner
 
     from kvopt.bench.calibrate import Calibration, save_profile
@@ -232,7 +233,7 @@ def written_plan(tmp_path_factory: pytest.TempPathFactory,
         "--output-len", "100", "--gpus", "H100-SXM,L40S", "--tp-options", "1",
         "--precisions", "fp8/fp8", "--batches", "64", "--slo-ttft-p99-ms", "2000",
         "--slo-tpot-p99-ms", "40", "--budget-usd-h", "100", "--kv-offload-gib", "8",
-        "--output", str(out),
+        "--engine-arg", "max_num_batched_tokens=4096", "--output", str(out),
         *(["--profile", str(d / "h100.yaml")] if request.param == "profile"
           else ["--engine-version", "0.19.0"])],
         catch_exceptions=False)

@@ -249,6 +249,13 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
     return dataclasses.replace(profile, **changes, sources=tuple(sorted(sources.items())))
 
 
+def typed_args(args: dict[str, Any]) -> dict[str, Any]:
+    """Engine flags as their types (``"20"`` -> 20, ``"true"`` -> True) for a record; the
+    flags must have passed :func:`with_args` (unknown keys are left as given)."""
+    return {k: (_coerce(v, ENGINE_ARGS[k][0]) if k in ENGINE_ARGS else v)
+            for k, v in args.items()}
+
+
 def _coerce(raw: Any, kind: type) -> Any:
     """``raw`` as ``kind`` (text from the command line, or a Python value), else None."""
     if kind is bool:

@@ -45,7 +45,10 @@ def _gpus(kw: dict[str, Any]) -> Any:
 
 def _plan_kw(kw: dict[str, Any]) -> dict[str, Any]:
     """:func:`kvopt.api.plan`'s keywords from the options."""
+    from kvopt.build import engine_args
+
     return {**{k: kw[k] for k in _WORKLOAD}, **lengths(kw), **{k: kw[k] for k in _SPACE},
+            "engine_args": engine_args(kw.get("engine_arg")),
             **{k: kw[k] for k in _SOLVE}, "gpus": _gpus(kw),
             "tp_options": csv_list(kw["tp_options"], int, "--tp-options"),
             **parallel_kw(kw), "precisions": kw["precisions"],

@@ -129,6 +129,21 @@ engine_version_option = click.option(
          "that release's benchmark runs (the greatest fitted release at or below it) "
          "[default: the profile's own figures].")
 
+ENGINE_ARG_HELP = (
+    "Set an engine flag the deployment uses: max_num_batched_tokens, max_num_seqs, "
+    "chunked_prefill, prefill_policy (mixed|prefill_first), memory_fraction, "
+    "request_overhead_ms, step_overhead_ms, fp8_scaling, admit_interval_steps (SGLang "
+    "--scheduler-recv-interval), adp_balance, adp_timeout_iters, adp_wait_iters (TensorRT-LLM "
+    "attention_dp_config), batch_wait_timeout_iters, batch_wait_max_tokens_ratio "
+    "(TensorRT-LLM batch waiting). Repeatable.")
+engine_arg_option = click.option("--engine-arg", "engine_arg", multiple=True,
+                                 metavar="KEY=VALUE", help=ENGINE_ARG_HELP)
+plan_engine_arg_option = click.option(
+    "--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE",
+    help=ENGINE_ARG_HELP.replace("max_num_seqs, ", "").replace(
+        "Repeatable.", "Every candidate runs with them; the max batch comes from --batches; "
+        "`kvopt export` writes them into the launch configs. Repeatable."))
+
 replica_options = stack(
     click.option("--model", required=True,
                  help="Catalog name/alias, or a path to a config.json."),
@@ -155,14 +170,7 @@ replica_options = stack(
     click.option("--json", "as_json", is_flag=True, help="Print the JSON result."),
     click.option("--profile", type=click.Path(dir_okay=False), default=None,
                  help="Calibrated profile (kvopt calibrate --out)."),
-    click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE",
-                 help="Set an engine flag the deployment uses: max_num_batched_tokens, "
-                      "max_num_seqs, chunked_prefill, prefill_policy (mixed|prefill_first), "
-                      "memory_fraction, request_overhead_ms, step_overhead_ms, "
-                      "fp8_scaling, admit_interval_steps (SGLang --scheduler-recv-interval), "
-                      "adp_balance, adp_timeout_iters, adp_wait_iters (TensorRT-LLM "
-                      "attention_dp_config), batch_wait_timeout_iters, "
-                      "batch_wait_max_tokens_ratio (TensorRT-LLM batch waiting). Repeatable."),
+    engine_arg_option,
 )
 
 length_options = stack(
@@ -325,6 +333,7 @@ space_options = stack(
     click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
                  show_default=True),
     engine_version_option,
+    plan_engine_arg_option,
     profile_option,
     capacity_option,
 )

@@ -17,6 +17,7 @@ from kvopt.cli.options import (
     lengths,
     parallel_kw,
     parallel_options,
+    plan_engine_arg_option,
     profile_option,
     slo_option,
     stack,
@@ -37,6 +38,7 @@ from kvopt.cli.options import (
 @click.option("--engine", type=ENGINES, default=choices.DEFAULT_ENGINE,
               show_default=True)
 @engine_version_option
+@plan_engine_arg_option
 @profile_option
 @click.option("--objectives", default=",".join(choices.DEFAULT_PARETO_OBJECTIVES),
               show_default=True)
@@ -66,6 +68,8 @@ def pareto_cmd(**kw: Any) -> None:
     import sys
 
     from kvopt import api
+    from kvopt.build import engine_args
+    from kvopt.catalog.engines import typed_args
     from kvopt.pareto import export
 
     def progress(gen: int, total: int) -> None:
@@ -88,7 +92,8 @@ def pareto_cmd(**kw: Any) -> None:
         slo_tpot_p99_ms=kw["slo_tpot_p99_ms"], gpus=kw["gpus"],
         tp_options=csv_list(kw["tp_options"], int, "--tp-options"), **parallel_kw(kw),
         precisions=kw["precisions"], batches=csv_list(kw["batches"], int, "--batches"),
-        engine=kw["engine"], engine_version=kw["engine_version"], profiles=kw["profiles"],
+        engine=kw["engine"], engine_version=kw["engine_version"],
+        engine_args=engine_args(kw["engine_arg"]), profiles=kw["profiles"],
         objectives=objectives,
         budget_usd_h=kw["budget_usd_h"], max_replicas=kw["max_replicas"],
         cost_cap_multiple=kw["cost_cap_multiple"],
@@ -98,6 +103,8 @@ def pareto_cmd(**kw: Any) -> None:
     meta = {"model": kw["model"], "rps": kw["rps"], "objectives": list(res.objectives),
             "engine": kw["engine"],
             **({"engine_version": kw["engine_version"]} if kw["engine_version"] else {}),
+            **({"engine_args": typed_args(engine_args(kw["engine_arg"]))}
+               if kw["engine_arg"] else {}),
             **res.report()}
     files: list[tuple[str, bytes | str]] = []  # all or nothing
     if kw["out_path"]:

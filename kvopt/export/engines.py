@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kvopt.catalog.engines import load_engine
+from kvopt.catalog.engines import USER_ARG, load_engine, with_args
 from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.models import load_model
 from kvopt.errors import InputError
@@ -121,20 +121,61 @@ def _checkpoint_note(weights: str, engine: str, own: str = "bf16") -> list[str]:
     return []
 
 
+def _user_flags(prof: Any, engine: str, dp: int) -> tuple[list[str], dict[str, Any],
+                                                          dict[str, Any], list[str]]:
+    """The flags the plan's engine args (``--engine-arg``) set, beyond the token budget and
+    memory fraction the launch line always carries: (SGLang flags, vLLM flags, TensorRT-LLM
+    YAML keys, notes)."""
+    user = {k for k, src in prof.sources if src == USER_ARG}
+    sg: list[str] = []
+    vl: dict[str, Any] = {}
+    trt: dict[str, Any] = {}
+    notes = [f"{k} is a setting of kvopt's model, not an engine flag: not written"
+             for k in sorted(user & {"request_overhead_ms", "step_overhead_ms"})]
+    if "chunked_prefill" in user:
+        if engine == "vllm":
+            vl["enable-chunked-prefill"] = prof.chunked_prefill
+        elif engine == "sglang" and not prof.chunked_prefill:
+            sg += ["--chunked-prefill-size", "-1"]
+        elif engine == "trtllm":
+            trt["enable_chunked_prefill"] = prof.chunked_prefill
+    if engine == "sglang" and "prefill_policy" in user and prof.prefill_policy == "mixed":
+        sg.append("--enable-mixed-chunk")
+    if engine == "sglang" and prof.admit_interval_steps > 1:
+        sg += ["--scheduler-recv-interval", str(prof.admit_interval_steps)]
+    if engine == "trtllm" and user & {"adp_balance", "adp_timeout_iters", "adp_wait_iters"}:
+        if dp > 1:
+            trt["attention_dp_config"] = {"enable_balance": prof.adp_balance,
+                                          "timeout_iters": prof.adp_timeout_iters,
+                                          "batching_wait_iters": prof.adp_wait_iters}
+        else:
+            notes.append("attention_dp_config applies with attention DP only (dp > 1): "
+                         "not written")
+    if engine == "trtllm" and prof.batch_wait_timeout_iters > 0:
+        trt.update(batch_wait_timeout_iters=prof.batch_wait_timeout_iters,
+                   batch_wait_max_tokens_ratio=prof.batch_wait_max_tokens_ratio)
+    return sg, vl, trt, notes
+
+
 def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
                   model_path: str | None = None, max_prompt_len: int = 0,
-                  offload_connector: str = offload.DEFAULT_CONNECTOR) -> EngineConfig:
+                  offload_connector: str = offload.DEFAULT_CONNECTOR,
+                  engine_args: dict[str, Any] | None = None) -> EngineConfig:
     """Launch config for one fleet entry of a plan (keys as in the plan JSON).
 
     ``max_prompt_len``: the workload's longest prompt; an engine that does not chunk
     prefills by default (TensorRT-LLM) gets a token budget that holds it, as kvopt modeled.
     ``entry["kv_offload_gib"]`` (optional): a CPU tier for the KV cache, through
-    ``offload_connector`` (lmcache | native) on vLLM."""
+    ``offload_connector`` (lmcache | native) on vLLM. ``engine_args``: the engine flags the
+    plan's candidates ran with (``inputs.space.engine_args``), written as the engine spells
+    them."""
     if engine not in ENGINES:
         raise InputError("engine", engine, f"allowed: {', '.join(ENGINES)}")
     model = load_model(entry["model"])
     gpu = load_gpu(entry["gpu"])
     prof = load_engine(engine, gpu)
+    if engine_args:
+        prof = with_args(prof, dict(engine_args))
     weights, kv = entry["weights"], entry["kv_dtype"]
     # fp8 of a model whose card names its publisher's FP8 checkpoint (the scaling kvopt
     # priced): served from that checkpoint, no online quantization
@@ -142,17 +183,20 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     path = model.fp8_checkpoint if fp8_ckpt else model_path or model.hf_id or model.name
     tp, batch = int(entry["tp"]), int(entry["max_batch"])
     par = _layout(entry, engine, model)
+    sg_user, vl_user, trt_user, user_notes = _user_flags(prof, engine, par.dp)
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
     # a checkpoint's own format needs no flag: it ships in it
     own = "fp8" if fp8_ckpt else model.default_weights
-    notes = _checkpoint_note(weights, engine, own)
+    notes = _checkpoint_note(weights, engine, own) + user_notes
     if fp8_ckpt:
         notes.append(f"serves {path}, the publisher's FP8 checkpoint kvopt priced (export "
                      "--model-path serves another)")
     if not prof.chunked_prefill and max_prompt_len > budget:
         budget = max_prompt_len
-        notes.append(f"{engine} does not chunk prefills by default: max_num_tokens is raised to "
+        how = "here" if any(k == "chunked_prefill" and src == USER_ARG
+                            for k, src in prof.sources) else "by default"
+        notes.append(f"{engine} does not chunk prefills {how}: max_num_tokens is raised to "
                      f"the longest prompt ({max_prompt_len:,} tokens)")
     budget = int(math.ceil(budget / bs) * bs)  # aligned to the KV block size
     half = "float16" if weights == "fp16" else "bfloat16"
@@ -173,9 +217,11 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
             flags["kv-cache-dtype"] = "fp8"
         if extra_flags:
             flags["kv-transfer-config"] = extra_flags[1]
+        flags.update(vl_user)
         cmd = ["vllm", "serve", path]
         for k, v in flags.items():
-            cmd += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+            cmd += ([f"--{k}"] if v is True else [f"--no-{k}"] if v is False
+                    else [f"--{k}", str(v)])
         cfg = yaml.safe_dump({k: v for k, v in flags.items()}, sort_keys=False)
         return EngineConfig("vllm", cmd, cfg, notes, env)
     if engine == "sglang":
@@ -188,7 +234,10 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
             cmd += ["--quantization", "fp8"]
         if kv == "fp8":
             cmd += ["--kv-cache-dtype", "fp8_e4m3"]
-        return EngineConfig("sglang", cmd + extra_flags, "", notes, env)
+        if "-1" in sg_user:  # no chunking: the one flag that sets it, not the budget's
+            i = cmd.index("--chunked-prefill-size")
+            del cmd[i:i + 2]
+        return EngineConfig("sglang", cmd + sg_user + extra_flags, "", notes, env)
     cmd = ["trtllm-serve", path, "--tp_size", str(par.world),
            *(["--pp_size", str(par.pp)] if par.pp > 1 else []),
            "--max_batch_size", str(batch),
@@ -204,6 +253,7 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     if kv == "fp8":
         extra["kv_cache_config"]["dtype"] = "fp8"
     extra["kv_cache_config"].update(trt_extra)
+    extra.update(trt_user)
     if weights == "fp8" and own != "fp8":
         notes.append("TensorRT-LLM runs FP8 from a pre-quantized checkpoint (Model Optimizer)")
     return EngineConfig("trtllm", cmd, yaml.safe_dump(extra, sort_keys=False), notes, env)

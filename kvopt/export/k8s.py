@@ -75,7 +75,8 @@ def image_for(engine: str, release: str | None) -> str:
 
 
 def _queue_target(entry: dict[str, Any], workload: dict[str, Any],
-                  release: str | None = None) -> tuple[float, str]:
+                  release: str | None = None,
+                  args: dict[str, Any] | None = None) -> tuple[float, str]:
     """(waiting requests per replica to scale at, how it was found)."""
     from kvopt.errors import KvoptError
 
@@ -96,7 +97,8 @@ def _queue_target(entry: dict[str, Any], workload: dict[str, Any],
                            weights=entry["weights"], kv_dtype=entry["kv_dtype"],
                            engine=entry.get("engine") or "vllm", rps=float(good),
                            engine_version=release,
-                           engine_args={"max_num_seqs": int(entry["max_batch"])}, **lengths)
+                           engine_args={**(args or {}),
+                                        "max_num_seqs": int(entry["max_batch"])}, **lengths)
         queue_ms = est.to_dict()["latency"].get("queue_ms") or 0.0
     except KvoptError as exc:
         return 1.0, f"kvopt could not predict the queue ({exc}): 1 waiting request"
@@ -112,19 +114,21 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
     """The Kubernetes objects for every fleet entry of ``plan``."""
     from kvopt.catalog.gpus import load_gpu
     from kvopt.export.engines import engine_config
-    from kvopt.export.plans import max_lengths
+    from kvopt.export.plans import max_lengths, plan_engine_args
     from kvopt.ops.metrics import WAITING_METRIC
 
     if max_replicas_factor < 1:
         raise InputError("--max-replicas-factor", max_replicas_factor, "must be >= 1")
     metric = WAITING_METRIC.get(engine, WAITING_METRIC["vllm"]).replace(":", "_")
     release = release_of(plan, engine)
+    args, _ = plan_engine_args(plan, engine)
     docs: list[dict[str, Any]] = []
     for i, e in enumerate(plan["fleet"]):
         w = next(x for x in plan["inputs"]["workloads"] if x["name"] == e["workload"])
         prompt, total = max_lengths(w)
         cfg = engine_config(e, engine=engine, max_model_len=total, max_prompt_len=prompt,
-                            model_path=model_path, offload_connector=offload_connector)
+                            model_path=model_path, offload_connector=offload_connector,
+                            engine_args=args)
         name = name_for(e, i + 1)
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "kvopt",
                   "app.kubernetes.io/component": "engine"}
@@ -194,8 +198,8 @@ def manifests(plan: dict[str, Any], *, engine: str, image: str | None = None,
                                     "prometheus.io/path": "/metrics"}},
             "spec": {"selector": labels, "ports": [
                 {"name": "http", "port": PORT, "targetPort": "http"}]}})
-        own = release if (e.get("engine") or "vllm") == engine else None
-        target, why = _queue_target(e, w, own)
+        same = (e.get("engine") or "vllm") == engine
+        target, why = _queue_target(e, w, release if same else None, args if same else None)
         docs.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
                      "metadata": {**meta, "annotations": {
                          **meta["annotations"], "kvopt.io/queue-target": why,

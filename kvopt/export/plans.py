@@ -130,16 +130,31 @@ def _lmcache(plan: dict[str, Any], connector: str, chunk_size: int) -> str:
     return "\n".join(out[:-1]) + "\n"
 
 
+def plan_engine_args(plan: dict[str, Any], engine: str) -> tuple[dict[str, Any], str]:
+    """The engine flags the plan's candidates ran with (``inputs.space.engine_args``) when
+    the launch configs are for the plan's own engine, and a note when they are not."""
+    space = plan.get("inputs", {}).get("space") or {}
+    args = dict(space.get("engine_args") or {})
+    planned = space.get("engine") or "vllm"
+    if args and planned != engine:
+        return {}, (f"the plan's engine flags ({', '.join(f'{k}={v}' for k, v in args.items())})"
+                    f" are {planned}'s: not written for {engine}")
+    return args, ""
+
+
 def _engine_configs(plan: dict[str, Any], engine: str, connector: str = "lmcache") -> str:
     from kvopt.export.engines import engine_config
 
     out = []
+    args, skipped = plan_engine_args(plan, engine)
+    if skipped:
+        out.append(f"# NOTE: {skipped}")
     for e in plan["fleet"]:
         _check_runs(e, engine)
         w = _workload(plan, e["workload"])
         prompt, total = max_lengths(w)
         cfg = engine_config(e, engine=engine, max_model_len=total, max_prompt_len=prompt,
-                            offload_connector=connector)
+                            offload_connector=connector, engine_args=args)
         out.append(f"# {e['workload']}: {e['replicas']} replica(s) of {e['tp']}x {e['gpu']}")
         sized = e.get("engine")
         if sized and sized != engine:

@@ -158,13 +158,17 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
         space = Space(gpus=gpus, tps=tps, precisions=precisions, batches=batches,
                       engine=str(data.get("engine", DEFAULT_ENGINE)), prices_usd_h=prices,
                       regions=tuple(regions), calibrations=tuple(cals), capacity=capacity,
-                      layouts=layouts, engine_version=None if version is None else str(version))
+                      layouts=layouts, engine_version=None if version is None else str(version),
+                      engine_args=tuple(sorted((str(k), v) for k, v in (
+                          data.get("engine_args") or {}).items())))
     except InputError as exc:
-        # only the profile and the engine-version checks name these fields
-        bad = {"profile": "profiles", "--engine-version": "engine_version"}.get(exc.field)
+        # only the profile, engine-version and engine-arg checks name these fields
+        bad = {"profile": "profiles", "--engine-version": "engine_version",
+               "--engine-arg": "engine_args"}.get(exc.field)
         if bad is None:
             raise
-        fix = exc.fix.replace("--engine-version", "engine_version")  # the file's key
+        fix = (exc.fix.replace("--engine-version", "engine_version")  # the file's keys
+               .replace("--engine-arg", "engine_args"))
         raise fail(bad, f"{exc.value}: {exc.rule}; {fix}") from None
     try:
         horizon = horizon_from(data, p.parent, tuple(w.name for w in workloads))

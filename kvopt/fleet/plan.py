@@ -113,6 +113,8 @@ class FleetPlan:
                           "batches": list(p.space.batches), "engine": p.space.engine,
                           **({"engine_version": p.space.engine_version}
                              if p.space.engine_version is not None else {}),
+                          **({"engine_args": dict(p.space.engine_args)}
+                             if p.space.engine_args else {}),
                           "capacity": p.space.capacity,
                           **({"kv_offload_gib": p.space.kv_offload_gib}
                              if p.space.kv_offload_gib > 0 else {}),

@@ -78,6 +78,8 @@ class Target:
     # the engine release whose fitted overheads the plan's candidates ran with (None: the
     # engine profile's own figures)
     engine_version: str | None = None
+    # the engine flags the plan's candidates ran with (inputs.space.engine_args)
+    engine_args: tuple[tuple[str, Any], ...] = ()
     # the (GPU, engine) cards of the plan's calibration of this entry's GPU and engine
     # (inputs.space.calibrations), if the plan was made with one (plan --profile)
     calibration: tuple[Any, Any] | None = None
@@ -122,7 +124,9 @@ def target(plan: dict[str, Any], *, entry: str | None, replicas: int) -> Target:
                   slo_ttft_p99_ms=w["slo"].get("ttft_p99_ms"),
                   slo_tpot_p99_ms=w["slo"].get("tpot_p99_ms"),
                   usd_per_hour=per_replica * replicas,
-                  engine_version=space.get("engine_version"), calibration=cal)
+                  engine_version=space.get("engine_version"),
+                  engine_args=tuple(sorted((space.get("engine_args") or {}).items())),
+                  calibration=cal)
 
 
 class KvoptPredictor:
@@ -133,6 +137,7 @@ class KvoptPredictor:
     def __init__(self, t: Target) -> None:
         self.entry = t.entry
         self.engine_version = t.engine_version
+        self.engine_args = dict(t.engine_args)
         self.hardware = t.calibration  # a calibrated (GPU, engine), or None
         self.lengths: dict[str, Any] = {}
         for kind, v in (("input", t.input_len), ("output", t.output_len)):
@@ -159,7 +164,8 @@ class KvoptPredictor:
                                    engine=engine,  # a calibration carries its overheads
                                    engine_version=None if self.hardware else
                                    self.engine_version, rps=key,
-                                   engine_args={"max_num_seqs": int(e["max_batch"])},
+                                   engine_args={**self.engine_args,
+                                                "max_num_seqs": int(e["max_batch"])},
                                    **self.lengths).to_dict()["latency"]
                 self.cache[key] = (est.get("ttft_p99_ms"), est.get("tpot_p99_ms"))
             except KvoptError as exc:

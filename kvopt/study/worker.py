@@ -83,7 +83,8 @@ def evaluation_key(workload: Any, space: Any) -> tuple[object, ...]:
     return (workload.name, workload.model, workload.input_dist.label,
             workload.output_dist.label, workload.slo, workload.max_quality_loss_pct,
             space.gpus, space.tps, space.layouts, space.precisions, space.batches,
-            space.engine, space.engine_version, space.prices_usd_h, space.regions,
+            space.engine, space.engine_version, space.engine_args, space.prices_usd_h,
+            space.regions,
             "screen" if space.capacity == "screen" else "exact")  # confirm: exact here
 
 
@@ -129,7 +130,7 @@ def cached_table(workload: Any, space: Any, role: str) -> Any:
         return build_table(workload, space, role)
     key = (workload.model, workload.input_dist.label, workload.output_dist.label,
            space.gpus, space.tps, space.layouts, space.precisions, space.batches,
-           space.engine, space.engine_version, space.prices_usd_h, role)
+           space.engine, space.engine_version, space.engine_args, space.prices_usd_h, role)
     if key in _TABLES:
         CACHE_STATS["table_hits"] += 1
         _TABLES.move_to_end(key)

@@ -135,3 +135,17 @@ def test_vllm_parser_accepts_the_parallel_flags(case: dict) -> None:
     assert ea.pipeline_parallel_size == case["pp"]
     assert ea.enable_expert_parallel == (case["ep"] > 1)
     assert ea.max_num_seqs == case["max_batch"]
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_vllm_parser_accepts_a_plans_chunked_prefill_flag(chunked: bool) -> None:
+    """A plan made with --engine-arg chunked_prefill=... exports --enable-chunked-prefill or
+    --no-enable-chunked-prefill, which vLLM parses into enable_chunked_prefill."""
+    from vllm.engine.arg_utils import EngineArgs
+
+    cfg = engine_config(CASES[0], engine="vllm", max_model_len=4096,
+                        engine_args={"chunked_prefill": chunked})
+    parser, validate = _parser()
+    args = parser.parse_args(["--model", cfg.command[2], *cfg.command[3:]])
+    validate(args)
+    assert EngineArgs.from_cli_args(args).enable_chunked_prefill is chunked

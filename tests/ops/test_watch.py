@@ -201,6 +201,26 @@ def test_the_prediction_runs_with_the_plans_engine_release(plan_dict) -> None:
     assert fitted - plain > 0.8 * extra
 
 
+def test_the_prediction_runs_with_the_plans_engine_args(plan_dict) -> None:
+    """A plan made with --engine-arg is watched against predictions with those flags: a
+    40 ms request overhead set as a flag lands on the p99 TTFT."""
+    import copy
+
+    from kvopt.catalog.engines import load_engine
+    from kvopt.ops.watch import KvoptPredictor
+
+    flagged = copy.deepcopy(plan_dict)
+    flagged["inputs"]["space"]["engine_args"] = {"request_overhead_ms": 40.0}
+    plain_t, flagged_t = (target(p, entry=None, replicas=1) for p in (plan_dict, flagged))
+    assert flagged_t.engine_args == (("request_overhead_ms", 40.0),)
+    rate = float(plan_dict["fleet"][0]["rate_per_replica_rps"])
+    plain, slow = (KvoptPredictor(t)(rate)[0] for t in (plain_t, flagged_t))
+    assert plain is not None and slow is not None
+    # the profile's own request overhead is replaced, not added to (queueing moves p99 a bit)
+    own = load_engine("vllm").request_overhead_ms
+    assert slow - plain == pytest.approx(40.0 - own, abs=8.0)
+
+
 def test_the_prediction_runs_with_the_plans_calibration(plan_dict) -> None:
     """A plan made with a calibrated profile (plan --profile) is watched against predictions
     with that calibration, as `kvopt validate --plan` predicts: a 40 ms request overhead and
