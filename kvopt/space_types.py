@@ -168,7 +168,7 @@ class Space:
     def hardware(self, gpu: str) -> tuple[GpuSpec | str, EngineProfile | str]:
         """(GPU, engine) to build ``gpu``'s replicas with: the calibrated pair when a
         profile covers it, else the catalog's (with the overheads fitted for
-        :attr:`engine_version` when one is given)."""
+        :attr:`engine_version` when one is given); :attr:`engine_args` set on top."""
         hw: tuple[GpuSpec | str, EngineProfile | str] = (gpu, self.engine)
         if self._calibrated and load_gpu(gpu).id in self._calibrated:
             hw = self._calibrated[load_gpu(gpu).id]

@@ -190,15 +190,18 @@ def validate_cmd(bench_file: str, plan_file: str | None, workload: str | None,
     if plan_file and version is None and not kw["profile_path"]:
         # the plan's candidates ran with an engine release's fitted overheads
         version = plan.get("inputs", {}).get("space", {}).get("engine_version")
+    # the engine flags the plan's candidates ran with (plan --engine-arg)
+    args = dict(plan.get("inputs", {}).get("space", {}).get("engine_args") or {}
+                ) if plan_file else {}
     cfg["gpu"], cfg["engine"] = hardware(cfg["gpu"], cfg["engine"], kw["profile_path"],
-                                         engine_version=version)
+                                         engine_args=args, engine_version=version)
     if plan_file and not kw["profile_path"]:
         # the plan was made with a profile for this GPU: predict as the plan did
         from kvopt.bench.calibrate import plan_calibration
 
         cards = plan_calibration(plan, e["gpu"], e["engine"], field="--plan", value=plan_file)
         if cards is not None:
-            cfg["gpu"], cfg["engine"] = cards
+            cfg["gpu"], cfg["engine"] = hardware(*cards, engine_args=args)
             click.echo(f"predicting with the plan's calibration for {e['gpu']} / "
                        f"{e['engine']}", err=True)
     from kvopt.bench.result import measured_lengths

@@ -141,6 +141,12 @@ def _user_flags(prof: Any, engine: str, dp: int) -> tuple[list[str], dict[str, A
             trt["enable_chunked_prefill"] = prof.chunked_prefill
     if engine == "sglang" and "prefill_policy" in user and prof.prefill_policy == "mixed":
         sg.append("--enable-mixed-chunk")
+    elif engine != "sglang" and "prefill_policy" in user:
+        notes.append(f"prefill_policy={prof.prefill_policy} has no {engine} flag (its steps "
+                     "always mix prefill chunks with decodes): not written")
+    if "fp8_scaling" in user:
+        notes.append(f"fp8_scaling={prof.fp8_scaling} is the checkpoint's scaling: serve a "
+                     "checkpoint quantized that way (export --model-path)")
     if engine == "sglang" and prof.admit_interval_steps > 1:
         sg += ["--scheduler-recv-interval", str(prof.admit_interval_steps)]
     if engine == "trtllm" and user & {"adp_balance", "adp_timeout_iters", "adp_wait_iters"}:

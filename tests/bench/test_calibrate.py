@@ -240,6 +240,27 @@ def test_validate_uses_the_plans_engine_release(tmp_path: Path, run_cli) -> None
     assert any(c["metric"].startswith("ttft") and c["error_pct"] < -50 for c in d["checks"])
 
 
+def test_validate_uses_the_plans_engine_args(tmp_path: Path, run_cli) -> None:
+    """A plan made with --engine-arg is validated with those flags (the measurement below
+    is that prediction: zero error only if validate applied them)."""
+    from kvopt.catalog.engines import load_engine, with_args
+    from kvopt.catalog.gpus import load_gpu
+
+    plan_file = tmp_path / "plan.json"
+    res = run_cli("plan", "--model", "Llama-3.1-8B", "--rps", "5", "--input-len", "500",
+                  "--output-len", "100", "--gpu", "H100-SXM", "--tp-options", "1",
+                  "--precisions", "fp8/fp8", "--batches", "64", "--no-explain",
+                  "--engine-arg", "request_overhead_ms=80", "--output", str(plan_file),
+                  "--json")
+    assert res.exit_code == 0, res.output
+    g = load_gpu("H100-SXM")
+    eng = with_args(load_engine("vllm", g), {"request_overhead_ms": 80.0})
+    bf = _predicted_bench(g, eng, tmp_path / "b.json")
+    d = json.loads(run_cli("validate", "--bench", str(bf), "--plan", str(plan_file),
+                           "--json").stdout)
+    assert all(abs(c["error_pct"]) < 1e-6 for c in d["checks"])
+
+
 def test_fleet_file_profiles(tmp_path: Path) -> None:
     from kvopt.bench.calibrate import save_profile
     from kvopt.errors import InputError

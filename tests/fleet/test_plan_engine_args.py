@@ -125,6 +125,12 @@ def test_export_spells_each_engines_flags() -> None:
     assert "--no-enable-chunked-prefill" in vl.command
     assert yaml.safe_load(vl.config_yaml)["enable-chunked-prefill"] is False
     assert any("request_overhead_ms is a setting of kvopt's model" in n for n in vl.notes)
+    # settings with no flag of that engine are said, not dropped silently
+    noted = engine_config(_entry(), engine="vllm", max_model_len=2048,
+                          engine_args={"prefill_policy": "prefill_first",
+                                       "fp8_scaling": "static"})
+    assert any("prefill_policy=prefill_first has no vllm flag" in n for n in noted.notes)
+    assert any("fp8_scaling=static is the checkpoint's scaling" in n for n in noted.notes)
     # attention-DP balancing needs attention DP; batch waiting needs none
     trt = engine_config(_entry(model="Qwen3-30B-A3B", tp=1, dp=8, ep=8, gpu="H200"),
                         engine="trtllm", max_model_len=2048,
