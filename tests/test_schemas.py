@@ -88,7 +88,7 @@ KIND_TYPES = {  # study field kind -> the JSON types its schema allows (null: th
     "ints": {"array", "null"}, "gpus": {"array", "string", "null"},
     "precisions": {"array", "string", "null"}, "objectives": {"array", "string", "null"},
     "prices": {"object", "string", "null"}, "counts": {"object", "null"},
-    "labels": {"object", "null"},
+    "labels": {"object", "null"}, "flags": {"object", "null"},
 }
 
 

@@ -95,6 +95,8 @@ FIELDS: tuple[Field, ...] = (
           default=choices.DEFAULT_ENGINE),
     Field(name="engine_version", kind="str", solves=("plan", "pareto", *REPLICA),
           help="engine release whose fitted overheads apply (null: the profile's)"),
+    Field(name="engine_args", kind="flags", solves=("plan", "pareto", *REPLICA),
+          help="engine flags as --engine-arg takes them (plan/pareto: every candidate)"),
     Field(name="prices", kind="prices", solves=("plan", "size", "pareto"), default={},
           help="GPU -> $/GPU-hour overrides, or a price-book file"),
     Field(name="budget_usd_h", kind="float+", solves=(*PLANS, "pareto")),
@@ -224,7 +226,7 @@ def check_value(f: Field, value: Any, base_dir: Path) -> Any:
                 raise _bad(f, x, "unknown objective", f"valid: {', '.join(f.choices)}")
             out.append(x if k == "objectives" else "/".join(parse_precision_pair(x, f.name)))
         return out
-    if k in ("prices", "counts", "labels"):
+    if k in ("prices", "counts", "labels", "flags"):
         return _mapping(f, value, base_dir)
     raise AssertionError(k)  # pragma: no cover
 
@@ -271,9 +273,10 @@ def _mapping(f: Field, value: Any, base_dir: Path) -> dict[str, Any]:
                    + (" (or name a price-book file)" if f.kind == "prices" else ""))
     out: dict[str, Any] = {}
     for name, v in value.items():
-        if f.kind == "labels":
+        if f.kind in ("labels", "flags"):
             if isinstance(v, list | dict) or v is None:
-                raise _bad(f, {name: v}, "label values must be strings or numbers")
+                raise _bad(f, {name: v}, f"{'label' if f.kind == 'labels' else 'flag'} "
+                           "values must be strings, numbers or true/false")
             out[str(name)] = v
         else:
             from kvopt.build import gpu_id

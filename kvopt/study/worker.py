@@ -208,6 +208,7 @@ def _space(s: dict[str, Any]) -> Any:
                        precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
                        batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
                        engine_version=s.get("engine_version"),
+                       engine_args=s.get("engine_args"),
                        capacity=s.get("capacity", choices.DEFAULT_CAPACITY),  # pareto: none
                        **_layouts(s))
 
@@ -286,6 +287,7 @@ def _pareto(s: dict[str, Any], cache: bool) -> Solved:
                      precisions=tuple(tuple(p.split("/", 1)) for p in s["precisions"]),
                      batches=tuple(s["batches"]), engine=s["engine"], prices=s["prices"],
                      engine_version=s.get("engine_version"),
+                     engine_args=s.get("engine_args"),
                      objectives=tuple(s["objectives"]), budget_usd_h=s["budget_usd_h"],
                      max_replicas=s["max_replicas"], method=s["method"], fleet=s["fleet"],
                      pop=s["pop"], gens=s["gens"], seed=s["seed"],
@@ -309,7 +311,8 @@ def _estimate(s: dict[str, Any], cache: bool) -> Solved:
     e = api.estimate(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
                      dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
                      kv_dtype=s["kv_dtype"], engine=s["engine"],
-                     engine_version=s.get("engine_version"), **_lengths(s),
+                     engine_version=s.get("engine_version"),
+                     engine_args=s.get("engine_args"), **_lengths(s),
                      **{mode: s[mode]}, price_usd_h=s["price_usd_h"])
     d = e.to_dict()
     lat, thr, cost = d["latency"], d["throughput"], d["cost"]
@@ -330,7 +333,8 @@ def _capacity(s: dict[str, Any], cache: bool) -> Solved:
     cap = api.capacity(model=s["model"], gpu=s["gpu"], tp=s["tp"], ep=s.get("ep", 1),
                        dp=s.get("dp", 1), pp=s.get("pp", 1), weights=s["weights"],
                        kv_dtype=s["kv_dtype"], engine=s["engine"],
-                       engine_version=s.get("engine_version"), **_lengths(s),
+                       engine_version=s.get("engine_version"),
+                       engine_args=s.get("engine_args"), **_lengths(s),
                        slo_ttft_p99_ms=s["slo_ttft_p99_ms"], slo_tpot_p99_ms=s["slo_tpot_p99_ms"],
                        slo_e2e_p99_ms=s["slo_e2e_p99_ms"], price_usd_h=s["price_usd_h"])
     res, d = cap.result, cap.to_dict()

@@ -510,3 +510,25 @@ def test_plan_scenarios_take_the_capacity_method() -> None:
     assert outs["screen"]["gpu"] and outs["screen"]["usd_per_hour"] > 0
     with pytest.raises(InputError, match="capacity"):
         make_scenarios("plan", [{**BASE, "rps": 20, "capacity": "fast"}])
+
+
+def test_engine_args_sweep_and_bad_flags_are_rows(tmp_path: Path) -> None:
+    """engine_args is a scenario key like engine_version: an axis of flag sets moves the
+    estimate (a 50 ms request overhead set as a flag lands on the mean TTFT), and a flag
+    the engine does not take is that scenario's error row, naming the flag."""
+    from kvopt.catalog.engines import load_engine
+
+    study = Study(solve="estimate", base={"model": "Llama-3.1-8B", "gpu": "H100-SXM",
+                                          "input_len": 512, "output_len": 64, "rps": 2},
+                  axes={"engine_args": [{}, {"request_overhead_ms": 50},
+                                        {"batch_wait_timeout_iters": 5}]})
+    df = study.run(tmp_path / "flags")
+    assert list(df["status"]) == ["ok", "ok", "error"]
+    own = load_engine("vllm").request_overhead_ms
+    assert df["ttft_ms"][1] - df["ttft_ms"][0] == pytest.approx(50 - own, abs=0.5)
+    assert "batch_wait_timeout_iters" in df["error"][2] and "vllm has no batch waiting" in (
+        df["error"][2])
+    with pytest.raises(InputError, match="flag values must be"):
+        Study(solve="estimate", base={"model": "Llama-3.1-8B", "gpu": "H100-SXM",
+                                      "input_len": 512, "output_len": 64, "rps": 2,
+                                      "engine_args": {"max_num_seqs": [1, 2]}}).scenarios()
