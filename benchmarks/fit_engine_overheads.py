@@ -33,8 +33,9 @@ with it).
 
 How a release's request overhead transfers to a model it was not fitted on is measured too
 (``ttft_median_ape_pct_held_out_by_model``): refitted without each of its models in turn and
-scored on that model's runs. It is printed and shipped beside the in-sample error; it is not
-used to choose the value.
+scored on that model's runs. It is printed and shipped beside the in-sample error and the
+models (``models``: kvopt's estimate notes both when it applies the fit to another model);
+it is not used to choose the value.
 
 The file names no default release (``default: null``): kvopt applies a fit only when asked
 for that release (``--engine-version``, ``engine_version=``), since a constant fitted on
@@ -278,13 +279,14 @@ def fit(min_configs: int, progress: Callable[[str], None] = print) -> dict[str, 
             progress(f"{eng} {rel}: {len(sub)} configurations")
             best = _fit(sub, eng, progress)
             if best is not None:
-                versions[rel] = _entry(best, f"{len(sub)} {eng} {rel} runs ({', '.join(models)})")
+                versions[rel] = _entry(best, f"{len(sub)} {eng} {rel} runs ({', '.join(models)})",
+                                       models)
         if versions:
             engines[eng] = {"default": None, "versions": versions}
     return engines
 
 
-def _entry(best: dict[str, Any], what: str) -> dict[str, Any]:
+def _entry(best: dict[str, Any], what: str, models: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f, before, after, name in (("step_overhead_ms", "tpot_before", "tpot", "tpot"),
                                    ("request_overhead_ms", "ttft_before", "ttft", "ttft")):
@@ -296,6 +298,7 @@ def _entry(best: dict[str, Any], what: str) -> dict[str, Any]:
         out["ttft_median_ape_pct_held_out_by_model"] = round(best["ttft_held_out"] * 100, 1)
     out["fitted_on"] = f"{what} of " + " and ".join(f"benchmarks/data/{f}"
                                                       for f in best["files"])
+    out["models"] = list(models)  # kvopt notes a fit used for another model
     out["rows"] = int(best["rows"])
     return out
 

@@ -99,3 +99,22 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
     src = (f"fitted: benchmarks/fit_engine_overheads.py ({engine} {key}) on "
            f"{fit['fitted_on']}")
     return key, {f: (float(fit[f]), src) for f in FIELDS if f in fit}
+
+
+def transfer_note(engine: str, fitted_version: str, model: str) -> str | None:
+    """A note when ``engine``'s request overhead fitted for ``fitted_version`` was fitted on
+    runs of other models than ``model`` (catalog name): how well it transferred to a model
+    left out of its fit (the entry's ``ttft_median_ape_pct_held_out_by_model``)."""
+    node = _data().get(engine)
+    fit = (node or {}).get("versions", {}).get(fitted_version) if fitted_version else None
+    if not isinstance(fit, dict) or "request_overhead_ms" not in fit:
+        return None
+    models = [str(m) for m in fit.get("models") or ()]
+    if not models or model in models:
+        return None
+    held = fit.get("ttft_median_ape_pct_held_out_by_model")
+    how = (f"; refitted without each of them in turn, its TTFT on the one left out erred by "
+           f"a median {float(held):g}%" if isinstance(held, int | float) else "")
+    return (f"{engine} {fitted_version}'s request overhead "
+            f"({float(fit['request_overhead_ms']):g} ms) was fitted on runs of "
+            f"{', '.join(models)}, not {model}{how}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from kvopt.catalog.engine_versions import transfer_note
 from kvopt.catalog.engines import EngineProfile
 from kvopt.catalog.gpus import GpuSpec
 from kvopt.catalog.model_spec import ModelSpec
@@ -130,6 +131,8 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
     notes = list(prec.notes)
     if (unchunked := eng.unchunked_note(input_len)) is not None:
         notes.append(unchunked)
+    if (transfer := transfer_note(eng.name, eng.fitted_version, m.name)) is not None:
+        notes.append(transfer)
 
     # memory per GPU: the engine reserves activations for its largest step
     context = input_len + output_len

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvopt.caching import Memo, memoized
+from kvopt.catalog.engine_versions import transfer_note
 from kvopt.catalog.prices import price_for
 from kvopt.errors import InputError
 from kvopt.report import (
@@ -221,6 +222,8 @@ def _render(rep: Replica, load: Load, inp: LengthDist, out: LengthDist, m: _Metr
     notes = [*prec.notes, f"{load.mode} load: {source}", *extra_notes]
     if (unchunked := eng.unchunked_note(inp.max)) is not None:
         notes.append(unchunked)
+    if (transfer := transfer_note(eng.name, eng.fitted_version, rep.model.name)) is not None:
+        notes.append(transfer)
     ctx = inp.mean + out.mean / 2
     kv_seq = rep.seq_bytes(ctx)
     running = max(m.running, 0.0)

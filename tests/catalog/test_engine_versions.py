@@ -143,3 +143,31 @@ def test_engine_version_in_fleet_files_and_bad_ones(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="a calibrated profile carries its own overheads"):
         api.estimate(model="Llama-3.1-8B", gpu="H100-SXM", input_len=100, output_len=10,
                      batch=1, engine_version="0.19.0", profile=str(tmp_path / "any.yaml"))
+
+
+def test_a_fit_used_for_a_model_it_was_not_fitted_on_says_so() -> None:
+    """Each fitted release lists the models of its runs (the ones its fitted_on names);
+    an estimate that takes a release's request overhead for another model notes the fit's
+    models and its held-out-by-model TTFT error, and says nothing for a model of the fit."""
+    data = SHIPPED["engines"]
+    for eng, node in data.items():
+        for ver, fit in node["versions"].items():
+            assert fit["models"], (eng, ver)
+            assert all(m in fit["fitted_on"] for m in fit["models"]), (eng, ver)
+    fit = data["trtllm"]["versions"]["1.2.0"]
+    assert "Llama-3.1-8B" not in fit["models"] and "Qwen3-32B" in fit["models"]
+    ask = dict(gpu="H100-SXM", input_len=1024, output_len=128, rps=1.0, engine="trtllm",
+               engine_version="1.2.0")
+    other = api.estimate(model="Llama-3.1-8B", **ask).to_dict()["notes"]
+    [note] = [n for n in other if "request overhead" in n]
+    assert f"({fit['request_overhead_ms']:g} ms)" in note and "not Llama-3.1-8B" in note
+    assert f"{fit['ttft_median_ape_pct_held_out_by_model']:g}%" in note
+    own = api.estimate(model="Qwen3-32B", **ask).to_dict()["notes"]
+    assert not [n for n in own if "request overhead" in n]
+    # a static batch says it too; no release named: nothing to say
+    static = dict(ask, rps=None, batch=2)
+    assert [n for n in api.estimate(model="Llama-3.1-8B", **static).to_dict()["notes"]
+            if "was fitted on runs of" in n]
+    plain = dict(ask, engine_version=None)
+    assert not [n for n in api.estimate(model="Llama-3.1-8B", **plain).to_dict()["notes"]
+                if "was fitted on runs of" in n]
