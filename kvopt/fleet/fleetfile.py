@@ -168,7 +168,7 @@ def load_fleet_file(path: str | Path) -> FleetProblem:
         if bad is None:
             raise
         fix = (exc.fix.replace("--engine-version", "engine_version")  # the file's keys
-               .replace("--engine-arg", "engine_args"))
+               .replace("--engine-arg", "engine_args").replace("--batches", "batches"))
         raise fail(bad, f"{exc.value}: {exc.rule}; {fix}") from None
     try:
         horizon = horizon_from(data, p.parent, tuple(w.name for w in workloads))

@@ -103,6 +103,10 @@ def test_engine_args_in_fleet_files(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({**doc, "engine_args": {"batch_wait_timeout_iters": 5}}))
     with pytest.raises(FleetFileError, match=r"engine_args.*sglang has no batch waiting"):
         load_fleet_file(f)
+    f.write_text(yaml.safe_dump({**doc, "engine_args": {"max_num_seqs": 64}}))
+    with pytest.raises(FleetFileError, match=r"engine_args: max_num_seqs=64: the plan chooses "
+                       r"each candidate's max batch; give the levels with batches$"):
+        load_fleet_file(f)
 
 
 def _entry(**over: object) -> dict:
