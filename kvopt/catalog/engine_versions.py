@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvopt.catalog.paths import models_dir
 from kvopt.catalog.yamlio import read_yaml
 from kvopt.errors import CatalogError, InputError
+
+if TYPE_CHECKING:
+    from kvopt.catalog.engines import EngineProfile
 
 FIELDS = ("step_overhead_ms", "request_overhead_ms")
 
@@ -101,10 +104,14 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
     return key, {f: (float(fit[f]), src) for f in FIELDS if f in fit}
 
 
-def transfer_note(engine: str, fitted_version: str, model: str) -> str | None:
-    """A note when ``engine``'s request overhead fitted for ``fitted_version`` was fitted on
-    runs of other models than ``model`` (catalog name): how well it transferred to a model
-    left out of its fit (the entry's ``ttft_median_ape_pct_held_out_by_model``)."""
+def transfer_note(profile: EngineProfile, model: str) -> str | None:
+    """A note when the engine ``profile`` runs with a release's fitted request overhead
+    (not one the user set) that was fitted on runs of other models than ``model`` (catalog
+    name): how well it transferred to a model left out of its fit (the entry's
+    ``ttft_median_ape_pct_held_out_by_model``)."""
+    engine, fitted_version = profile.name, profile.fitted_version
+    if not dict(profile.sources).get("request_overhead_ms", "").startswith("fitted:"):
+        return None
     node = _data().get(engine)
     fit = (node or {}).get("versions", {}).get(fitted_version) if fitted_version else None
     if not isinstance(fit, dict) or "request_overhead_ms" not in fit:

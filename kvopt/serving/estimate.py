@@ -131,7 +131,7 @@ def estimate(*, model: str | ModelSpec, gpu: str | GpuSpec, input_len: int | Non
     notes = list(prec.notes)
     if (unchunked := eng.unchunked_note(input_len)) is not None:
         notes.append(unchunked)
-    if (transfer := transfer_note(eng.name, eng.fitted_version, m.name)) is not None:
+    if (transfer := transfer_note(eng, m.name)) is not None:
         notes.append(transfer)
 
     # memory per GPU: the engine reserves activations for its largest step

@@ -222,7 +222,7 @@ def _render(rep: Replica, load: Load, inp: LengthDist, out: LengthDist, m: _Metr
     notes = [*prec.notes, f"{load.mode} load: {source}", *extra_notes]
     if (unchunked := eng.unchunked_note(inp.max)) is not None:
         notes.append(unchunked)
-    if (transfer := transfer_note(eng.name, eng.fitted_version, rep.model.name)) is not None:
+    if (transfer := transfer_note(eng, rep.model.name)) is not None:
         notes.append(transfer)
     ctx = inp.mean + out.mean / 2
     kv_seq = rep.seq_bytes(ctx)

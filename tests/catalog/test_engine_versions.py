@@ -168,6 +168,10 @@ def test_a_fit_used_for_a_model_it_was_not_fitted_on_says_so() -> None:
     static = dict(ask, rps=None, batch=2)
     assert [n for n in api.estimate(model="Llama-3.1-8B", **static).to_dict()["notes"]
             if "was fitted on runs of" in n]
+    # the user's own request overhead replaces the fit's: nothing to say either
+    mine = api.estimate(model="Llama-3.1-8B", **ask,
+                        engine_args={"request_overhead_ms": 10}).to_dict()["notes"]
+    assert not [n for n in mine if "was fitted on runs of" in n]
     plain = dict(ask, engine_version=None)
     assert not [n for n in api.estimate(model="Llama-3.1-8B", **plain).to_dict()["notes"]
                 if "was fitted on runs of" in n]
