@@ -77,7 +77,7 @@ def hardware(gpu: str | GpuSpec, engine: str | EngineProfile = choices.DEFAULT_E
     """(GPU, engine) as given, or their calibrated versions from a profile file
     (``kvopt calibrate --out``), which must be for that GPU and engine; ``engine_version``
     picks the engine's overheads fitted for that version; ``engine_args`` sets engine flags
-    on top (:data:`kvopt.catalog.engines.ENGINE_ARGS`)."""
+    on top (:data:`kvopt.catalog.engine_args.ENGINE_ARGS`)."""
     g: Any = gpu
     eng: Any = engine
     if engine_version is not None and profile:
@@ -101,7 +101,8 @@ def hardware(gpu: str | GpuSpec, engine: str | EngineProfile = choices.DEFAULT_E
                              f"not {gpu_id} / {name}", "use the matching --gpu and --engine")
         g, eng = cal.apply()
     if engine_args:
-        from kvopt.catalog.engines import load_engine, with_args
+        from kvopt.catalog.engine_args import with_args
+        from kvopt.catalog.engines import load_engine
         from kvopt.catalog.gpus import load_gpu
 
         g = load_gpu(g) if isinstance(g, str) else g

@@ -97,7 +97,7 @@ class Space:
     # (models/engine_overheads.yaml: the greatest fitted release at or below it); None: the
     # engine profile's own figures. A GPU with a calibrated profile keeps the profile's
     engine_version: str | None = None
-    # engine flags every candidate runs with (kvopt.catalog.engines.ENGINE_ARGS, sorted
+    # engine flags every candidate runs with (kvopt.catalog.engine_args.ENGINE_ARGS, sorted
     # (key, value) pairs; not max_num_seqs, which is the candidates' own max batch)
     engine_args: tuple[tuple[str, Any], ...] = ()
     # GPU id -> its calibrated (GPU, engine), applied once here rather than per replica
@@ -146,7 +146,8 @@ class Space:
     def _check_engine_args(self) -> None:
         """Refuse engine flags the engine does not take (one line naming the flag) before
         any candidate is built; the max batch is the plan's own choice."""
-        from kvopt.catalog.engines import load_engine, typed_args, with_args
+        from kvopt.catalog.engine_args import typed_args, with_args
+        from kvopt.catalog.engines import load_engine
 
         keys = [k for k, _ in self.engine_args]
         if "max_num_seqs" in keys:
@@ -178,7 +179,8 @@ class Space:
             g = load_gpu(gpu)
             hw = g, load_engine(self.engine, g, self.engine_version)
         if self.engine_args:  # the user's flags on top
-            from kvopt.catalog.engines import load_engine, with_args
+            from kvopt.catalog.engine_args import with_args
+            from kvopt.catalog.engines import load_engine
 
             g = load_gpu(hw[0]) if isinstance(hw[0], str) else hw[0]
             eng = load_engine(hw[1], g) if isinstance(hw[1], str) else hw[1]

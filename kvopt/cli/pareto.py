@@ -69,7 +69,7 @@ def pareto_cmd(**kw: Any) -> None:
 
     from kvopt import api
     from kvopt.build import engine_args
-    from kvopt.catalog.engines import typed_args
+    from kvopt.catalog.engine_args import typed_args
     from kvopt.pareto import export
 
     def progress(gen: int, total: int) -> None:

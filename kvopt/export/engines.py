@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from kvopt.catalog.engines import USER_ARG, load_engine, with_args
+from kvopt.catalog.engine_args import USER_ARG, with_args
+from kvopt.catalog.engines import load_engine
 from kvopt.catalog.gpus import load_gpu
 from kvopt.catalog.models import load_model
 from kvopt.errors import InputError

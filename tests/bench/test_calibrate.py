@@ -243,7 +243,8 @@ def test_validate_uses_the_plans_engine_release(tmp_path: Path, run_cli) -> None
 def test_validate_uses_the_plans_engine_args(tmp_path: Path, run_cli) -> None:
     """A plan made with --engine-arg is validated with those flags (the measurement below
     is that prediction: zero error only if validate applied them)."""
-    from kvopt.catalog.engines import load_engine, with_args
+    from kvopt.catalog.engine_args import with_args
+    from kvopt.catalog.engines import load_engine
     from kvopt.catalog.gpus import load_gpu
 
     plan_file = tmp_path / "plan.json"

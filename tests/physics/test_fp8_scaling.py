@@ -172,7 +172,7 @@ def test_engine_fields_need_a_source_and_a_known_value() -> None:
 def test_engine_arg_overrides_the_checkpoint_and_the_recipe() -> None:
     """``--engine-arg fp8_scaling=...``: the checkpoint the user serves; it wins over the
     publisher's (DeepSeek-V3: block) and the engine's recipe, and the note says so."""
-    from kvopt.catalog.engines import with_args
+    from kvopt.catalog.engine_args import with_args
 
     trt = load_engine("trtllm", H100)
     dyn = with_args(trt, {"fp8_scaling": "dynamic"})

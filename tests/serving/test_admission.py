@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kvopt import api, build
-from kvopt.catalog.engines import load_engine, with_args
+from kvopt.catalog.engine_args import with_args
+from kvopt.catalog.engines import load_engine
 from kvopt.errors import InputError
 from kvopt.serving.admission import (
     BatchWait,

@@ -156,7 +156,8 @@ def test_benchmark_runs_match_the_simulator(case, args, clients) -> None:
     over all 10 x C requests, the first-round burst included): the analytic mixture of the
     burst and the steady state agrees with the simulator, which runs exactly that, for
     mixed and prefill-first schedulers, chunked and whole-prompt prefills."""
-    from kvopt.catalog.engines import load_engine, with_args
+    from kvopt.catalog.engine_args import with_args
+    from kvopt.catalog.engines import load_engine
     from kvopt.catalog.gpus import load_gpu
 
     m, g, tp, eng = case
