@@ -101,13 +101,9 @@ def hardware(gpu: str | GpuSpec, engine: str | EngineProfile = choices.DEFAULT_E
                              f"not {gpu_id} / {name}", "use the matching --gpu and --engine")
         g, eng = cal.apply()
     if engine_args:
-        from kvopt.catalog.engine_args import with_args
-        from kvopt.catalog.engines import load_engine
-        from kvopt.catalog.gpus import load_gpu
+        from kvopt.catalog.engine_args import apply_args
 
-        g = load_gpu(g) if isinstance(g, str) else g
-        eng = with_args(load_engine(eng, g) if isinstance(eng, str) else eng,
-                        dict(engine_args))
+        g, eng = apply_args(g, eng, dict(engine_args))
     return g, eng
 
 

@@ -146,8 +146,7 @@ class Space:
     def _check_engine_args(self) -> None:
         """Refuse engine flags the engine does not take (one line naming the flag) before
         any candidate is built; the max batch is the plan's own choice."""
-        from kvopt.catalog.engine_args import typed_args, with_args
-        from kvopt.catalog.engines import load_engine
+        from kvopt.catalog.engine_args import apply_args, typed_args
 
         keys = [k for k, _ in self.engine_args]
         if "max_num_seqs" in keys:
@@ -157,7 +156,7 @@ class Space:
         if len(set(keys)) < len(keys):
             raise InputError("--engine-arg", ",".join(keys), "a flag is given twice",
                              "give each flag once")
-        with_args(load_engine(self.engine, load_gpu(self.gpus[0])), dict(self.engine_args))
+        apply_args(self.gpus[0], self.engine, dict(self.engine_args))
         typed = typed_args(dict(self.engine_args))  # "20" from the command line -> 20
         object.__setattr__(self, "engine_args", tuple(sorted(typed.items())))
 
@@ -171,20 +170,18 @@ class Space:
         profile covers it, else the catalog's (with the overheads fitted for
         :attr:`engine_version` when one is given); :attr:`engine_args` set on top."""
         hw: tuple[GpuSpec | str, EngineProfile | str] = (gpu, self.engine)
-        if self._calibrated and load_gpu(gpu).id in self._calibrated:
-            hw = self._calibrated[load_gpu(gpu).id]
+        cal = self._calibrated.get(load_gpu(gpu).id) if self._calibrated else None
+        if cal is not None:
+            hw = cal
         elif self.engine_version is not None:  # the release's fitted overheads
             from kvopt.catalog.engines import load_engine
 
             g = load_gpu(gpu)
             hw = g, load_engine(self.engine, g, self.engine_version)
         if self.engine_args:  # the user's flags on top
-            from kvopt.catalog.engine_args import with_args
-            from kvopt.catalog.engines import load_engine
+            from kvopt.catalog.engine_args import apply_args
 
-            g = load_gpu(hw[0]) if isinstance(hw[0], str) else hw[0]
-            eng = load_engine(hw[1], g) if isinstance(hw[1], str) else hw[1]
-            hw = g, with_args(eng, dict(self.engine_args))
+            hw = apply_args(*hw, dict(self.engine_args))
         return hw
 
 

@@ -13,6 +13,7 @@ from kvopt.catalog.model_spec import FP8_SCALINGS
 
 if TYPE_CHECKING:
     from kvopt.catalog.engines import EngineProfile
+    from kvopt.catalog.gpus import GpuSpec
 
 PREFILL_POLICIES = ("mixed", "prefill_first")
 # the engine flags a user may set (``--engine-arg KEY=VALUE``): (type, check, rule)
@@ -102,6 +103,17 @@ def with_args(profile: EngineProfile, args: dict[str, Any]) -> EngineProfile:
     sources = dict(profile.sources)
     sources.update({k: USER_ARG for k in changes})
     return dataclasses.replace(profile, **changes, sources=tuple(sorted(sources.items())))
+
+
+def apply_args(gpu: GpuSpec | str, engine: EngineProfile | str, args: dict[str, Any]
+               ) -> tuple[GpuSpec, EngineProfile]:
+    """(GPU, engine profile), each loaded where given by name, the profile with ``args`` set
+    (:func:`with_args`)."""
+    from kvopt.catalog.engines import load_engine
+    from kvopt.catalog.gpus import load_gpu
+
+    g = load_gpu(gpu) if isinstance(gpu, str) else gpu
+    return g, with_args(load_engine(engine, g) if isinstance(engine, str) else engine, args)
 
 
 def typed_args(args: dict[str, Any]) -> dict[str, Any]:

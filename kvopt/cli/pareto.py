@@ -87,13 +87,14 @@ def pareto_cmd(**kw: Any) -> None:
     for path, opt in outs:  # before the search: a bad path costs nothing
         check_writable(path, opt)
     objectives = csv_list(kw["objectives"])
+    flags = engine_args(kw["engine_arg"])
     res = api.pareto(
         model=kw["model"], rps=kw["rps"], **lengths(kw), slo_ttft_p99_ms=kw["slo_ttft_p99_ms"],
         slo_tpot_p99_ms=kw["slo_tpot_p99_ms"], gpus=kw["gpus"],
         tp_options=csv_list(kw["tp_options"], int, "--tp-options"), **parallel_kw(kw),
         precisions=kw["precisions"], batches=csv_list(kw["batches"], int, "--batches"),
-        engine=kw["engine"], engine_version=kw["engine_version"],
-        engine_args=engine_args(kw["engine_arg"]), profiles=kw["profiles"],
+        engine=kw["engine"], engine_version=kw["engine_version"], engine_args=flags,
+        profiles=kw["profiles"],
         objectives=objectives,
         budget_usd_h=kw["budget_usd_h"], max_replicas=kw["max_replicas"],
         cost_cap_multiple=kw["cost_cap_multiple"],
@@ -103,8 +104,7 @@ def pareto_cmd(**kw: Any) -> None:
     meta = {"model": kw["model"], "rps": kw["rps"], "objectives": list(res.objectives),
             "engine": kw["engine"],
             **({"engine_version": kw["engine_version"]} if kw["engine_version"] else {}),
-            **({"engine_args": typed_args(engine_args(kw["engine_arg"]))}
-               if kw["engine_arg"] else {}),
+            **({"engine_args": typed_args(flags)} if flags else {}),
             **res.report()}
     files: list[tuple[str, bytes | str]] = []  # all or nothing
     if kw["out_path"]:

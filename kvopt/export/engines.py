@@ -122,12 +122,11 @@ def _checkpoint_note(weights: str, engine: str, own: str = "bf16") -> list[str]:
     return []
 
 
-def _user_flags(prof: Any, engine: str, dp: int) -> tuple[list[str], dict[str, Any],
-                                                          dict[str, Any], list[str]]:
-    """The flags the plan's engine args (``--engine-arg``) set, beyond the token budget and
-    memory fraction the launch line always carries: (SGLang flags, vLLM flags, TensorRT-LLM
-    YAML keys, notes)."""
-    user = {k for k, src in prof.sources if src == USER_ARG}
+def _user_flags(prof: Any, engine: str, dp: int, user: set[str]
+                ) -> tuple[list[str], dict[str, Any], dict[str, Any], list[str]]:
+    """The flags the plan's engine args (``--engine-arg``; ``user``: the profile fields they
+    set) set, beyond the token budget and memory fraction the launch line always carries:
+    (SGLang flags, vLLM flags, TensorRT-LLM YAML keys, notes)."""
     sg: list[str] = []
     vl: dict[str, Any] = {}
     trt: dict[str, Any] = {}
@@ -190,7 +189,8 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
     path = model.fp8_checkpoint if fp8_ckpt else model_path or model.hf_id or model.name
     tp, batch = int(entry["tp"]), int(entry["max_batch"])
     par = _layout(entry, engine, model)
-    sg_user, vl_user, trt_user, user_notes = _user_flags(prof, engine, par.dp)
+    user = {k for k, src in prof.sources if src == USER_ARG}
+    sg_user, vl_user, trt_user, user_notes = _user_flags(prof, engine, par.dp, user)
     bs = prof.block_size
     budget = max(prof.max_num_batched_tokens, batch)
     # a checkpoint's own format needs no flag: it ships in it
@@ -201,8 +201,7 @@ def engine_config(entry: dict[str, Any], *, engine: str, max_model_len: int,
                      "--model-path serves another)")
     if not prof.chunked_prefill and max_prompt_len > budget:
         budget = max_prompt_len
-        how = "here" if any(k == "chunked_prefill" and src == USER_ARG
-                            for k, src in prof.sources) else "by default"
+        how = "here" if "chunked_prefill" in user else "by default"
         notes.append(f"{engine} does not chunk prefills {how}: max_num_tokens is raised to "
                      f"the longest prompt ({max_prompt_len:,} tokens)")
     budget = int(math.ceil(budget / bs) * bs)  # aligned to the KV block size
