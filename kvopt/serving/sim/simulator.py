@@ -37,6 +37,15 @@ from kvopt.serving.lengths import LengthDist
 from kvopt.serving.load import Load
 from kvopt.serving.replica import Replica
 from kvopt.serving.sim.blocks import Footprint
+from kvopt.serving.sim.seqs import (
+    EMPTY,
+    Seq,
+    blocks_for,
+    decode_only,
+    decode_run,
+    grant,
+    prompts_within,
+)
 from kvopt.serving.stepcost import StepCost
 
 IntArray = npt.NDArray[np.int64]
@@ -58,21 +67,6 @@ class SimResult:
     mean_running: float  # time-averaged sequences running
     horizon_s: float  # time of the last event
     request_overhead_s: float = 0.0  # spent between sending and reaching the scheduler
-
-
-class _Seq:
-    __slots__ = ("base", "base_blocks", "blocks", "generated", "idx", "out", "prefill_left",
-                 "stored")
-
-    def __init__(self, idx: int, prompt: int, out: int, base: int = 0, bs: int = 1) -> None:
-        self.idx = idx
-        self.base = base  # prompt tokens found in the shared prefix cache
-        self.base_blocks = base // bs  # whole shared blocks it points to (not its own)
-        self.prefill_left = prompt - base
-        self.stored = base  # tokens whose KV is cached
-        self.generated = 0
-        self.out = out
-        self.blocks = self.base_blocks
 
 
 def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dist: LengthDist,
@@ -152,8 +146,8 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         next_req = n_req
     heapq.heapify(arrivals)
 
-    waiting: deque[_Seq] = deque()
-    running: list[_Seq] = []  # admission order (preempt from the end)
+    waiting: deque[Seq] = deque()
+    running: list[Seq] = []  # admission order (preempt from the end)
     free = total_blocks
     left = 0
     t = 0.0
@@ -163,12 +157,12 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     width = spec.k + 1 if spec else 1  # tokens each decoder writes a step (at most)
     prefill_first = eng.prefill_policy == "prefill_first"
 
-    def take_decoders() -> tuple[list[_Seq], bool]:
+    def take_decoders() -> tuple[list[Seq], bool]:
         """This step's decoders (their new KV blocks taken) and whether a sequence was
         preempted (LIFO) to find the blocks."""
         nonlocal free, left, preemptions
         chosen = [s for s in running if s.prefill_left == 0][:max(0, left // width)]
-        need = sum(_blocks_for(s, width, fp) for s in chosen)
+        need = sum(blocks_for(s, width, fp) for s in chosen)
         hit = False
         while need > free and running:
             victim = running.pop()
@@ -176,7 +170,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             preemptions += 1
             hit = True
             if victim in chosen:
-                need -= _blocks_for(victim, width, fp)
+                need -= blocks_for(victim, width, fp)
                 chosen.remove(victim)
             free -= victim.base_blocks  # shared prefix blocks were never its own
             victim.blocks = victim.base_blocks
@@ -186,7 +180,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             victim.stored = victim.base
             waiting.appendleft(victim)
         for s in chosen:
-            nb = _blocks_for(s, width, fp)
+            nb = blocks_for(s, width, fp)
             s.blocks += nb
             free -= nb
         left -= len(chosen) * width
@@ -203,7 +197,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
     dp = replica.dp if adp else 1
     hold = BalanceHold.of(eng)
     rank = np.arange(n_req) % dp  # a closed-loop client's next request: its previous's rank
-    inbox: list[_Seq] = []
+    inbox: list[Seq] = []
     # batch waiting (TensorRT-LLM): the prompts a pass would start are held while it decodes
     bw = replica.batch_waits
     bw_hold = BatchWait.of(eng)
@@ -215,7 +209,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
             while arrivals and arrivals[0][0] <= t:
                 _, i = heapq.heappop(arrivals)
                 base = min(shared, int(inp[i]) - 1) if hits[i] else 0
-                (inbox if adp else waiting).append(_Seq(i, int(inp[i]), int(out[i]), base, bs))
+                (inbox if adp else waiting).append(Seq(i, int(inp[i]), int(out[i]), base, bs))
                 if adp and load.mode != "concurrency":  # the rank with the fewest requests
                     per = np.bincount([rank[q.idx] for q in (*running, *waiting, *inbox[:-1])],
                                       minlength=dp)
@@ -233,11 +227,11 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 t = arrivals[0][0]
             continue
         if (fast_forward and spec is None
-                and _decode_only(running, waiting, eng.max_num_seqs)
+                and decode_only(running, waiting, eng.max_num_seqs)
                 and len(running) <= budget):
             bound = (every - since if every > 1 and arrivals
                      else max(hold.timeout - hold.held, 1) if adp else None)
-            k, dt_total = _fast_forward(
+            k, dt_total = decode_run(
                 running, sc, fp, free, t,
                 arrivals[0][0] if arrivals and every <= 1 else None,
                 max_steps=bound)
@@ -263,23 +257,23 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         # can be scheduled, and the decodes wait for it
         prefill_now = prefill_first and (any(s.prefill_left > 0 for s in running)
                                          or (bool(waiting) and len(running) < eng.max_num_seqs))
-        decoders: list[_Seq] = []
+        decoders: list[Seq] = []
         preempted = False
         if not prefill_now:
             decoders, preempted = take_decoders()
         # 2. + 3. prefill chunks: running first, then admissions
-        chunks: list[tuple[_Seq, int]] = []
+        chunks: list[tuple[Seq, int]] = []
         for s in running:
             if s.prefill_left > 0 and left > 0:
-                c = _grant(s, left, fp, free)
+                c = grant(s, left, fp, free)
                 if c:
-                    nb = _blocks_for(s, c, fp)
+                    nb = blocks_for(s, c, fp)
                     free -= nb
                     s.blocks += nb
                     chunks.append((s, c))
                     left -= c
         if bw and waiting and decoders and len(running) < eng.max_num_seqs:
-            whole = _prompts_within(waiting, eng.max_num_seqs - len(running), left)
+            whole = prompts_within(waiting, eng.max_num_seqs - len(running), left)
             if not bw_hold.release(whole + len(decoders), True):
                 left = 0  # held: this pass only decodes
         while (waiting and left > 0 and len(running) < eng.max_num_seqs
@@ -291,11 +285,11 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                     break
                 free -= whole
                 s.blocks += whole
-            c = _grant(s, left, fp, free)
+            c = grant(s, left, fp, free)
             if not c:
                 break
             waiting.popleft()
-            nb = _blocks_for(s, c, fp)
+            nb = blocks_for(s, c, fp)
             free -= nb
             s.blocks += nb
             running.append(s)
@@ -321,7 +315,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                        prefill_rows=rows, decode_tokens=width, prefill_starts=starts)
         if spec is not None and decoders:
             if draft is not None:
-                one = draft.step_s(decode_contexts=ctx, prefill_new=_EMPTY, prefill_past=_EMPTY,
+                one = draft.step_s(decode_contexts=ctx, prefill_new=EMPTY, prefill_past=EMPTY,
                                    prefill_rows=0) - draft.overhead_s
             else:
                 nd = float(len(decoders))
@@ -331,7 +325,7 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
         t += dt
         steps += 1
         since = every if chunks else since + 1  # a pass that prefilled: poll at the next
-        finished: list[_Seq] = []
+        finished: list[Seq] = []
         if spec is not None and decoders:
             # accepted draft tokens: j with P(j) = a^j (1 - a) for j < k, a^k for j = k
             acc = np.minimum(np.floor(np.log(acc_rng.random(len(decoders)))
@@ -366,74 +360,3 @@ def simulate(replica: Replica, *, load: Load, input_dist: LengthDist, output_dis
                 next_req += 1
     return SimResult(arrival, first_sched, first_tok, finish, inp, out, steps, preemptions,
                      busy_area / t if t > 0 else 0.0, t, req)
-
-
-def _prompts_within(waiting: deque[_Seq], seats: int, room: int) -> float:
-    """Whole-prompt tokens of the waiting prompts a pass would start (first come, first
-    served, within ``seats`` and the token ``room``; at least the first)."""
-    total = 0
-    for k, s in enumerate(waiting):
-        if k >= seats or (k and total + s.prefill_left > room):
-            break
-        total += s.base + s.prefill_left
-    return float(total)
-
-
-def _decode_only(running: list[_Seq], waiting: deque[_Seq], max_seqs: int) -> bool:
-    """True when the next steps are pure decodes: no prefill in flight, nobody admissible."""
-    if not running or any(s.prefill_left for s in running):
-        return False
-    return not waiting or len(running) >= max_seqs
-
-
-def _fast_forward(running: list[_Seq], sc: StepCost, fp: Footprint, free: int, t: float,
-                  next_arrival: float | None, max_steps: int | None = None
-                  ) -> tuple[int, float]:
-    """(k, time of k decode steps) until the next event: a completion, an arrival (or, for
-    an engine that polls every few passes, ``max_steps``: its next poll), or the KV pool
-    running out. Step time is linear in the contexts (attention reads them once), so k
-    steps cost k x the mean of the first and last step."""
-    stored = np.fromiter((s.stored for s in running), dtype=np.float64, count=len(running))
-    left = min(s.out - s.generated for s in running)
-    k = int(left) if max_steps is None else min(int(left), max_steps)
-    if k <= 1:
-        return 0, 0.0
-    blocks = np.fromiter((s.blocks for s in running), dtype=np.float64, count=len(running))
-
-    def need(k_: int) -> float:
-        return fp.need(stored, blocks, k_)
-
-    if need(k) > free:
-        lo, hi = 1, k
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if need(mid) <= free:
-                lo = mid
-            else:
-                hi = mid - 1
-        k = lo
-    first = sc.step_s(decode_contexts=stored, prefill_new=_EMPTY, prefill_past=_EMPTY,
-                      prefill_rows=0)
-    if next_arrival is not None:
-        k = min(k, max(1, int(np.ceil((next_arrival - t) / first))))
-    if k <= 1:
-        return 0, 0.0
-    last = sc.step_s(decode_contexts=stored + (k - 1), prefill_new=_EMPTY, prefill_past=_EMPTY,
-                     prefill_rows=0)
-    return k, k * (first + last) / 2
-
-
-_EMPTY = np.zeros(0)
-
-
-def _blocks_for(s: _Seq, chunk: int, fp: Footprint) -> int:
-    """New blocks a sequence needs to cache ``chunk`` more tokens."""
-    return max(0, fp.blocks(s.stored + chunk) - s.blocks)
-
-
-def _grant(s: _Seq, left: int, fp: Footprint, free: int) -> int:
-    """Largest prefill chunk (<= ``left``) whose KV blocks fit in ``free``."""
-    c = min(s.prefill_left, left)
-    if _blocks_for(s, c, fp) <= free:
-        return c
-    return fp.largest_chunk(s.stored, s.blocks, c, free)
