@@ -82,12 +82,14 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   (``tp``/``dp`` divided by ``e``, ``moe_tp`` 1) and reported in their own group
   (``relabelled``). The concurrency of a DP row is the source's ``silicon_concurrency``
   (``batch_size`` is per attention-DP rank). ``mode=disagg`` cannot be asked. A row gets the
-  first reason in the order of :data:`ORDER`: disaggregation, model, MoE TP, GPU, engine,
+  first reason in the order of :data:`ORDER`: disaggregation, model, speculative decoding
+  (runs of InferenceX's MTP configs, :data:`inferencex.SPEC_RUNS`), MoE TP, GPU, engine,
   weights, then kvopt's own refusals (TP that does not divide the heads, weights that do
   not fit, a dtype the GPU lacks, a layout the engine cannot run).
 * **Duplicates**: rows with identical configurations (every column but ``id``,
   ``silicon_data_source`` and the measurements; the concurrency of disaggregated rows from
-  the source) count once, measured = the median of the repeats (``repeats`` in the CSV).
+  the source; a speculative-decoding run never repeats one without it) count once, measured
+  = the median of the repeats (``repeats`` in the CSV).
 
 Compared: TTFT mean (``silicon_ttft_ms``) and TPOT mean (``silicon_tpot_ms``) against
 kvopt's mean TTFT and TPOT. A saturated prediction counts with an infinite error.
@@ -127,8 +129,8 @@ SYSTEMS = {"h100_sxm": "H100-SXM", "h200_sxm": "H200", "b200_sxm": "B200", "b300
 ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
            "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
-ORDER = (ac.DISAGG, ac.MODEL, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS, ac.FIT,
-         ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT, ac.KVOPT_ERROR, ac.UNREADABLE)
+ORDER = (ac.DISAGG, ac.MODEL, ac.SPEC, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS,
+         ac.FIT, ac.DTYPE_GPU, ac.CONTEXT, ac.LAYOUT, ac.KVOPT_ERROR, ac.UNREADABLE)
 
 
 def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
@@ -142,6 +144,9 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
     model = ac.catalog_model(row["model_path"])
     if model is None:
         raise ac.Inexpressible(ac.MODEL, row["model_path"].rsplit("/", 1)[-1])
+    spec = ix.spec_decoding(row)
+    if spec:
+        raise ac.Inexpressible(ac.SPEC, spec)
     tp, ep, dp, pp, moe_tp, _ = layout(row)
     if ac.is_moe(model) and moe_tp * ep != tp * dp:
         raise ac.Inexpressible(ac.MOE_TP, f"moe_tp_size={moe_tp} x moe_ep_size={ep} != "

@@ -139,7 +139,9 @@ def recorded_twice_evidence(rows: Sequence[Mapping[str, str]]) -> tuple[int, int
 def _config(row: Mapping[str, str]) -> tuple[str, ...]:
     found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
     skip = {"id", "silicon_data_source", *_MEASURED}
-    return (*(v for k, v in row.items() if k not in skip), found.group(1) if found else "")
+    # a speculative-decoding run is never a repeat of one without it
+    return (*(v for k, v in row.items() if k not in skip), found.group(1) if found else "",
+            ix.spec_decoding(row))
 
 
 def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:

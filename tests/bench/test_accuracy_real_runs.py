@@ -126,6 +126,33 @@ def test_identical_configurations_count_once(silicon_rows: dict[str, dict[str, s
         (float(row["silicon_ttft_ms"]) + 300) / 2)
 
 
+def test_speculative_decoding_runs_are_told_apart_and_not_asked(
+        silicon_rows: dict[str, dict[str, str]]) -> None:
+    """InferenceX ran TensorRT-LLM release:1.2.0rc6.post3 only in its DeepSeek-R1 MTP configs,
+    and the sweep of 2026-01-14 was its MTP pull request's: those rows are refused with the
+    reason; the same image on another day, or another image, is asked. A speculative run is
+    never a repeat of a plain one."""
+    mtp = [r for r in silicon_rows.values() if "release:1.2.0rc6.post3" in r["silicon_data_source"]
+           and r["mode"] == "agg"]
+    assert mtp
+    for row in mtp:
+        out = silicon.predict_row(row)
+        assert (out["status"], out["reason"]) == ("cannot_express", ac.SPEC), row["id"]
+        assert "dsr1-fp8-b200-trt-mtp" in out["detail"]
+    row = mtp[0]
+    plain = {**row, "id": "plain", "silicon_data_source": row["silicon_data_source"].replace(
+        "1.2.0rc6.post3", "1.2.0rc6.post2")}
+    assert silicon.predict_row(plain)["status"] == "ok"
+    src = "x; measured={}T00:00:00Z; image=nvcr.io#nvidia/tensorrt-llm/release:1.1.0rc2.post2"
+    day = {**row, "backend_version": "1.1.0rc2.post2",
+           "silicon_data_source": src.format("2026-01-14")}
+    assert silicon.predict_row(day)["reason"] == ac.SPEC
+    assert silicon.predict_row({**day, "silicon_data_source": src.format("2025-12-15")}
+                               )["status"] == "ok"
+    assert len(silicon.unique_rows([row, {**plain, "backend_version": row["backend_version"]}
+                                    ])) == 2
+
+
 def _run(rows: list[dict[str, str]], exp: str, stage: str) -> dict[str, dict[str, str]]:
     return {r["metric"]: r for r in rows if r["exp_id"] == exp and r["stage_index"] == stage}
 
