@@ -28,7 +28,8 @@ Row = Mapping[str, str]
 # Why a row cannot be asked (a row gets the first that applies, in this order). Reasons
 # from kvopt's own refusals come last, when it answers the question with an error.
 DISAGG = "disaggregated serving (mode=disagg)"
-SPEC = "speculative decoding (MTP runs; acceptance rate not recorded)"
+SPEC = ("speculative decoding (MTP runs, or runs not told apart from them; acceptance rate "
+        "not recorded)")
 MOE_TP = "MoE parallelism inconsistent (moe_tp_size x moe_ep_size != tp_size x attention_dp)"
 LAYOUT = "parallel layout kvopt or the engine cannot run"
 MODEL = "model not in catalog"

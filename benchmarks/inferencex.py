@@ -72,24 +72,32 @@ VLLM_IMAGES: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {
     ("gpt-oss-120b", "b200_sxm", "mxfp4"): _GPTOSS_VLLM,
 }
 IMAGES = {"trtllm": TRT_IMAGES, "vllm": VLLM_IMAGES}
-# Rows that are runs of InferenceX's speculative-decoding configs (keys ``*-mtp``: MTP draft
-# layers, ``spec-decoding: mtp``), told apart by the image tag the row records and, where the
-# image was shared, the day. (backend, the model_path's name, system, image tag, day or "" for
-# any, evidence). The acceptance rate of those runs is not recorded, so kvopt cannot ask them.
-SPEC_RUNS: tuple[tuple[str, str, str, str, str, str], ...] = (
-    ("trtllm", "DeepSeek-R1", "b200_sxm", "release:1.2.0rc6.post3", "",
+# Rows that are (or cannot be told from) runs of InferenceX's speculative-decoding configs
+# (keys ``*-mtp``, ``spec-decoding: mtp``: MTP layers draft, the model verifies), by the image
+# tag the row records and, where the image was shared, the day and the layout. (backend, the
+# model_path's name, system, image tag, day or "" for any, columns the row must have,
+# evidence). Those runs' acceptance rate is not recorded, so kvopt cannot ask them.
+SPEC_RUNS: tuple[tuple[str, str, str, str, str, tuple[tuple[str, str], ...], str], ...] = (
+    ("trtllm", "DeepSeek-R1", "b200_sxm", "release:1.2.0rc6.post3", "", (),
      "InferenceX ran release:1.2.0rc6.post3 only in dsr1-fp8-b200-trt-mtp (5d517074c, "
      "2026-02-05) and dsr1-fp4-b200-trt-mtp (0aae52d4c, 2026-02-06) until 2026-05-18"),
-    ("trtllm", "DeepSeek-R1", "b200_sxm", "release:1.1.0rc2.post2", "2026-01-14",
+    ("trtllm", "DeepSeek-R1", "b200_sxm", "release:1.1.0rc2.post2", "2026-01-14", (),
      "the sweep of bf3456727 (Add MTP Benchmark Support for DeepSeek-R1 TRT, merged "
      "2026-01-14 22:26 UTC): tp4 ep4 at 16-32 clients and attention DP at 128 exist only "
      "in its -mtp keys"),
-    ("trtllm", "DeepSeek-R1", "h200_sxm", "release:1.1.0rc2.post2", "2026-01-14",
+    ("trtllm", "DeepSeek-R1", "h200_sxm", "release:1.1.0rc2.post2", "2026-01-14", (),
      "the sweep of bf3456727 (Add MTP Benchmark Support for DeepSeek-R1 TRT, merged "
      "2026-01-14 22:26 UTC): attention DP at 128-256 clients exists only in "
      "dsr1-fp8-h200-trt-mtp; TPOT 8.6 ms at 4 clients of 8k prompts against 14.9 ms "
      "measured without MTP on 2025-11-02"),
+    ("sglang", "DeepSeek-R1", "b200_sxm", "sglang:v0.5.9-cu130", "2026-03-25",
+     (("precision", "fp8"), ("tp_size", "8")),
+     "12ba0ae07 (2026-03-25) moved dsr1-fp8-b200-sglang and dsr1-fp8-b200-sglang-mtp to this "
+     "image together; the MTP key runs TP 8 at 4-512 clients, the plain one TP 8 at 4-64 "
+     "(8k prompts: 4), and the day holds two runs of those shared layouts: MTP or plain, "
+     "not recorded"),
     ("sglang", "Qwen3.5-397B-A17B", "b200_sxm", "sglang:v0.5.9-cu130", "2026-03-20",
+     (("precision", "fp8"),),
      "qwen3.5-fp8-b200-sglang-mtp came with this image in 35d4bb367 (2026-03-20); "
      "qwen3.5-fp8-b200-sglang ran v0.5.9-cu129-amd64 until 6a5dad463 (2026-03-23)"),
 )
@@ -111,11 +119,19 @@ def spec_decoding(row: Mapping[str, str]) -> str:
     """Why a row is a speculative-decoding run (:data:`SPEC_RUNS`; "" when it is not)."""
     tag, day = image_tag(row), measured(row)
     name = row.get("model_path", "").rsplit("/", 1)[-1]
-    for backend, model, system, image, on, evidence in SPEC_RUNS:
+    for backend, model, system, image, on, where, evidence in SPEC_RUNS:
         if ((row["backend"], name, row["system"], tag) == (backend, model, system, image)
-                and (not on or day == on)):
+                and (not on or day == on) and all(_same(row.get(k, ""), v) for k, v in where)):
             return evidence
     return ""
+
+
+def _same(cell: str, value: str) -> bool:
+    """A row's cell equals ``value`` (as numbers when both are: "8.0" is "8")."""
+    try:
+        return float(cell) == float(value)
+    except ValueError:
+        return cell.strip() == value
 
 
 def recv_interval(system: str, model: str, weights: str, conc: int) -> int:

@@ -151,6 +151,18 @@ def test_speculative_decoding_runs_are_told_apart_and_not_asked(
                                )["status"] == "ok"
     assert len(silicon.unique_rows([row, {**plain, "backend_version": row["backend_version"]}
                                     ])) == 2
+    # where the plain and the MTP key ran one image on one day, the layout decides: SGLang's
+    # TP 8 DeepSeek-R1 FP8 runs of 2026-03-25 on B200 may be either, its TP 4 ones are plain
+    # (and H200 had no MTP key)
+    day = [r for r in silicon_rows.values() if r["backend"] == "sglang"
+           and r["system"] == "b200_sxm" and "sglang:v0.5.9-cu130" in r["silicon_data_source"]
+           and "measured=2026-03-25" in r["silicon_data_source"]
+           and r["precision"] == "fp8" and r["model_path"].endswith("DeepSeek-R1")]
+    by_tp: dict[float, set[str]] = {}
+    for r in day:
+        by_tp.setdefault(float(r["tp_size"]), set()).add(silicon.predict_row(r)["reason"])
+    assert set(by_tp) == {4.0, 8.0}
+    assert by_tp[8.0] == {ac.SPEC} and ac.SPEC not in by_tp[4.0]
 
 
 def _run(rows: list[dict[str, str]], exp: str, stage: str) -> dict[str, dict[str, str]]:
