@@ -1,6 +1,7 @@
 """How SemiAnalysis InferenceX launched the runs of the silicon sample's ``sweeps`` collection
-(see ``accuracy_silicon.py``): its launch scripts' engine flags and the container images of
-the rows that record no engine version, read from the repository's history
+(see ``accuracy_silicon.py``): its launch scripts' engine flags, the container images of
+the rows that record no engine version and the rows that ran its speculative-decoding
+configs, read from the repository's history
 (github.com/SemiAnalysisAI/InferenceX on main at each row's measurement date: the scripts
 under ``benchmarks/`` (later ``benchmarks/single_node/``), the workflow templates
 (``.github/workflows/*-tmpl.yml``) until 2025-11-03 and ``.github/configs/nvidia-master.yaml``
@@ -116,7 +117,8 @@ def image_tag(row: Mapping[str, str]) -> str:
 
 
 def spec_decoding(row: Mapping[str, str]) -> str:
-    """Why a row is a speculative-decoding run (:data:`SPEC_RUNS`; "" when it is not)."""
+    """Why a row is (or cannot be told from) a speculative-decoding run (:data:`SPEC_RUNS`;
+    "" when it is a plain run)."""
     tag, day = image_tag(row), measured(row)
     name = row.get("model_path", "").rsplit("/", 1)[-1]
     for backend, model, system, image, on, where, evidence in SPEC_RUNS:
