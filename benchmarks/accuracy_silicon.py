@@ -89,7 +89,10 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
 * **Duplicates**: rows with identical configurations (every column but ``id``,
   ``silicon_data_source`` and the measurements; the concurrency of disaggregated rows from
   the source; a speculative-decoding run never repeats one without it) count once, measured
-  = the median of the repeats (``repeats`` in the CSV).
+  = the median of the repeats (``repeats`` in the CSV). A run recorded twice (InferenceX's
+  DB dump and its daily CSVs hold some runs both, under other ids, model names or version
+  spellings: the same setup for kvopt's catalog model and both measurements to the last
+  digit) is one run, not a repeat (``silicon_rows.same_runs``).
 
 Compared: TTFT mean (``silicon_ttft_ms``) and TPOT mean (``silicon_tpot_ms``) against
 kvopt's mean TTFT and TPOT. A saturated prediction counts with an infinite error.
@@ -120,6 +123,7 @@ from silicon_rows import (  # noqa: F401 (the row readers other scripts and test
     layout,
     recorded_twice_evidence,
     row_weights,
+    same_runs,
     unique_rows,
     version,
 )
@@ -307,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                     args.lengths)
     ok = [r for r in recs if r["status"] == "ok"]
     asked = sum(1 for r in ok if r.get("q_engine_version"))
-    print(f"silicon_train: {len(rows)} rows, {len(recs)} unique configurations, "
+    twice = same_runs(rows)[1]
+    print(f"silicon_train: {len(rows)} rows ({twice} a run another row holds too: counted "
+          f"once), {len(recs)} unique configurations, "
           f"{len(ok)} predicted (kv rule {args.kv}, {args.lengths} lengths, "
           f"{args.rounds or 'steady-state'} rounds, "
           f"{args.deployment} deployment; {asked} asked for their engine release's fitted "

@@ -144,10 +144,39 @@ def _config(row: Mapping[str, str]) -> tuple[str, ...]:
             ix.spec_decoding(row))
 
 
-def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """One row per configuration (first in file order), measured = median of the repeats."""
-    groups: dict[tuple[str, ...], list[Mapping[str, str]]] = {}
+def _run(row: Mapping[str, str]) -> tuple[object, ...]:
+    """What makes two rows one run recorded twice: the setup kvopt asks about (the catalog
+    model, so a DeepSeek-R1 run relabelled DeepSeek-V3 by the DB dump is one) and both
+    measurements to the last digit."""
+    model = ac.catalog_model(row.get("model_path", "")) or row.get("model_path", "")
+    clients = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
+    cols = ("backend", "system", "precision", "mode", "isl", "osl", "batch_size", "tp_size",
+            "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", *_MEASURED)
+    return (model, clients.group(1) if clients else "", ix.spec_decoding(row),
+            *(row.get(c, "") for c in cols))
+
+
+def same_runs(rows: Sequence[Mapping[str, str]]) -> tuple[list[Mapping[str, str]], int]:
+    """``rows`` with each run once (first in file order), and how many rows were dropped.
+    InferenceX's DB dump and its daily CSVs hold some runs both, under other ids (and
+    model names or version spellings): counted twice they would weigh twice in every median
+    and fit."""
+    seen: set[tuple[object, ...]] = set()
+    kept = []
     for r in rows:
+        key = _run(r)
+        unmeasured = any(math.isnan(ac.measured(r.get(c, ""))) for c in _MEASURED)
+        if unmeasured or key not in seen:  # rows without both measurements are not matched
+            kept.append(r)
+            seen.add(key)
+    return kept, len(rows) - len(kept)
+
+
+def unique_rows(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """One row per configuration (first in file order), measured = median of the repeats;
+    a run recorded twice (:func:`same_runs`) counts once."""
+    groups: dict[tuple[str, ...], list[Mapping[str, str]]] = {}
+    for r in same_runs(rows)[0]:
         groups.setdefault(_config(r), []).append(r)
     out = []
     for reps in groups.values():

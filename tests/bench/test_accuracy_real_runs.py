@@ -126,6 +126,28 @@ def test_identical_configurations_count_once(silicon_rows: dict[str, dict[str, s
         (float(row["silicon_ttft_ms"]) + 300) / 2)
 
 
+def test_a_run_recorded_twice_counts_once(silicon_rows: dict[str, dict[str, str]]) -> None:
+    """InferenceX's DB dump and a day's CSV both hold some runs, under other ids and model
+    names (the dump relabels DeepSeek-R1 as DeepSeek-V3) or version spellings: one run, one
+    measurement. A real repeat (other measurements) still counts."""
+    dump = silicon_rows["dsr1_h200_sglang_fp8_agg_1024x8192_c4_cfg81"]
+    csv_ = silicon_rows["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_agg_1024x8192_c4_tp8_0_"
+                        "ep1_0_309"]
+    assert dump["model_path"].endswith("DeepSeek-V3") and csv_["model_path"].endswith("R1")
+    assert (dump["silicon_ttft_ms"], dump["silicon_tpot_ms"]) == (
+        csv_["silicon_ttft_ms"], csv_["silicon_tpot_ms"])
+    kept, dropped = silicon.same_runs([dump, csv_])
+    assert (kept, dropped) == ([dump], 1)
+    assert len(silicon.unique_rows([dump, csv_])) == 1
+    # the same setup measured again is a repeat; another setup with equal numbers is not
+    again = {**csv_, "id": "again", "silicon_tpot_ms": "99.5"}
+    other = {**csv_, "id": "other", "isl": "2048"}
+    assert silicon.same_runs([dump, csv_, again, other])[1] == 1
+    # a row missing a measurement is never matched
+    blank = {**dump, "id": "blank", "silicon_tpot_ms": ""}
+    assert silicon.same_runs([blank, {**blank, "id": "blank2"}])[1] == 0
+
+
 def test_speculative_decoding_runs_are_told_apart_and_not_asked(
         silicon_rows: dict[str, dict[str, str]]) -> None:
     """InferenceX ran TensorRT-LLM release:1.2.0rc6.post3 only in its DeepSeek-R1 MTP configs,
