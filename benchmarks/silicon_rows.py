@@ -146,14 +146,20 @@ def _config(row: Mapping[str, str]) -> tuple[str, ...]:
 
 def _run(row: Mapping[str, str]) -> tuple[object, ...]:
     """What makes two rows one run recorded twice: the setup kvopt asks about (the catalog
-    model, so a DeepSeek-R1 run relabelled DeepSeek-V3 by the DB dump is one) and both
-    measurements to the last digit."""
+    model, so a DeepSeek-R1 run relabelled DeepSeek-V3 by the DB dump is one; the layout as
+    :func:`layout` reads it, so a row recorded with the world twice is its twin) and both
+    measurements to 10 significant digits (the copies differ in the last bit at most)."""
     model = ac.catalog_model(row.get("model_path", "")) or row.get("model_path", "")
     clients = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
-    cols = ("backend", "system", "precision", "mode", "isl", "osl", "batch_size", "tp_size",
-            "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", *_MEASURED)
-    return (model, clients.group(1) if clients else "", ix.spec_decoding(row),
-            *(row.get(c, "") for c in cols))
+    try:
+        lay: tuple[object, ...] = layout(row)[:5]
+    except (ValueError, KeyError):
+        lay = tuple(row.get(c, "") for c in ("tp_size", "pp_size", "attention_dp_size",
+                                             "moe_tp_size", "moe_ep_size"))
+    cols = ("backend", "system", "precision", "mode", "isl", "osl")
+    return (model, clients.group(1) if clients else row.get("batch_size", ""),
+            ix.spec_decoding(row), lay, *(row.get(c, "") for c in cols),
+            *(f"{ac.measured(row.get(c, '')):.10g}" for c in _MEASURED))
 
 
 def same_runs(rows: Sequence[Mapping[str, str]]) -> tuple[list[Mapping[str, str]], int]:

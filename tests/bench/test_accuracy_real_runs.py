@@ -119,7 +119,7 @@ def test_every_silicon_row_maps_or_says_why(silicon_rows: dict[str, dict[str, st
 def test_identical_configurations_count_once(silicon_rows: dict[str, dict[str, str]]) -> None:
     row = silicon_rows[PREDICTED[0]]
     again = {**row, "id": "repeat", "silicon_ttft_ms": "300", "silicon_tpot_ms": "30"}
-    other = {**row, "id": "other", "batch_size": "16.0"}
+    other = {**row, "id": "other", "batch_size": "16.0", "silicon_ttft_ms": "123"}
     out = silicon.unique_rows([row, again, other])
     assert [r["repeats"] for r in out] == ["2", "1"]
     assert float(out[0]["silicon_ttft_ms"]) == pytest.approx(
@@ -143,6 +143,16 @@ def test_a_run_recorded_twice_counts_once(silicon_rows: dict[str, dict[str, str]
     again = {**csv_, "id": "again", "silicon_tpot_ms": "99.5"}
     other = {**csv_, "id": "other", "isl": "2048"}
     assert silicon.same_runs([dump, csv_, again, other])[1] == 1
+    # copies may differ in the last bit of a measurement (the dump's 15.855620048654977 is
+    # the CSV's ...975); a row recorded with the world twice (TP 16 = 4 x EP 4) is its twin
+    assert silicon.same_runs([dump, {**csv_, "silicon_tpot_ms": csv_["silicon_tpot_ms"][:-1]
+                                     + "1"}])[1] == 1
+    plain = silicon_rows["2026_03_25_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x8192_c4_tp4_0_"
+                         "ep4_0_287"]
+    twice = silicon_rows["2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x8192_c4_tp4_ep4_"
+                         "1018"]
+    assert (plain["tp_size"], twice["tp_size"]) == ("4", "16")
+    assert silicon.same_runs([plain, twice]) == ([plain], 1)
     # a row missing a measurement is never matched
     blank = {**dump, "id": "blank", "silicon_tpot_ms": ""}
     assert silicon.same_runs([blank, {**blank, "id": "blank2"}])[1] == 0
