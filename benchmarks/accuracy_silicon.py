@@ -90,9 +90,10 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   ``silicon_data_source`` and the measurements; the concurrency of disaggregated rows from
   the source; a speculative-decoding run never repeats one without it) count once, measured
   = the median of the repeats (``repeats`` in the CSV). A run recorded twice (InferenceX's
-  DB dump and its daily CSVs hold some runs both, under other ids, model names or version
-  spellings: the same setup for kvopt's catalog model and both measurements to the last
-  digit) is one run, not a repeat (``silicon_rows.same_runs``).
+  DB dump and its daily CSVs hold some runs both, under other ids, model names, version
+  spellings or the world recorded twice: the same setup for kvopt's catalog model and the
+  layout as read above, and both measurements to 10 significant digits) is one run, not a
+  repeat (``silicon_rows.same_runs``).
 
 Compared: TTFT mean (``silicon_ttft_ms``) and TPOT mean (``silicon_tpot_ms``) against
 kvopt's mean TTFT and TPOT. A saturated prediction counts with an infinite error.

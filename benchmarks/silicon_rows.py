@@ -74,12 +74,17 @@ def layout(row: Mapping[str, str]) -> tuple[int, int, int, int, int, bool]:
     return tp, ep, dp, pp, moe_tp, twice
 
 
+def _source_clients(row: Mapping[str, str]) -> str:
+    """The source's ``silicon_concurrency`` ("" when it records none)."""
+    found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
+    return found.group(1) if found else ""
+
+
 def concurrency(row: Mapping[str, str]) -> int:
     """Clients of the run: the source's ``silicon_concurrency`` (``batch_size`` is per
     attention-DP rank), else ``batch_size``."""
-    found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
-    if found:
-        return int(found.group(1))
+    if clients := _source_clients(row):
+        return int(clients)
     return int(ac.number(row["batch_size"])) * _size(row, "attention_dp_size")
 
 
@@ -137,10 +142,9 @@ def recorded_twice_evidence(rows: Sequence[Mapping[str, str]]) -> tuple[int, int
 
 
 def _config(row: Mapping[str, str]) -> tuple[str, ...]:
-    found = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
     skip = {"id", "silicon_data_source", *_MEASURED}
     # a speculative-decoding run is never a repeat of one without it
-    return (*(v for k, v in row.items() if k not in skip), found.group(1) if found else "",
+    return (*(v for k, v in row.items() if k not in skip), _source_clients(row),
             ix.spec_decoding(row))
 
 
@@ -150,14 +154,13 @@ def _run(row: Mapping[str, str]) -> tuple[object, ...]:
     :func:`layout` reads it, so a row recorded with the world twice is its twin) and both
     measurements to 10 significant digits (the copies differ in the last bit at most)."""
     model = ac.catalog_model(row.get("model_path", "")) or row.get("model_path", "")
-    clients = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source", ""))
     try:
         lay: tuple[object, ...] = layout(row)[:5]
     except (ValueError, KeyError):
         lay = tuple(row.get(c, "") for c in ("tp_size", "pp_size", "attention_dp_size",
                                              "moe_tp_size", "moe_ep_size"))
     cols = ("backend", "system", "precision", "mode", "isl", "osl")
-    return (model, clients.group(1) if clients else row.get("batch_size", ""),
+    return (model, _source_clients(row) or row.get("batch_size", ""),
             ix.spec_decoding(row), lay, *(row.get(c, "") for c in cols),
             *(f"{ac.measured(row.get(c, '')):.10g}" for c in _MEASURED))
 
@@ -171,8 +174,8 @@ def same_runs(rows: Sequence[Mapping[str, str]]) -> tuple[list[Mapping[str, str]
     kept = []
     for r in rows:
         key = _run(r)
-        unmeasured = any(math.isnan(ac.measured(r.get(c, ""))) for c in _MEASURED)
-        if unmeasured or key not in seen:  # rows without both measurements are not matched
+        # rows without both measurements are not matched (the key's last two: "nan")
+        if "nan" in key[-len(_MEASURED):] or key not in seen:
             kept.append(r)
             seen.add(key)
     return kept, len(rows) - len(kept)
