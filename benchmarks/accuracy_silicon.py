@@ -56,9 +56,11 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   whatever the ``backend_version`` (each row's CSV output carries the version the profile
   models next to the measured one; a TensorRT-LLM or vLLM sweep that records none ran the
   image InferenceX's config named at its date, :data:`inferencex.IMAGES`); asked with
-  ``engine_version`` = the row's release
-  (:func:`accuracy_common.fitted_release`) where ``models/engine_overheads.yaml`` has
-  overheads fitted at or below it (``--no-versions``: never).
+  ``engine_version`` = the row's release (:func:`silicon_rows.release`; an SGLang nightly
+  built on a recorded day, ``nightly-dev-20260216-d3bae71e``: the newest release InferenceX
+  had named before that day, :func:`inferencex.nightly_release`) where
+  ``models/engine_overheads.yaml`` has overheads fitted at or below it
+  (:func:`accuracy_common.fitted_release`; ``--no-versions``: never).
 * **Weights**: ``precision`` (blank = the checkpoint's bf16; ``fp8`` with ``fp8`` or
   ``fp8_block`` scaling -> fp8; ``fp4``/``nvfp4`` -> fp4; ``int4``/``int4_wo`` -> int4,
   weight-only), checked against ``gemm_quant_mode`` and ``moe_quant_mode``: a GEMM or MoE
@@ -123,6 +125,7 @@ from silicon_rows import (  # noqa: F401 (the row readers other scripts and test
     group,
     layout,
     recorded_twice_evidence,
+    release,
     row_weights,
     same_runs,
     unique_rows,
@@ -193,8 +196,7 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
         q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))
     if engine == "trtllm" and dp > 1 and sweep:
         q["engine_args"] = (*q.get("engine_args", ()), *ix.ADP.get(model, ix.ADP["DeepSeek-V3"]))
-    rel = ac.fitted_release(engine, version(row, model, weights),
-                            row.get("silicon_data_source", "")) if versions else None
+    rel = ac.fitted_release(engine, release(row, model, weights)) if versions else None
     if rel:
         q["engine_version"] = rel
     return q

@@ -18,9 +18,11 @@ end-to-end time), one number per release, **only** on the training measurements:
 
 A release is the first three numbers of ``backend_version`` (``1.2.0rc6.post2`` -> 1.2.0; a
 TensorRT-LLM or vLLM sweep that records none: its InferenceX image's,
-``accuracy_silicon.version``); rows whose version is the tag of the NVIDIA Dynamo runtime
-image they ran (``ai-dynamo/*-runtime``: Dynamo's version, not the engine's), nightly builds
-and unversioned rows are not fitted. A release is fitted when it has at least
+``accuracy_silicon.version``; an SGLang nightly built on a recorded day: the newest release
+InferenceX had named before it, ``inferencex.nightly_release``); rows whose version is the
+tag of the NVIDIA Dynamo runtime image they ran (``ai-dynamo/*-runtime``: Dynamo's
+version, not the engine's), undated nightly or model-named builds and unversioned rows are
+not fitted. A release is fitted when it has at least
 ``--min-configs`` configurations across at least two models. Its per-step overhead (host
 scheduling, sampling and detokenization between GPU passes: it lengthens every step, so it
 shows in TPOT) starts at the profile's and moves twice by the median TPOT residual; its
@@ -65,8 +67,8 @@ import yaml
 from kvopt.catalog.engine_versions import version_key
 
 OUT = Path(__file__).resolve().parents[1] / "models" / "engine_overheads.yaml"
-# A sanity bound on a fitted per-request overhead: the largest fitted is 183 ms (SGLang
-# 0.5.9, DeepSeek-V3 and Qwen3.5 on Blackwell).
+# A sanity bound on a fitted per-request overhead: the largest fitted is 194 ms (SGLang
+# 0.5.9, DeepSeek-V3, GLM-5 and Qwen3.5 on Blackwell).
 MAX_REQUEST_MS = 300.0
 # ... and on a fitted per-step overhead (host time between GPU passes)
 MAX_STEP_MS = 10.0
@@ -74,8 +76,8 @@ Row = dict[str, Any]
 
 
 def _release(row: dict[str, str]) -> str:
-    """The engine release of a silicon row (:func:`accuracy_common.release`)."""
-    return ac.release(sil.version(row), row.get("silicon_data_source", ""))
+    """The engine release of a silicon row (:func:`silicon_rows.release`)."""
+    return sil.release(row)
 
 
 def silicon_rows() -> list[Row]:

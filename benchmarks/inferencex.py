@@ -73,6 +73,17 @@ VLLM_IMAGES: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {
     ("gpt-oss-120b", "b200_sxm", "mxfp4"): _GPTOSS_VLLM,
 }
 IMAGES = {"trtllm": TRT_IMAGES, "vllm": VLLM_IMAGES}
+# SGLang releases by the first day InferenceX's configs named their image
+# (``lmsysorg/sglang:vX.Y.Z-...``; ``git log -G`` on .github/configs/nvidia-master.yaml and
+# .github/workflows): v0.5.5 d8fe8f73e, v0.5.6 d27433dff, v0.5.7 6e35460d2, v0.5.8 f0e131f2e,
+# v0.5.9 efd49e50b, v0.5.10 6cb829125, v0.5.11 07d3a7412. A release InferenceX named was
+# published by then, so an SGLang nightly built (``nightly-dev[-cuNN]-YYYYMMDD-<commit>``,
+# from main) after that day holds at least that release: :func:`nightly_release`.
+SGLANG_NAMED: tuple[tuple[str, str], ...] = (
+    ("2025-11-10", "0.5.5"), ("2025-12-31", "0.5.6"), ("2026-01-22", "0.5.7"),
+    ("2026-02-05", "0.5.8"), ("2026-03-03", "0.5.9"), ("2026-04-14", "0.5.10"),
+    ("2026-05-12", "0.5.11"))
+_NIGHTLY = re.compile(r"nightly-dev(?:-cu\d+)?-(\d{4})(\d{2})(\d{2})-[0-9a-f]+")
 # Rows that are (or cannot be told from) runs of InferenceX's speculative-decoding configs
 # (keys ``*-mtp``, ``spec-decoding: mtp``: MTP layers draft, the model verifies), by the image
 # tag the row records and, where the image was shared, the day and the layout. (backend, the
@@ -114,6 +125,23 @@ def image_tag(row: Mapping[str, str]) -> str:
     """The image a row records (``image=`` in its source), from its last ``/`` on."""
     found = re.search(r"image=([^;]+)", row.get("silicon_data_source", ""))
     return found.group(1).strip().rsplit("/", 1)[-1] if found else ""
+
+
+def nightly_release(row: Mapping[str, str]) -> str:
+    """The newest SGLang release a dated SGLang nightly build the row ran holds (its
+    ``backend_version`` or image tag ``nightly-dev[-cuNN]-YYYYMMDD-<commit>``): the last of
+    :data:`SGLANG_NAMED` named before the build day ("" for other rows and undated builds)."""
+    if row.get("backend") != "sglang":
+        return ""
+    found = _NIGHTLY.search(row.get("backend_version", "")) or _NIGHTLY.search(
+        row.get("silicon_data_source", ""))
+    if found is None:
+        return ""
+    built, out = "-".join(found.groups()), ""
+    for first, release in SGLANG_NAMED:
+        if first < built:
+            out = release
+    return out
 
 
 def spec_decoding(row: Mapping[str, str]) -> str:

@@ -108,6 +108,14 @@ def version(row: Mapping[str, str], model: str = "", weights: str = "") -> str:
     return ix.image(row, model, weights) if collection(row) == "sweeps" else ""
 
 
+def release(row: Mapping[str, str], model: str = "", weights: str = "") -> str:
+    """The engine release a row ran (:func:`accuracy_common.release` of :func:`version`), else
+    the release a dated SGLang nightly build holds (:func:`inferencex.nightly_release`); ""
+    when neither is known."""
+    rel = ac.release(version(row, model, weights), row.get("silicon_data_source", ""))
+    return rel or ix.nightly_release(row)
+
+
 def recorded_twice_evidence(rows: Sequence[Mapping[str, str]]) -> tuple[int, int]:
     """(relabelled rows whose relabelled configuration appears in ``rows`` with the same
     TTFT and TPOT, ... with other measurements)."""

@@ -325,6 +325,34 @@ def test_unversioned_vllm_sweeps_take_their_image() -> None:
     assert silicon.version(dict(llama, backend="sglang")) == ""
 
 
+def test_dated_sglang_nightlies_ask_for_the_release_they_hold() -> None:
+    """An SGLang nightly built on a recorded day (its version or its image tag) holds the
+    newest release InferenceX had named before that day (v0.5.8 from 2026-02-05, v0.5.9 from
+    2026-03-03, v0.5.10 from 2026-04-14); undated, model-named and other engines' builds
+    stay unversioned."""
+    row = {"mode": "agg", "model_path": "Qwen/Qwen3.5-397B-A17B", "system": "b200_sxm",
+           "backend": "sglang", "backend_version": "nightly-dev-20260216-d3bae71e",
+           "precision": "", "gemm_quant_mode": "", "moe_quant_mode": "", "isl": "1024",
+           "osl": "1024", "batch_size": "4", "tp_size": "8", "attention_dp_size": "",
+           "moe_tp_size": "8", "moe_ep_size": "1",
+           "silicon_data_source": "db-dump/2026-04-27; config_id=1; "
+                                  "measured=2026-02-20T00:00:00.000Z"}
+    assert silicon.release(row) == "0.5.8"  # built 2026-02-16: v0.5.8, not yet v0.5.9
+    on_day = dict(row, backend_version="nightly-dev-20260303-0123abcd")
+    assert silicon.release(on_day) == "0.5.8"  # named that day: maybe after the build
+    image = dict(row, backend_version="nightly-dev", silicon_data_source=(
+        "source_file=x.csv; image=lmsysorg/sglang:nightly-dev-cu13-20260328-a27651d5"))
+    assert silicon.release(image) == "0.5.9"
+    assert silicon.release(dict(row, backend_version="nightly-dev-20260420-d7256eb6")) \
+        == "0.5.10"
+    assert silicon.version(image) == "nightly-dev"  # reported as it ran
+    for other in (dict(row, backend_version="nightly-dev"),
+                  dict(row, backend_version="glm5-hopper"),
+                  dict(row, backend="vllm", backend_version="nightly-dev-20260402-d7256eb6")):
+        assert silicon.release(other) == ""
+    assert silicon.question(image)["engine_version"] == "0.5.9"
+
+
 def test_sglang_and_vllm_sweeps_ask_with_their_launch_scripts() -> None:
     """SGLang sweeps run prefill-first batches (no script passes --enable-mixed-chunk) with
     their scripts' budgets, running caps and KV dtype; vLLM's likewise."""
