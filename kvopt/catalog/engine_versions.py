@@ -90,7 +90,8 @@ def overrides(engine: str, version: str | None) -> tuple[str, dict[str, tuple[fl
     else:
         if not version_key(version):
             raise InputError("--engine-version", version, "not a version number",
-                             f"give one like {listed[-1]}")
+                             f"give a release like {listed[-1]}; for a nightly or custom "
+                             "build, the release it was built after")
         found = at_or_below(engine, version)
         if found is None:
             raise InputError("--engine-version", version, f"older than every fitted "

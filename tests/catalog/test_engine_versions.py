@@ -76,6 +76,8 @@ def test_bad_releases_are_input_errors() -> None:
         overrides("sglang", "0.0.1")
     with pytest.raises(InputError, match="not a version number"):
         overrides("sglang", "banana")
+    with pytest.raises(InputError, match="the release it was built after"):
+        overrides("sglang", "nightly-dev-20260328-a27651d5")
     assert overrides("sglang", oldest)[0] == oldest
 
 
