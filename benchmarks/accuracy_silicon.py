@@ -26,8 +26,12 @@ runs as shipped (catalog and engine profiles, no per-row tuning). Mapping rules:
   recipe's perf.yaml); aiconfigurator 0.12.0's ``generator/sflow.py`` uses
   ``MULTI_ROUND`` (default 20) rounds with one warmup round. ``--rounds 0``: the steady
   state.
-* **Deployment** (``--deployment auto``, default): the gap-analysis runs keep the engines'
-  defaults (the shipped profiles); the sweeps get their InferenceX launch script's flags where
+* **Deployment** (``--deployment auto``, default): the gap-analysis runs (aiconfigurator's own
+  eval of the deployments its generator wrote) keep the engines' defaults but the token
+  budget of its TensorRT-LLM and vLLM workers, ``max_num_batched_tokens = C + isl + 1500``
+  (:data:`EVAL_BUDGET_ENGINES`; the generator's ``max_batch_size + isl + 1500`` with the clients for
+  the batch size it picked, which the rows do not record; SGLang's keep the profile's, see
+  benchmarks/README); the sweeps get their InferenceX launch script's flags where
   :mod:`inferencex` has them (token budgets, running caps, TensorRT-LLM's batch waiting,
   SGLang's prefill-first batches and the KV dtype: :func:`inferencex.trt_args`,
   :func:`inferencex.sglang_args`, :func:`inferencex.vllm_args`), else the flags
@@ -135,6 +139,14 @@ from silicon_rows import (  # noqa: F401 (the row readers other scripts and test
 SYSTEMS = {"h100_sxm": "H100-SXM", "h200_sxm": "H200", "b200_sxm": "B200", "b300_sxm": "B300",
            "gb200": "GB200", "gb300": "GB300"}  # a system whose card is absent: GPU reason
 ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+# The gap-analysis runs' token budget: aiconfigurator's generator deploys an aggregated
+# TensorRT-LLM or vLLM worker with max_num_tokens = max_batch_size + ISL + 1500
+# (generator/backends/trtllm.py from 84ee71ebc, 2025-09-30, and cli/backends/trtllm.py before
+# it; rule_plugin/{trtllm,vllm}.rule "agg max_num_tokens = max_batch_size + SlaConfig.isl +
+# 1500" from 95ddf241a, 2025-12-04). The batch size it picked is not recorded: the clients
+# stand for it (the budget moves by a few percent).
+EVAL_BUDGET_ENGINES = ("trtllm", "vllm")
+EVAL_EXTRA_TOKENS = 1500
 METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
            "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
 ORDER = (ac.DISAGG, ac.MODEL, ac.SPEC, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS,
@@ -191,6 +203,8 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
             q["kv_dtype"] = script[1]
     elif deployment == "aic" or (deployment == "auto" and sweep):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
+    elif deployment == "auto" and engine in EVAL_BUDGET_ENGINES:
+        q["engine_args"] = (("max_num_batched_tokens", per_rank + isl + EVAL_EXTRA_TOKENS),)
     polls = ix.recv_interval(row["system"], model, weights, conc) if sweep else 1
     if engine == "sglang" and polls > 1:
         q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))

@@ -301,10 +301,15 @@ def test_sweeps_ask_with_their_launch_scripts() -> None:
     assert args["batch_wait_timeout_iters"] == 40
     before = dict(dsr1, silicon_data_source="x; measured=2025-11-02T00:00:00Z")
     assert dict(silicon.question(before)["engine_args"])["max_num_batched_tokens"] == 1152
-    # a gap-analysis row keeps the engine's defaults and its recorded version
+    # a gap-analysis row keeps its recorded version and the engine's defaults but the token
+    # budget aiconfigurator's generator wrote: clients + ISL + 1500 = 16 + 1024 + 1500
     gap = _trt_sweep(backend_version="1.0.0rc3", silicon_data_source="aic-auto-gap-analysis")
-    assert "engine_args" not in silicon.question(gap)
+    assert dict(silicon.question(gap)["engine_args"]) == {"max_num_batched_tokens": 2540}
     assert silicon.version(gap) == "1.0.0rc3"
+    assert dict(silicon.question(dict(gap, backend="vllm", backend_version="0.12.0"))[
+        "engine_args"]) == {"max_num_batched_tokens": 2540}
+    assert "engine_args" not in silicon.question(dict(gap, backend="sglang",
+                                                      backend_version="0.5.6.post2"))
 
 
 def test_unversioned_vllm_sweeps_take_their_image() -> None:

