@@ -40,10 +40,11 @@ def test_prefix_caching_never_hurts_ttft(hit: float, shared: int, frac: float) -
     a, b = base.poisson(lam), cached.poisson(lam)
     assert b.ttft_s[0] <= a.ttft_s[0] * (1 + 1e-3)
     # the p99 is an order statistic of the quadrature's 1,024 draws: it jumps when a
-    # parameter moves a draw across a state boundary (busy -> prefilling, whose residual is
-    # a prefill step, not a decode step; a Poisson count): +-7% at 18% of capacity as a
-    # 16-token prefix grows from 0 to 64 tokens (hit rate 1), within the quadrature's
-    # worst p99 error against 131,072 random draws (7.7%, kvopt.serving.steady.draws)
+    # parameter moves a draw across a state boundary (idle, prefilling or busy: it waits
+    # out no step, a prefill step or a decode step; a Poisson count): +-7% at 18% of
+    # capacity as a prefix (hit rate 1) grows from 0 to 64 tokens (one draw goes from
+    # prefilling, 184 ms, to idle, 59 ms), within the quadrature's worst p99 error against
+    # 131,072 random draws (7.7%, kvopt.serving.steady.draws)
     assert b.ttft_s[3] <= a.ttft_s[3] * 1.08
 
 
