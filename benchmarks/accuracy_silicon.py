@@ -146,7 +146,9 @@ ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # 1500" from 95ddf241a, 2025-12-04). The batch size it picked is not recorded: the clients
 # stand for it (the budget moves by a few percent).
 EVAL_BUDGET_ENGINES = ("trtllm", "vllm")
-EVAL_EXTRA_TOKENS = 1500
+# ISL + 1500: the prompt plus headroom in every budget aiconfigurator's generator writes
+# (these deployments and its 0.12.0 benchmark rules, :func:`aic_engine_args`)
+GENERATOR_EXTRA_TOKENS = 1500
 METRICS = {"ttft_mean": ("pred_ttft_ms", "silicon_ttft_ms"),
            "tpot_mean": ("pred_tpot_ms", "silicon_tpot_ms")}
 ORDER = (ac.DISAGG, ac.MODEL, ac.SPEC, ac.MOE_TP, ac.GPU, ac.ENGINE, ac.PRECISION, ac.HEADS,
@@ -204,7 +206,7 @@ def question(row: Mapping[str, str], kv: str = "auto", rounds: int = 10,
     elif deployment == "aic" or (deployment == "auto" and sweep):
         q["engine_args"] = aic_engine_args(engine, gpu, isl, per_rank)
     elif deployment == "auto" and engine in EVAL_BUDGET_ENGINES:
-        q["engine_args"] = (("max_num_batched_tokens", per_rank + isl + EVAL_EXTRA_TOKENS),)
+        q["engine_args"] = (("max_num_batched_tokens", per_rank + isl + GENERATOR_EXTRA_TOKENS),)
     polls = ix.recv_interval(row["system"], model, weights, conc) if sweep else 1
     if engine == "sglang" and polls > 1:
         q["engine_args"] = (*q.get("engine_args", ()), ("admit_interval_steps", polls))
@@ -237,9 +239,10 @@ def aic_engine_args(engine: str, gpu: str, isl: int, conc: int) -> tuple[tuple[s
         from kvopt.catalog.gpus import load_gpu
 
         chunk = load_engine("sglang", load_gpu(gpu)).max_num_batched_tokens
-        return (("max_num_batched_tokens", min(chunk, isl + 1500)), ("max_num_seqs", conc),
+        return (("max_num_batched_tokens", min(chunk, isl + GENERATOR_EXTRA_TOKENS)),
+                ("max_num_seqs", conc),
                 ("prefill_policy", "mixed"))
-    tokens = conc + isl + 1500
+    tokens = conc + isl + GENERATOR_EXTRA_TOKENS
     if engine == "trtllm":
         tokens = -(-tokens // 32) * 32
     return (("max_num_batched_tokens", tokens), ("max_num_seqs", conc))
