@@ -6,7 +6,8 @@ Each op's FLOPs and bytes (:mod:`kvopt.physics.ops`) go through the curve of its
 attention on padded work with a floor per layer, the fused MoE with its row tile and routing
 pass; element-wise kernels (norms, activation, RoPE) a minimum time per launch plus their
 bytes, launches the engine fuses into a neighbour kernel only their bytes. The step adds
-tensor-parallel all-reduces (two per layer, :mod:`kvopt.physics.comm`). Engine overheads are
+tensor-parallel all-reduces (two per layer, :mod:`kvopt.physics.comm`; one more per attention
+layer where a q/k norm spans all heads, :func:`qk_norm_allreduces`). Engine overheads are
 added by the caller (they are engine facts, not physics).
 
 Quantized weights: a native fp8/fp4/int8 path is priced as the faster of its own W8A8/W4A4
@@ -47,7 +48,8 @@ from kvopt.physics.precision import Precision
 
 Array = npt.NDArray[np.float64]
 
-__all__ = ["StepTime", "half_dtype", "op_time", "smoothmax", "step_time", "tp_comm_s"]
+__all__ = ["StepTime", "half_dtype", "op_time", "qk_norm_allreduces", "smoothmax", "step_time",
+           "tp_comm_s"]
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,30 @@ def sum_ops(ops: list[Op], gpu: GpuSpec, engine: str | None, shape: tuple[int, .
 def tp_comm_s(model: ModelSpec, gpu: GpuSpec, *, tp: int, precision: Precision,
               tokens: Array, engine: EngineProfile | None) -> Array:
     """The two TP all-reduces per layer of a step of ``tokens`` tokens, as ``engine`` runs
-    them."""
+    them, and the one more per attention layer of a q/k norm over all heads
+    (:func:`qk_norm_allreduces`)."""
     n_bytes = allreduce_bytes(model, tokens=tokens, act_bytes=precision.activation_bytes)
-    return 2 * model.num_layers * np.asarray(
+    t = 2 * model.num_layers * np.asarray(
         engine_allreduce_s(gpu, tp, engine, tokens=tokens, n_bytes=n_bytes))
+    n_qk = qk_norm_allreduces(model, tp)
+    if n_qk:
+        t = t + n_qk * np.asarray(engine_allreduce_s(
+            gpu, tp, engine, tokens=tokens,
+            n_bytes=np.asarray(tokens, dtype=np.float64) * QK_NORM_ALLREDUCE_BYTES))
+    return np.asarray(t)
+
+
+# MiniMax-M2's q/k RMSNorm spans all heads ("per_layer"); under TP each rank holds some heads,
+# so the engines all-reduce each token's two partial sums of squares (q and k, fp32) before
+# normalizing: vLLM MiniMaxText01RMSNormTP.forward_qk (tensor_model_parallel_all_reduce of a
+# [tokens, 2] fp32 tensor; later a fused one-shot all-reduce + norm kernel,
+# minimax_allreduce_rms_qk), SGLang MiniMaxM2RMSNormTP
+QK_NORM_ALLREDUCE_BYTES = 2 * 4
+
+
+def qk_norm_allreduces(model: ModelSpec, tp: int) -> int:
+    """All-reduces per step of a q/k norm over all heads split across ``tp`` ranks: one per
+    attention layer (none with per-head norms, or on one GPU)."""
+    if tp <= 1 or not (model.qk_norm and model.qk_norm_width):
+        return 0
+    return sum(k not in ("linear", "cross") for k in model.kinds)

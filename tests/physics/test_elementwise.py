@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kvopt import load_gpu, load_model
 from kvopt.catalog.engines import _fusions, load_engine
 from kvopt.errors import CatalogError
+from kvopt.physics.comm import engine_allreduce_s
 from kvopt.physics.efficiency import elementwise_curve
 from kvopt.physics.ops import step_ops
 from kvopt.physics.precision import resolve_precision
-from kvopt.physics.roofline import op_time, step_time
+from kvopt.physics.roofline import op_time, qk_norm_allreduces, step_time, tp_comm_s
 
 L8 = load_model("Llama-3.1-8B")
 H100 = load_gpu("H100-SXM")
@@ -109,3 +111,28 @@ def test_bad_fused_elementwise_is_a_catalog_error() -> None:
     with pytest.raises(CatalogError, match="source"):
         _fusions({"fused_elementwise": {"value": ["rope"]}}, "e.yaml", {})
     assert _fusions({}, "e.yaml", {}) == ()
+
+
+def test_minimax_qk_norm_all_reduces_its_sums_of_squares_under_tp() -> None:
+    """MiniMax-M2's q/k RMSNorm spans all 48 + 8 heads (qk_norm_type per_layer), so under TP
+    each of its 62 attention layers all-reduces every token's two fp32 partial sums of
+    squares: 8 tokens x 2 x 4 = 64 bytes, 62 times a step, on top of the two hidden-state
+    all-reduces a layer (8 x 3072 x 2 = 49,152 bytes each). Qwen3's per-head norms need none,
+    nor does one GPU."""
+    mm = load_model("MiniMax-M2")
+    assert mm.qk_norm and mm.qk_norm_width == (48 + 8) * 128 and mm.num_layers == 62
+    assert qk_norm_allreduces(mm, 4) == 62
+    assert qk_norm_allreduces(mm, 1) == 0
+    assert qk_norm_allreduces(load_model("Qwen3-32B"), 4) == 0
+    b200 = load_gpu("B200")
+    eng = load_engine("vllm", b200)
+    prec = resolve_precision(gpu=b200, weights="fp8", kv_dtype=None, engine="vllm",
+                             hidden_size=mm.hidden_size)
+    tokens = np.array([8.0])
+    hidden = float(np.squeeze(engine_allreduce_s(b200, 4, eng, tokens=tokens,
+                                                 n_bytes=8 * 3072 * 2)))
+    norm = float(np.squeeze(engine_allreduce_s(b200, 4, eng, tokens=tokens, n_bytes=8 * 2 * 4)))
+    got = float(np.squeeze(tp_comm_s(mm, b200, tp=4, precision=prec, tokens=tokens, engine=eng)))
+    assert got == pytest.approx(2 * 62 * hidden + 62 * norm, rel=1e-12)
+    # a small all-reduce costs about its latency: a few microseconds each
+    assert 2e-6 < norm < 40e-6
