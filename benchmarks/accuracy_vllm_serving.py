@@ -18,9 +18,25 @@ records. Mapping rules:
   (system prompt + question; the data README: measured prompts ran 4-5% longer than
   configured, 591.6 vs 566 where recorded) and fixed output ``output_mean`` (``max_tokens``
   with ``ignore_eos``).
-* **Prefix caching**: ``prefix_len`` = the workload's ``system_prompt_len``, hit rate =
-  1 - (system prompts) / (requests of the whole run): the first request of each group
-  misses, every later one hits (vLLM prefix caching is on; the cache outlives the stages).
+* **Prompts and prefix caching**: the runs' client is inference-perf at e8e0aa9 (2025-10-16),
+  the commit the study's data-collection pipelines install (tektonc-data-collection
+  ``tekton/tasks/install-inference-perf-blis.yaml``, default ``git_commit``; the
+  ``blis-campaign`` pipelines give none). Its ``SharedPrefix`` config has the fields
+  ``num_groups`` and ``num_prompts_per_group`` (defaults 10 and 10); the workload's
+  ``num_unique_system_prompts``, ``num_users_per_system_prompt`` and
+  ``enable_multi_turn_chat`` are not among them (their aliases and multi-turn sessions came
+  later: inference-perf #311, #257) and pydantic ignores unknown keys. So every run sent
+  :data:`PROMPT_POOL` = 100 fixed prompts (a system prompt of ``system_prompt_len`` and a
+  question of ``question_len`` random tokens) in one shuffled order over and over
+  (``SharedPrefixDataGenerator.get_data``: ``i = (i + 1) % len(self.prompts)``): after the
+  first 100 requests each prompt comes back to a vLLM that has its blocks cached. kvopt is
+  asked for that: ``prefix_len`` = the prompt's whole 16-token blocks short of its last
+  token (vLLM computes at least the last token), hit rate = 1 - 100 / (requests of the
+  run), unless the cache cannot keep a prompt's blocks until it comes round again: vLLM
+  evicts freed blocks least recently used first, and between two sends of a prompt the other
+  99 requests' prompts and outputs pass through the cache, so when 100 requests' blocks
+  (``ceil((prompt + output) / 16)`` each) exceed the run's KV blocks (``gpu_kv_blocks``,
+  else kvopt's) every prompt is evicted before its turn and none hits (:func:`prefix`).
 * **Model**: ``model`` (a Hugging Face id) as in ``accuracy_silicon.py`` (kvopt's resolver,
   then without a quantization tag, then architecture twins); else *model not in catalog*.
 * **GPU**: ``hardware`` by :data:`HARDWARE` (H100 -> H100-SXM: the study's 80 GB H100).
@@ -57,6 +73,11 @@ WORKLOADS = ac.DATA / "vllm_serving_workloads.json"
 HARDWARE = {"H100": "H100-SXM"}
 WEIGHTS = {"FP16": "fp16", "BF16": "bf16", "FP8": "fp8"}
 PROMPT_GROWTH = 1.045
+# inference-perf e8e0aa9's SharedPrefix defaults: num_groups 10 x num_prompts_per_group 10
+# (inference_perf/config.py), the prompts every run cycled through (module docstring)
+PROMPT_POOL = 10 * 10
+# vLLM's KV block (CacheConfig default 16 tokens on CUDA: models/engines/vllm.yaml block_size)
+VLLM_BLOCK = 16
 METRICS = ("ttft_mean", "ttft_p90", "ttft_p99", "itl_mean", "e2e_mean", "e2e_p90", "e2e_p99")
 MEANS = ("ttft_mean", "itl_mean", "e2e_mean")
 ORDER = (ac.MODEL, ac.GPU, ac.PRECISION, ac.HEADS, ac.FIT, ac.DTYPE_GPU, ac.CONTEXT,
@@ -77,6 +98,20 @@ def lengths(row: Mapping[str, str]) -> dict[str, int]:
     return {"input_len": round(got_in) if got_in > 0 else round(
                 ac.number(row["input_mean"]) * PROMPT_GROWTH),
             "output_len": round(got_out) if got_out > 0 else int(ac.number(row["output_mean"]))}
+
+
+def prefix(row: Mapping[str, str], q: Mapping[str, Any], requests: float) -> dict[str, Any]:
+    """``prefix_len`` and ``prefix_hit_rate`` of a run's requests (see the module docstring):
+    the cached whole blocks of its prompt, hit after the first round of the prompt pool
+    unless the pool's requests do not fit in the KV cache (then 0)."""
+    prompt, output = q["input_len"], q["output_len"]
+    blocks = ac.number(row.get("gpu_kv_blocks"))
+    if not blocks > 0:
+        blocks = _replica(q).kv_capacity_blocks
+    per_request = -(-(prompt + output) // VLLM_BLOCK)
+    fits = PROMPT_POOL * per_request <= blocks
+    return {"prefix_len": (prompt - 1) // VLLM_BLOCK * VLLM_BLOCK,
+            "prefix_hit_rate": max(0.0, 1.0 - PROMPT_POOL / requests) if fits else 0.0}
 
 
 def question(row: Mapping[str, str], kv: str = "auto",
@@ -101,9 +136,8 @@ def question(row: Mapping[str, str], kv: str = "auto",
             "engine_args": (
                 ("max_num_batched_tokens", int(ac.number(row["max_num_batched_tokens"]))),
                 ("max_num_seqs", int(ac.number(row["max_num_seqs"])))),
-            **lengths(row),
-            "prefix_len": int(w["system_prompt_len"]),
-            "prefix_hit_rate": max(0.0, 1.0 - w["num_unique_system_prompts"] / requests)}
+            **lengths(row)}
+    base.update(prefix(row, base, requests))
     rel = ac.fitted_release("vllm", row.get("vllm_version", "")) if versions else None
     if rel:
         base["engine_version"] = rel
@@ -113,16 +147,21 @@ def question(row: Mapping[str, str], kv: str = "auto",
              {**base, "rps": s["rate"] / dp}) for s in stages]
 
 
+def _replica(q: Mapping[str, Any]) -> Any:
+    """The replica a question runs on (its KV blocks)."""
+    from kvopt import build
+
+    return build.replica(model=q["model"], gpu=q["gpu"], tp=q["tp"], weights=q["weights"],
+                         kv_dtype=q["kv_dtype"], engine=q["engine"],
+                         engine_args=dict(q["engine_args"]))
+
+
 @cache
 def _stage(key: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     q = dict(key)
     e = ac.estimate(**q)
     lat = e.latency
-    from kvopt import build
-
-    rep = build.replica(model=q["model"], gpu=q["gpu"], tp=q["tp"], weights=q["weights"],
-                        kv_dtype=q["kv_dtype"], engine=q["engine"],
-                        engine_args=dict(q["engine_args"]))
+    rep = _replica(q)
     return {"ttft_mean": lat.ttft_ms, "ttft_p90": lat.ttft_p90_ms, "ttft_p99": lat.ttft_p99_ms,
             "itl_mean": lat.tpot_ms, "e2e_mean": lat.e2e_ms, "e2e_p90": lat.e2e_p90_ms,
             "e2e_p99": lat.e2e_p99_ms,

@@ -208,9 +208,10 @@ def test_vllm_serving_rows(serving_rows: list[dict[str, str]]) -> None:
         assert preds[m]["status"] == "ok" and math.isfinite(preds[m]["pred"]), m
         assert math.isfinite(preds[m]["err"])
     q = preds["ttft_mean"]
+    # the 572-token prompt's whole 16-token blocks short of its last token: 35 x 16 = 560
     assert (q["q_model"], q["q_tp"], q["q_rps"], q["q_prefix_len"]) == ("Llama-3.1-70B", 4,
-                                                                        6.0, 100)
-    assert q["q_input_len"] == round(547 * serving.PROMPT_GROWTH)
+                                                                        6.0, 560)
+    assert q["q_input_len"] == round(547 * serving.PROMPT_GROWTH) == 572
     # a whole run of two stages: request-weighted means, no percentiles
     mixed = serving.predict_row(whole["ttft_mean"])
     first = serving.predict_row(stage0["ttft_mean"])["pred"]
@@ -227,6 +228,26 @@ def test_vllm_serving_rows(serving_rows: list[dict[str, str]]) -> None:
     assert (yi["status"], yi["q_model"], yi["q_weights"]) == ("ok", "Yi-34B", "fp16")
     bad = {**_run(serving_rows, "65", "0")["ttft_mean"], "model": "tiiuae/falcon-180B"}
     assert serving.predict_row(bad)["reason"] == ac.MODEL
+
+
+def test_the_runs_cycle_100_prompts_that_stay_cached_while_100_requests_fit(
+        serving_rows: list[dict[str, str]]) -> None:
+    """inference-perf e8e0aa9 sent 10 x 10 fixed prompts in turn: a prompt hits vLLM's cache
+    from its second send, unless 100 requests' blocks outgrow the KV cache (LRU then evicts
+    each prompt before it comes round). Llama-3.1-70B general-lite (572 + 248 tokens, 30,251
+    blocks): 100 x ceil(820 / 16) = 100 x 52 = 5,200 blocks fit, hit rate 1 - 100 / (2.5 x
+    600 + 6 x 600) = 1 - 100 / 5100. Llama-4-Scout reasoning-lite (round(1034 x 1.045) = 1081
+    + 1448 tokens, 8,253 blocks): 100 x ceil(2529 / 16) = 15,900 blocks do not: no hits."""
+    q = serving.predict_row(_run(serving_rows, "60", "1")["ttft_mean"])
+    assert q["q_prefix_hit_rate"] == pytest.approx(1 - 100 / 5100)
+    r = _run(serving_rows, "48", "0")["ttft_mean"]
+    assert float(r["gpu_kv_blocks"]) == 8253
+    q = serving.predict_row(r)
+    assert (q["q_input_len"], q["q_output_len"]) == (1081, 1448)
+    assert (q["q_prefix_len"], q["q_prefix_hit_rate"]) == (1072, 0.0)
+    # the same run with the KV blocks of 100 such requests would keep them
+    fits = serving.predict_row({**r, "gpu_kv_blocks": "15900"})
+    assert fits["q_prefix_hit_rate"] == pytest.approx(1 - 100 / 1200)
 
 
 def test_a_one_stage_whole_run_counts_once(serving_rows: list[dict[str, str]]) -> None:
