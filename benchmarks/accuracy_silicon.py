@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.deployment} deployment; {asked} asked for their engine release's fitted "
           "overhead)\n")
     print(ac.accuracy_table(ok, ("system", "backend"), list(METRICS), args.markdown))
+    print("\nBy system, all engines together (the same rows):\n")
+    print(ac.accuracy_table(ok, ("system",), list(METRICS), args.markdown))
     print("\nBy collection and engine version (recorded, else the image InferenceX ran; the "
           "same rows):\n")
     print(ac.accuracy_table(ok, ("collection", "backend", "version_ran"), list(METRICS),
