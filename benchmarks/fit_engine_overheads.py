@@ -75,11 +75,6 @@ MAX_STEP_MS = 10.0
 Row = dict[str, Any]
 
 
-def _release(row: dict[str, str]) -> str:
-    """The engine release of a silicon row (:func:`silicon_rows.release`)."""
-    return sil.release(row)
-
-
 def silicon_rows() -> list[Row]:
     """Expressible silicon rows: (engine, release, model, question, measured TTFT/TPOT)."""
     out = []
@@ -88,7 +83,7 @@ def silicon_rows() -> list[Row]:
             q = sil.question(row, versions=False)
         except ac.Inexpressible:
             continue
-        out.append({"engine": q["engine"], "release": _release(row), "model": q["model"],
+        out.append({"engine": q["engine"], "release": sil.release(row), "model": q["model"],
                     "loop": "closed",
                     "q": q, "ttft": ac.measured(row["silicon_ttft_ms"]),
                     "tpot": ac.measured(row["silicon_tpot_ms"])})

@@ -231,7 +231,8 @@ QK_NORM_ALLREDUCE_BYTES = 2 * 4
 
 def qk_norm_allreduces(model: ModelSpec, tp: int) -> int:
     """All-reduces per step of a q/k norm over all heads split across ``tp`` ranks: one per
-    attention layer (none with per-head norms, or on one GPU)."""
+    attention layer, the layers :func:`kvopt.physics.ops.step_ops` runs the ``qk_norm`` op in
+    (none with per-head norms, or on one GPU)."""
     if tp <= 1 or not (model.qk_norm and model.qk_norm_width):
         return 0
-    return sum(k not in ("linear", "cross") for k in model.kinds)
+    return sum(k != "linear" for k in model.kinds)
